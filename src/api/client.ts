@@ -1,0 +1,50 @@
+/** A client of vnetd's socket, used by the CLI and tests. */
+import net from 'node:net';
+import { encodeFrame, FrameReader, type Reply } from './protocol.js';
+
+export class ClientError extends Error {
+  override name = 'ClientError';
+  constructor(
+    readonly code: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** Send one request and wait for its reply. Rejects with ClientError(code) on an error reply. */
+export function call(socketPath: string, method: string, params: Record<string, unknown> = {}, timeoutMs = 60_000): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const sock = net.createConnection(socketPath);
+    const reader = new FrameReader();
+    let settled = false;
+    const done = (err: Error | undefined, value?: unknown) => {
+      if (settled) return;
+      settled = true;
+      sock.destroy();
+      if (err) reject(err);
+      else resolve(value);
+    };
+    sock.setTimeout(timeoutMs, () => done(new ClientError('ETIMEDOUT', `vnetd did not answer within ${timeoutMs} ms`)));
+    sock.on('connect', () => sock.write(encodeFrame({ id: 1, method, params })));
+    sock.on('error', (err: NodeJS.ErrnoException) => {
+      const code = err.code ?? 'EIO';
+      if (code === 'ENOENT' || code === 'ECONNREFUSED')
+        done(new ClientError('ENOTRUNNING', `vnetd is not running (no socket at ${socketPath})`, { cause: err }));
+      else done(new ClientError(code, `cannot talk to vnetd at ${socketPath}: ${err.message}`, { cause: err }));
+    });
+    sock.on('data', (chunk: Buffer) => {
+      try {
+        for (const frame of reader.push(chunk)) {
+          const reply = frame as Reply;
+          if (reply.ok) done(undefined, reply.result);
+          else done(new ClientError(reply.error.code, reply.error.message));
+        }
+      } catch (err) {
+        done(err as Error);
+      }
+    });
+    sock.on('close', () => done(new ClientError('ECONNRESET', 'vnetd closed the connection without answering')));
+  });
+}

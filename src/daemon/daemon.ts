@@ -1,0 +1,471 @@
+/**
+ * vnetd's state owner. Holds what each network is doing, turns requests into plans,
+ * runs them through the applier, hands out taps and takes on-demand networks down
+ * when their last tap goes. Every adapter (socket, D-Bus) talks to this class only
+ * through VnetService.
+ */
+import { EventEmitter } from 'node:events';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { Paths } from '../config/paths.js';
+import { loadDefinitions } from '../config/networks.js';
+import { ifnameProblem } from '../config/names.js';
+import { dnsmasqConfig, leaseFilePath } from '../dhcp/dnsmasq.js';
+import { readLeases } from '../dhcp/leases.js';
+import { DnsmasqSupervisor } from '../dhcp/supervisor.js';
+import type { Lease, NetworkDef, NetworkState, PeerCred, TapInfo } from '../model.js';
+import { Nft } from '../nat/nft.js';
+import { buildRuleset, type NatNetwork } from '../nat/ruleset.js';
+import { watchLinks } from '../netlink/events.js';
+import { Rtnl, type Link } from '../netlink/links.js';
+import { openTap, prepareTap } from '../netlink/tun.js';
+import { natNetworkOf, PlanError, planDown, planStub, planUp, type Observed } from '../plan/planner.js';
+import { closeFd } from '../sys/libc.js';
+import { ipv4ForwardingEnabled } from '../sys/sysctl.js';
+import { applyAll, applyBestEffort, type ApplyContext } from './apply.js';
+import { authorizeTap, isAdmin } from './authorize.js';
+import { Mutex } from './lock.js';
+import { StateStore, type PersistedState } from './state.js';
+import { ServiceError, type NetworkStatus, type ServiceEvent, type TapResult, type VnetService } from './service.js';
+
+export interface DaemonOptions {
+  paths: Paths;
+  log: Logger;
+  /** live taps one uid may hold at once */
+  tapQuota?: number;
+  /** dnsmasq binary */
+  dnsmasq?: string;
+}
+
+interface Net {
+  def: NetworkDef;
+  state: NetworkState;
+  pinned: boolean;
+  taps: Map<string, TapInfo>;
+  idleTimer?: NodeJS.Timeout | undefined;
+  dnsmasq?: DnsmasqSupervisor | undefined;
+  reason?: string | undefined;
+}
+
+export class Daemon implements VnetService {
+  readonly paths: Paths;
+  private readonly log: Logger;
+  private readonly rtnl = new Rtnl();
+  private readonly nft = new Nft();
+  private readonly mutex = new Mutex();
+  private readonly events = new EventEmitter();
+  private readonly nets = new Map<string, Net>();
+  private readonly store: StateStore;
+  private readonly tapQuota: number;
+  private readonly dnsmasqBinary: string;
+  private nat: NatNetwork[] = [];
+  private owned = new Map<string, number>();
+  private forwardingByVnet = false;
+  private watcher?: { close(): void };
+  private closed = false;
+
+  constructor(opts: DaemonOptions) {
+    this.paths = opts.paths;
+    this.log = opts.log;
+    this.tapQuota = opts.tapQuota ?? 64;
+    this.dnsmasqBinary = opts.dnsmasq ?? 'dnsmasq';
+    this.store = new StateStore(path.join(opts.paths.runtimeDir, 'state.json'));
+    this.events.setMaxListeners(0);
+  }
+
+  /** Create folders, watch links, adopt what a previous vnetd left. */
+  async start(): Promise<void> {
+    await mkdir(this.paths.runtimeDir, { recursive: true, mode: 0o755 });
+    await mkdir(path.join(this.paths.stateDir, 'dnsmasq'), { recursive: true, mode: 0o755 });
+    await mkdir(path.join(this.paths.runtimeDir, 'dnsmasq'), { recursive: true, mode: 0o755 });
+    this.watcher = watchLinks((e) => {
+      if (e.type === 'del') this.onLinkGone(e.link);
+    });
+    await this.mutex.run(() => this.reconcile());
+  }
+
+  async close(opts: { teardown: boolean } = { teardown: false }): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.mutex.run(async () => {
+      for (const net of this.nets.values()) {
+        clearTimeout(net.idleTimer);
+        if (opts.teardown) {
+          await this.takeDown(net, false).catch((err) => this.log.error({ err }, `teardown of ${net.def.name} failed`));
+        } else {
+          // Leave the dataplane in the kernel; a restarted vnetd adopts it.
+          await net.dnsmasq?.stop();
+        }
+      }
+    });
+    this.watcher?.close();
+    this.rtnl.close();
+  }
+
+  // ---- VnetService ----
+
+  async list(): Promise<NetworkStatus[]> {
+    const { networks } = await loadDefinitions(this.paths.networksDir);
+    const names = new Set([...networks.keys(), ...this.nets.keys()]);
+    const out: NetworkStatus[] = [];
+    for (const name of [...names].sort()) {
+      const def = this.nets.get(name)?.def ?? networks.get(name);
+      if (def) out.push(await this.statusOf(def));
+    }
+    return out;
+  }
+
+  async status(name: string): Promise<NetworkStatus> {
+    return this.statusOf(await this.definition(name));
+  }
+
+  async up(name: string, caller: PeerCred): Promise<NetworkStatus> {
+    await this.requireAdmin(caller, `bring up network "${name}"`);
+    const def = await this.definition(name);
+    await this.mutex.run(async () => {
+      const net = await this.bringUp(def);
+      net.pinned = true;
+      clearTimeout(net.idleTimer);
+      net.idleTimer = undefined;
+      await this.persist();
+    });
+    return this.statusOf(def);
+  }
+
+  async down(name: string, caller: PeerCred, opts: { force?: boolean } = {}): Promise<NetworkStatus> {
+    await this.requireAdmin(caller, `bring down network "${name}"`);
+    const net = this.nets.get(name);
+    if (!net) return this.statusOf(await this.definition(name));
+    await this.mutex.run(async () => {
+      if (net.taps.size > 0 && !opts.force) {
+        const list = [...net.taps.values()].map((t) => `${t.name} (uid ${t.uid}, pid ${t.pid})`).join(', ');
+        throw new ServiceError('EBUSY', `network "${name}" has ${net.taps.size} tap(s) in use: ${list}; stop the VMs first or use --force`);
+      }
+      await this.takeDown(net, false);
+    });
+    return this.statusOf(net.def);
+  }
+
+  async leases(name: string): Promise<Lease[]> {
+    const def = await this.definition(name);
+    return readLeases(leaseFilePath(this.paths.stateDir, def.name));
+  }
+
+  async tap(bridge: string, opts: { vnetHdr: boolean }, caller: PeerCred): Promise<TapResult> {
+    const problem = ifnameProblem(bridge);
+    if (problem) throw new ServiceError('EINVAL', `bridge name ${JSON.stringify(bridge)} ${problem}`);
+    const { networks } = await loadDefinitions(this.paths.networksDir);
+    const def = this.netForBridge(bridge)?.def ?? [...networks.values()].find((d) => d.bridge === bridge);
+    await authorizeTap({ bridge, def, caller, qemuConfDir: this.paths.qemuConfDir, rtnl: this.rtnl });
+    return this.mutex.run(async () => {
+      const live = [...this.nets.values()].reduce((n, net) => n + [...net.taps.values()].filter((t) => t.uid === caller.uid).length, 0);
+      if (live >= this.tapQuota)
+        throw new ServiceError('EDQUOT', `uid ${caller.uid} already holds ${live} taps, the most one user may hold (quota ${this.tapQuota})`);
+      let net: Net | undefined;
+      if (def) {
+        net = this.nets.get(def.name);
+        if (!net || (net.state !== 'up' && net.state !== 'starting')) {
+          if (!def.onDemand && !net?.pinned)
+            throw new ServiceError('ENETDOWN', `network "${def.name}" is down and not on-demand; run \`vnet up ${def.name}\``);
+          this.log.info({ network: def.name, uid: caller.uid, pid: caller.pid }, 'bringing network up on demand');
+          net = await this.bringUp(def);
+        }
+      }
+      const bridgeLink = await this.rtnl.getLinkByName(bridge);
+      if (!bridgeLink || bridgeLink.kind !== 'bridge') throw new ServiceError('ENODEV', `${bridge} is not a bridge`);
+      const tap = openTap({ vnetHdr: opts.vnetHdr, ownerUid: caller.uid });
+      let prepared: Link;
+      try {
+        prepared = await prepareTap(this.rtnl, tap.name, bridgeLink);
+      } catch (err) {
+        closeFd(tap.fd);
+        throw new ServiceError('EIO', `could not attach ${tap.name} to ${bridge}: ${(err as Error).message}`, { cause: err });
+      }
+      const info: TapInfo = { name: tap.name, ifindex: prepared.index, uid: caller.uid, pid: caller.pid };
+      if (net) {
+        clearTimeout(net.idleTimer);
+        net.idleTimer = undefined;
+        net.taps.set(tap.name, info);
+        this.emit({ type: 'tap-added', network: net.def.name, tap: info });
+      }
+      this.log.info({ tap: tap.name, bridge, uid: caller.uid, pid: caller.pid }, 'tap handed out');
+      return { fd: tap.fd, name: tap.name };
+    });
+  }
+
+  subscribe(listener: (e: ServiceEvent) => void): () => void {
+    this.events.on('event', listener);
+    return () => this.events.off('event', listener);
+  }
+
+  // ---- internals ----
+
+  private emit(e: ServiceEvent): void {
+    this.events.emit('event', e);
+  }
+
+  private setState(net: Net, state: NetworkState, reason?: string): void {
+    net.state = state;
+    net.reason = reason;
+    this.emit({ type: 'network-state', name: net.def.name, state, ...(reason ? { reason } : {}) });
+  }
+
+  private netForBridge(bridge: string): Net | undefined {
+    return [...this.nets.values()].find((n) => n.def.bridge === bridge);
+  }
+
+  private async definition(name: string): Promise<NetworkDef> {
+    const running = this.nets.get(name);
+    if (running) return running.def;
+    const { networks, errors } = await loadDefinitions(this.paths.networksDir);
+    const err = errors.get(name);
+    if (err) throw new ServiceError('EINVAL', err.message, { cause: err });
+    const def = networks.get(name);
+    if (!def) {
+      const known = [...networks.keys()].join(', ') || 'none';
+      throw new ServiceError('ENOENT', `no network named "${name}" (defined: ${known}; definitions live in ${this.paths.networksDir})`);
+    }
+    return def;
+  }
+
+  private async requireAdmin(caller: PeerCred, what: string): Promise<void> {
+    if (!isAdmin(caller))
+      throw new ServiceError('EPERM', `uid ${caller.uid} may not ${what}: needs root or membership of group "vnet"`);
+  }
+
+  private async observe(): Promise<Observed> {
+    const [links, addresses, routes] = await Promise.all([this.rtnl.listLinks(), this.rtnl.listAddresses4(), this.rtnl.listRoutes4()]);
+    const owned = new Set<string>();
+    for (const [name, index] of this.owned) if (links.some((l) => l.name === name && l.index === index)) owned.add(name);
+    return { links, addresses, routes, owned };
+  }
+
+  private applyContext(): ApplyContext {
+    return {
+      rtnl: this.rtnl,
+      nft: this.nft,
+      log: this.log,
+      startDnsmasq: (name) => this.startDnsmasq(name),
+      stopDnsmasq: (name) => this.stopDnsmasq(name),
+      rulesetApplied: (networks) => {
+        this.nat = networks;
+      },
+    };
+  }
+
+  /** Bring a network fully up (from down, stub or failed). Caller holds the mutex. */
+  private async bringUp(def: NetworkDef): Promise<Net> {
+    let net = this.nets.get(def.name);
+    if (net?.state === 'up') return net;
+    if (!net) {
+      net = { def, state: 'down', pinned: false, taps: new Map() };
+      this.nets.set(def.name, net);
+    }
+    net.def = def;
+    this.setState(net, 'starting');
+    const observed = await this.observe();
+    const after = [...this.nat.filter((n) => n.bridge !== def.bridge), natNetworkOf(def)];
+    const forwardingOn = await ipv4ForwardingEnabled();
+    const t0 = performance.now();
+    try {
+      const plan = planUp(def, observed, { before: this.nat, after }, forwardingOn);
+      await this.withOwnership(def, observed, () => applyAll(plan, this.applyContext()));
+      if (!forwardingOn) this.forwardingByVnet = true;
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      if (net.taps.size === 0 && !net.pinned) this.nets.delete(def.name);
+      else this.setState(net, 'failed', message);
+      await this.persist();
+      if (err instanceof PlanError) throw new ServiceError(err.code, err.message, { cause: err });
+      throw new ServiceError('EIO', `network "${def.name}" could not come up: ${message}`, { cause: err });
+    }
+    this.setState(net, 'up');
+    this.log.info({ network: def.name, bridge: def.bridge, ms: +(performance.now() - t0).toFixed(1) }, 'network up');
+    await this.persist();
+    return net;
+  }
+
+  /** Record bridges the plan creates as ours (and forget them if it fails). */
+  private async withOwnership(def: NetworkDef, observed: Observed, fn: () => Promise<void>): Promise<void> {
+    const existed = observed.links.some((l) => l.name === def.bridge);
+    try {
+      await fn();
+    } finally {
+      const link = await this.rtnl.getLinkByName(def.bridge);
+      if (link && (!existed || observed.owned.has(def.bridge))) this.owned.set(def.bridge, link.index);
+      else if (!link) this.owned.delete(def.bridge);
+    }
+  }
+
+  /** Take a network down (to nothing, or to its stub). Caller holds the mutex. */
+  private async takeDown(net: Net, toStub: boolean): Promise<void> {
+    const def = net.def;
+    clearTimeout(net.idleTimer);
+    net.idleTimer = undefined;
+    this.setState(net, 'stopping');
+    const t0 = performance.now();
+    const observed = await this.observe();
+    const after = this.nat.filter((n) => n.bridge !== def.bridge);
+    const plan = planDown(def, observed, { after }, {
+      toStub,
+      restoreForwarding: this.forwardingByVnet && after.length === 0,
+      dnsmasqRunning: !!net.dnsmasq,
+      rulesetHasIt: this.nat.some((n) => n.bridge === def.bridge),
+    });
+    try {
+      await applyBestEffort(plan, this.applyContext());
+    } catch (err) {
+      this.setState(net, 'failed', (err as Error).message);
+      await this.persist();
+      throw new ServiceError('EIO', `network "${def.name}" did not come down cleanly: ${(err as Error).message}`, { cause: err });
+    }
+    if (after.length === 0) this.forwardingByVnet = false;
+    if (!toStub) this.owned.delete(def.bridge);
+    net.pinned = false;
+    if (toStub) {
+      this.setState(net, 'stub');
+    } else {
+      this.setState(net, 'down');
+      this.nets.delete(def.name);
+    }
+    this.log.info({ network: def.name, ms: +(performance.now() - t0).toFixed(1), stub: toStub }, 'network down');
+    await this.persist();
+  }
+
+  private async startDnsmasq(name: string): Promise<void> {
+    const net = this.nets.get(name);
+    if (!net) throw new Error(`network ${name} has no runtime state`);
+    const confPath = path.join(this.paths.runtimeDir, 'dnsmasq', `${name}.conf`);
+    const sup = new DnsmasqSupervisor({
+      name,
+      confPath,
+      config: dnsmasqConfig(net.def, { runtimeDir: this.paths.runtimeDir, stateDir: this.paths.stateDir }),
+      binary: this.dnsmasqBinary,
+      logger: this.log.child({ dnsmasq: name }),
+    });
+    sup.on('failed', (reason: string) => {
+      if (this.nets.get(name) !== net) return;
+      this.log.error({ network: name, reason }, 'dnsmasq keeps failing; network marked failed');
+      this.setState(net, 'failed', `dnsmasq keeps failing: ${reason}`);
+    });
+    await sup.start();
+    net.dnsmasq = sup;
+  }
+
+  private async stopDnsmasq(name: string): Promise<void> {
+    const net = this.nets.get(name);
+    const sup = net?.dnsmasq;
+    if (!sup) return;
+    net.dnsmasq = undefined;
+    await sup.stop();
+  }
+
+  private onLinkGone(link: Link): void {
+    for (const net of this.nets.values()) {
+      const tap = net.taps.get(link.name);
+      if (!tap || tap.ifindex !== link.index) continue;
+      net.taps.delete(link.name);
+      this.emit({ type: 'tap-removed', network: net.def.name, tap });
+      this.log.info({ tap: tap.name, network: net.def.name, uid: tap.uid }, 'tap gone');
+      this.scheduleIdle(net);
+    }
+  }
+
+  private scheduleIdle(net: Net): void {
+    if (net.taps.size > 0 || net.pinned || !net.def.onDemand || this.closed) return;
+    clearTimeout(net.idleTimer);
+    net.idleTimer = setTimeout(() => {
+      net.idleTimer = undefined;
+      void this.mutex
+        .run(async () => {
+          if (net.taps.size > 0 || net.pinned || this.nets.get(net.def.name) !== net) return;
+          this.log.info({ network: net.def.name }, 'last tap gone: taking network down');
+          await this.takeDown(net, net.def.standby === 'stub');
+        })
+        .catch((err) => this.log.error({ err }, 'idle-down failed'));
+    }, net.def.idleDown * 1000);
+  }
+
+  private async statusOf(def: NetworkDef): Promise<NetworkStatus> {
+    const net = this.nets.get(def.name);
+    let leases = 0;
+    if (net && (net.state === 'up' || net.state === 'starting')) {
+      const now = Date.now() / 1000;
+      leases = (await readLeases(leaseFilePath(this.paths.stateDir, def.name))).filter((l) => l.expires === 0 || l.expires > now).length;
+    }
+    const s: NetworkStatus = {
+      name: def.name,
+      bridge: def.bridge,
+      state: net?.state ?? 'down',
+      subnet: def.ipv4.cidr,
+      address: def.ipv4.address,
+      forward: def.forward,
+      onDemand: def.onDemand,
+      pinned: net?.pinned ?? false,
+      leases,
+      taps: net ? [...net.taps.values()] : [],
+      source: def.source,
+    };
+    if (net?.reason) s.reason = net.reason;
+    return s;
+  }
+
+  private async persist(): Promise<void> {
+    const state: PersistedState = {
+      version: 1,
+      owned: Object.fromEntries(this.owned),
+      forwardingByVnet: this.forwardingByVnet,
+      nat: this.nat,
+      networks: Object.fromEntries(
+        [...this.nets.values()].map((n) => [n.def.name, { state: n.state, pinned: n.pinned, bridge: n.def.bridge, taps: [...n.taps.values()] }]),
+      ),
+    };
+    await this.store.save(state);
+  }
+
+  /**
+   * Adopt what a previous vnetd left: its bridges (same name and ifindex as recorded),
+   * its NAT set, its forwarding flag and the taps still alive. Networks that were up
+   * are brought up again (idempotent: only what is missing is made); networks no
+   * definition wants any more are removed.
+   */
+  private async reconcile(): Promise<void> {
+    const saved = await this.store.load();
+    if (!saved) return;
+    this.owned = new Map(Object.entries(saved.owned));
+    this.forwardingByVnet = saved.forwardingByVnet;
+    this.nat = saved.nat;
+    const { networks } = await loadDefinitions(this.paths.networksDir);
+    const links = await this.rtnl.listLinks();
+    for (const [name, rec] of Object.entries(saved.networks)) {
+      const def = networks.get(name);
+      if (!def || def.bridge !== rec.bridge) {
+        this.log.warn({ network: name }, 'network recorded as running has no definition any more: removing it');
+        const index = this.owned.get(rec.bridge);
+        const link = links.find((l) => l.name === rec.bridge && l.index === index);
+        if (link) await this.rtnl.deleteLink(link.index);
+        this.owned.delete(rec.bridge);
+        this.nat = this.nat.filter((n) => n.bridge !== rec.bridge);
+        continue;
+      }
+      const net: Net = { def, state: 'down', pinned: rec.pinned, taps: new Map() };
+      for (const t of rec.taps) if (links.some((l) => l.name === t.name && l.index === t.ifindex)) net.taps.set(t.name, t);
+      this.nets.set(name, net);
+      try {
+        if (rec.state === 'stub') {
+          await applyAll(planStub(def, await this.observe()), this.applyContext());
+          this.setState(net, 'stub');
+        } else {
+          await this.bringUp(def);
+        }
+      } catch (err) {
+        this.log.error({ err, network: name }, 'could not restore network');
+      }
+      this.scheduleIdle(net);
+    }
+    // Re-apply the recorded NAT set: restores the table after a flush or a crash mid-apply.
+    await this.nft.apply(buildRuleset(this.nat));
+    await this.persist();
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * vnetd: runs in the foreground, logs JSON lines (pino) to stdout. Socket activation
+ * (LISTEN_FDS) or its own socket at $VNET_RUNTIME_DIR/vnetd.sock; READY=1 to systemd
+ * once the socket serves and state is reconciled; with VNET_IDLE_EXIT=SECONDS (set by
+ * the systemd unit) it exits after that long with no network up and no client.
+ */
+import pino from 'pino';
+import { pathsFromEnv } from '../config/paths.js';
+import { listenFds, sdNotify } from '../sys/notify.js';
+import { startDbus, type DbusHandle } from '../dbus/bus.js';
+import { Daemon } from './daemon.js';
+import { Server } from './server.js';
+
+async function main(): Promise<void> {
+  const log = pino({ level: process.env.VNET_LOG_LEVEL || 'info', base: { pid: process.pid } });
+  const paths = pathsFromEnv();
+  const quota = Number(process.env.VNET_TAP_QUOTA || 64);
+  const daemon = new Daemon({ paths, log, tapQuota: Number.isInteger(quota) && quota > 0 ? quota : 64 });
+  const fds = listenFds();
+  const t0 = performance.now();
+  await daemon.start();
+  const server = new Server({ service: daemon, log, listen: fds[0] !== undefined ? { fd: fds[0] } : { path: paths.socket } });
+  await server.start();
+  // VNET_DBUS_ADDRESS: "system", or a bus address (unix:path=...). Without the bus the socket still serves.
+  let dbusApi: DbusHandle | undefined;
+  if (process.env.VNET_DBUS_ADDRESS) {
+    dbusApi = await startDbus(daemon, { address: process.env.VNET_DBUS_ADDRESS, log }).catch((err) => {
+      log.error({ err }, 'D-Bus API not started; the socket API still serves');
+      return undefined;
+    });
+  }
+  log.info({ socket: fds.length ? `fd ${fds[0]}` : paths.socket, ms: +(performance.now() - t0).toFixed(1) }, 'vnetd ready');
+  sdNotify('READY=1');
+
+  let stopping = false;
+  const stop = async (why: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ why }, 'vnetd stopping');
+    sdNotify('STOPPING=1');
+    await dbusApi?.close().catch((err) => log.warn({ err }, 'D-Bus API did not close cleanly'));
+    await server.close();
+    await daemon.close();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+
+  const idle = Number(process.env.VNET_IDLE_EXIT || 0);
+  if (idle > 0) {
+    setInterval(async () => {
+      if (server.quietMs < idle * 1000) return;
+      const active = (await daemon.list()).some((n) => n.state !== 'down');
+      if (!active) void stop(`idle for ${idle} s with no network up`);
+    }, Math.min(1000, idle * 250)).unref();
+  }
+}
+
+main().catch((err) => {
+  process.stderr.write(`vnetd: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,60 @@
+/**
+ * The one API of vnetd. The unix-socket server, the D-Bus object and the bridge
+ * helper's tap requests are all thin adapters over this interface.
+ */
+import type { Lease, NetworkState, PeerCred, TapInfo } from '../model.js';
+
+export interface NetworkStatus {
+  name: string;
+  bridge: string;
+  state: NetworkState;
+  /** "192.168.122.0/24" */
+  subnet: string;
+  address: string;
+  forward: string;
+  onDemand: boolean;
+  /** true when brought up by `vnet up` (stays until `vnet down`) */
+  pinned: boolean;
+  leases: number;
+  taps: TapInfo[];
+  /** why the network failed, when state is "failed" */
+  reason?: string;
+  source: string;
+}
+
+export interface TapResult {
+  fd: number;
+  name: string;
+}
+
+export type ServiceEvent =
+  | { type: 'network-state'; name: string; state: NetworkState; reason?: string }
+  | { type: 'tap-added'; network: string; tap: TapInfo }
+  | { type: 'tap-removed'; network: string; tap: TapInfo }
+  | { type: 'lease-added'; network: string; lease: Lease }
+  | { type: 'lease-removed'; network: string; lease: Lease };
+
+/** Error with a stable code that every adapter passes on to its client. */
+export class ServiceError extends Error {
+  override name = 'ServiceError';
+  constructor(
+    readonly code: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+export interface VnetService {
+  list(): Promise<NetworkStatus[]>;
+  status(name: string): Promise<NetworkStatus>;
+  /** Bring a network up and pin it (stays up until down). Needs an admin caller. */
+  up(name: string, caller: PeerCred): Promise<NetworkStatus>;
+  down(name: string, caller: PeerCred): Promise<NetworkStatus>;
+  leases(name: string): Promise<Lease[]>;
+  /** Create a tap on `bridge` for the caller; brings an on-demand network up first. */
+  tap(bridge: string, opts: { vnetHdr: boolean }, caller: PeerCred): Promise<TapResult>;
+  /** Subscribe to events; returns an unsubscribe function. */
+  subscribe(listener: (e: ServiceEvent) => void): () => void;
+}

@@ -1,0 +1,166 @@
+/**
+ * dnsmasq configuration for one network: pure text generation, no I/O.
+ *
+ * The file is passed with --conf-file, which also stops dnsmasq from reading the host's
+ * /etc/dnsmasq.conf (and so any conf-dir such as /etc/dnsmasq.d). Every value written is
+ * checked again here (defence in depth: definitions arrive validated), because dnsmasq's
+ * parser gives meaning to newlines, commas, quotes, backslashes and " #".
+ */
+import path from 'node:path';
+import type { NetworkDef } from '../model.js';
+
+/** DHCP lease time written into dhcp-range. */
+export const LEASE_TIME = '1h';
+
+export class DnsmasqConfigError extends Error {
+  override name = 'DnsmasqConfigError';
+  constructor(
+    readonly key: string,
+    readonly value: unknown,
+    reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`dnsmasq config: ${key} ${JSON.stringify(value)} ${reason}`, options);
+  }
+}
+
+// Characters dnsmasq's option parser treats specially, or that end a line.
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f]/;
+const UNSAFE = /[\s",\\#'`$]/;
+
+function plain(key: string, value: unknown): string {
+  if (typeof value !== 'string' || value.length === 0) throw new DnsmasqConfigError(key, value, 'must be a non-empty string');
+  if (CONTROL.test(value)) throw new DnsmasqConfigError(key, value, 'contains a newline or control character');
+  if (UNSAFE.test(value)) throw new DnsmasqConfigError(key, value, 'contains whitespace, a quote, a comma, "#", "$" or a backslash');
+  return value;
+}
+
+function ipv4(key: string, value: unknown): string {
+  const v = plain(key, value);
+  const parts = v.split('.');
+  const ok = parts.length === 4 && parts.every((p) => /^(0|[1-9][0-9]{0,2})$/.test(p) && Number(p) <= 255);
+  if (!ok) throw new DnsmasqConfigError(key, value, 'is not a dotted-quad IPv4 address');
+  return v;
+}
+
+function ifname(key: string, value: unknown): string {
+  const v = plain(key, value);
+  if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/.test(v) || v === '.' || v === '..') {
+    throw new DnsmasqConfigError(key, value, 'is not an interface name (1-15 of A-Z a-z 0-9 _ . -, no leading "-")');
+  }
+  return v;
+}
+
+function networkName(key: string, value: unknown): string {
+  const v = plain(key, value);
+  if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(v) || v.length > 64) {
+    throw new DnsmasqConfigError(key, value, 'is not a network name (A-Z a-z 0-9 _ . -, no leading "-" or ".")');
+  }
+  return v;
+}
+
+function domainName(key: string, value: unknown): string {
+  const v = plain(key, value);
+  const label = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
+  if (v.length > 253 || !v.split('.').every((l) => label.test(l))) {
+    throw new DnsmasqConfigError(key, value, 'is not a DNS domain name');
+  }
+  return v;
+}
+
+function absPath(key: string, value: unknown): string {
+  const v = plain(key, value);
+  if (!path.isAbsolute(v)) throw new DnsmasqConfigError(key, value, 'is not an absolute path');
+  return v;
+}
+
+function account(key: string, value: unknown): string {
+  const v = plain(key, value);
+  if (!/^[a-z_][a-z0-9_-]{0,31}$/.test(v)) throw new DnsmasqConfigError(key, value, 'is not a user or group name');
+  return v;
+}
+
+function positiveInt(key: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
+    throw new DnsmasqConfigError(key, value, 'must be a positive integer');
+  }
+  return value;
+}
+
+/** 24 -> "255.255.255.0" */
+export function prefixToMask(prefix: number): string {
+  if (!Number.isInteger(prefix) || prefix < 0 || prefix > 32) throw new DnsmasqConfigError('ipv4.prefix', prefix, 'must be 0..32');
+  const bits = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+  return [24, 16, 8, 0].map((s) => (bits >>> s) & 0xff).join('.');
+}
+
+/** Where dnsmasq keeps the leases of network `name`. */
+export function leaseFilePath(stateDir: string, name: string): string {
+  return path.join(absPath('stateDir', stateDir), 'dnsmasq', `${networkName('name', name)}.leases`);
+}
+
+/** Where vnetd writes the dnsmasq config of network `name`. */
+export function confFilePath(runtimeDir: string, name: string): string {
+  return path.join(absPath('runtimeDir', runtimeDir), 'dnsmasq', `${networkName('name', name)}.conf`);
+}
+
+/**
+ * The dnsmasq config of one network. `paths.runtimeDir` is accepted for symmetry with
+ * confFilePath(); the file itself names only the lease file (no pid-file: vnetd
+ * supervises the child directly).
+ */
+export function dnsmasqConfig(
+  net: NetworkDef,
+  paths: { runtimeDir: string; stateDir: string },
+  opts: { user?: string; group?: string } = {},
+): string {
+  const name = networkName('name', net.name);
+  const bridge = ifname('bridge', net.bridge);
+  const address = ipv4('ipv4.address', net.ipv4.address);
+  const mask = prefixToMask(net.ipv4.prefix);
+  const user = account('user', opts.user ?? 'nobody');
+  const group = account('group', opts.group ?? 'nogroup');
+
+  const lines = [
+    `# dnsmasq config of vnet network ${name}, written by vnetd: edits are overwritten`,
+    'strict-order',
+    // bind only the bridge's own addresses: no wildcard socket, no answer on lo or the uplink
+    'bind-interfaces',
+    `interface=${bridge}`,
+    'except-interface=lo',
+    `listen-address=${address}`,
+    // answer from DHCP names and upstream (the host's /etc/resolv.conf), never the host's /etc/hosts
+    'no-hosts',
+    `user=${user}`,
+    `group=${group}`,
+  ];
+  if (net.domain !== undefined) {
+    const domain = domainName('domain', net.domain);
+    lines.push(`domain=${domain}`, `local=/${domain}/`);
+  }
+  if (net.dhcpRange) {
+    const start = ipv4('dhcpRange.start', net.dhcpRange.start);
+    const end = ipv4('dhcpRange.end', net.dhcpRange.end);
+    lines.push(
+      `dhcp-range=${start},${end},${mask},${LEASE_TIME}`,
+      'dhcp-no-override',
+      'dhcp-authoritative',
+      // no ICMP probe before an offer: dnsmasq then needs no CAP_NET_RAW, and offers at once
+      'no-ping',
+      `dhcp-lease-max=${positiveInt('dhcpLeaseMax', net.dhcpLeaseMax)}`,
+      `dhcp-leasefile=${leaseFilePath(paths.stateDir, name)}`,
+    );
+  }
+  return lines.join('\n') + '\n';
+}
+
+/** Command line of the supervised dnsmasq: foreground, logging to stderr, only our file. */
+export function dnsmasqArgs(confPath: string): string[] {
+  return ['--keep-in-foreground', '--log-facility=-', `--conf-file=${absPath('confPath', confPath)}`];
+}
+
+/** Command line that only checks the syntax of our file. */
+export function dnsmasqTestArgs(confPath: string): string[] {
+  return ['--test', `--conf-file=${absPath('confPath', confPath)}`];
+}

@@ -1,0 +1,114 @@
+/**
+ * Thin applier for the rulesets built in ruleset.ts: hands the JSON to one `nft -j -f FILE`
+ * run (one atomic transaction) and reads vnet's table back. No policy here.
+ *
+ * Why a file and not `-f -`: nft 1.0.6 opens "/dev/stdin" by path, and Node's stdio pipes
+ * are unix sockets, which cannot be opened that way (ENXIO). The file lives in a fresh
+ * 0700 directory from mkdtemp and is removed right after the run.
+ */
+import { execa } from 'execa';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { TABLE, type NftCommands } from './ruleset.js';
+
+export class NftError extends Error {
+  override name = 'NftError';
+}
+
+export interface NftOptions {
+  /** nft binary, default "nft" (found on PATH) */
+  binary?: string;
+  /** milliseconds one nft run may take, default 10 000 */
+  timeoutMs?: number;
+  /** where the transaction file is written (in a private subdirectory), default os.tmpdir() */
+  tmpDir?: string;
+}
+
+interface RunResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+export class Nft {
+  readonly binary: string;
+  readonly timeoutMs: number;
+  readonly tmpDir: string;
+
+  constructor(opts: NftOptions = {}) {
+    this.binary = opts.binary ?? 'nft';
+    this.timeoutMs = opts.timeoutMs ?? 10_000;
+    this.tmpDir = opts.tmpDir ?? os.tmpdir();
+  }
+
+  private async run(args: string[]): Promise<RunResult> {
+    try {
+      const r = await execa(this.binary, args, { reject: false, timeout: this.timeoutMs, stdin: 'ignore' });
+      if (r.failed && r.exitCode === undefined) {
+        // never ran to completion: missing binary, timeout, signal
+        throw new NftError(`${this.binary} ${args.join(' ')} failed: ${r.shortMessage}`, { cause: r });
+      }
+      return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
+    } catch (cause) {
+      if (cause instanceof NftError) throw cause;
+      throw new NftError(`${this.binary} ${args.join(' ')} could not run: ${(cause as Error).message}`, { cause });
+    }
+  }
+
+  /** Apply one transaction: all of it or nothing. */
+  async apply(cmds: NftCommands): Promise<void> {
+    let dir: string;
+    try {
+      dir = await mkdtemp(path.join(this.tmpDir, 'vnet-nft-'));
+    } catch (cause) {
+      throw new NftError(`cannot create a directory for the nft transaction in ${this.tmpDir}: ${(cause as Error).message}`, { cause });
+    }
+    try {
+      const file = path.join(dir, 'ruleset.json');
+      await writeFile(file, JSON.stringify(cmds), { mode: 0o600 }).catch((cause: Error) => {
+        throw new NftError(`cannot write the nft transaction to ${file}: ${cause.message}`, { cause });
+      });
+      const r = await this.run(['-j', '-f', file]);
+      if (r.exitCode !== 0) {
+        throw new NftError(`nft rejected the ruleset: ${r.stderr.trim() || `exit code ${r.exitCode}`}`, { cause: r });
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  /** `nft -j list table inet vnet` parsed; undefined when the table does not exist. */
+  async listTable(): Promise<unknown | undefined> {
+    const args = ['-j', 'list', 'table', TABLE.family, TABLE.name];
+    const r = await this.run(args);
+    if (r.exitCode !== 0) {
+      if (/No such file or directory/.test(r.stderr)) return undefined;
+      throw new NftError(`nft ${args.join(' ')} failed: ${r.stderr.trim() || `exit code ${r.exitCode}`}`, { cause: r });
+    }
+    return parseJson(r.stdout, args);
+  }
+
+  /** Whether vnet's table exists (read from the table list, not inferred from an error). */
+  async hasTable(): Promise<boolean> {
+    const args = ['-j', 'list', 'tables', TABLE.family];
+    const r = await this.run(args);
+    if (r.exitCode !== 0) {
+      throw new NftError(`nft ${args.join(' ')} failed: ${r.stderr.trim() || `exit code ${r.exitCode}`}`, { cause: r });
+    }
+    const list = (parseJson(r.stdout, args) as { nftables?: unknown }).nftables;
+    if (!Array.isArray(list)) return false;
+    return list.some((item: unknown) => {
+      const t = (item as { table?: { family?: unknown; name?: unknown } } | null)?.table;
+      return t?.family === TABLE.family && t?.name === TABLE.name;
+    });
+  }
+}
+
+function parseJson(text: string, args: string[]): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (cause) {
+    throw new NftError(`nft ${args.join(' ')} printed output that is not JSON: ${text.slice(0, 200)}`, { cause });
+  }
+}

@@ -1,0 +1,226 @@
+/**
+ * The few libc calls Node does not offer, through koffi: ioctl, SO_PEERCRED,
+ * fd passing with SCM_RIGHTS, socketpair, fcntl and pidfd_open. libc is loaded
+ * once, on first use. Failures throw NetlinkError-style errors naming the call
+ * and its object, with the errno name ("sendmsg fd 12: EPIPE").
+ *
+ * Layouts are those of Linux LP64 (x86_64, aarch64).
+ */
+import koffi from 'koffi';
+import type { PeerCred } from '../model.js';
+import { SyscallError, errnoName } from '../netlink/errors.js';
+
+export { errnoName };
+
+export type { PeerCred };
+
+const SOL_SOCKET = 1;
+const SO_PEERCRED = 17;
+const SCM_RIGHTS = 1;
+const AF_UNIX = 1;
+const SOCK_STREAM = 1;
+const SOCK_CLOEXEC = 0o2000000;
+const MSG_DONTWAIT = 0x40;
+const MSG_NOSIGNAL = 0x4000;
+const MSG_CTRUNC = 0x8;
+const MSG_CMSG_CLOEXEC = 0x40000000;
+const F_GETFL = 3;
+const F_SETFL = 4;
+const O_NONBLOCK = 0o4000;
+const SYS_pidfd_open = 434;
+const EAGAIN = 11;
+const EINTR = 4;
+
+/** cmsghdr (16 bytes: size_t len, int level, int type) + one int, padded to 8: CMSG_SPACE(4) = 24 */
+const CMSG_HDR = 16;
+const CMSG_SPACE_FD = 24;
+const CMSG_LEN_FD = CMSG_HDR + 4;
+
+/** How long sendFd keeps retrying a full (EAGAIN) non-blocking socket. */
+const SEND_RETRY_MS = 200;
+
+type Fn = (...args: any[]) => any; // eslint-disable-line @typescript-eslint/no-explicit-any
+interface Libc {
+  ioctlPtr: Fn;
+  close: Fn;
+  getsockopt: Fn;
+  sendmsg: Fn;
+  recvmsg: Fn;
+  socketpair: Fn;
+  fcntl: Fn;
+  syscall: Fn;
+}
+
+let lib: Libc | undefined;
+
+function libc(): Libc {
+  if (lib) return lib;
+  const so = koffi.load('libc.so.6');
+  const iovec = koffi.struct('vnet_iovec', { iov_base: 'void *', iov_len: 'size_t' });
+  const msghdr = koffi.struct('vnet_msghdr', {
+    msg_name: 'void *',
+    msg_namelen: 'uint32_t',
+    msg_iov: koffi.pointer(iovec),
+    msg_iovlen: 'size_t',
+    msg_control: 'void *',
+    msg_controllen: 'size_t',
+    msg_flags: 'int',
+  });
+  lib = {
+    ioctlPtr: so.func('ioctl', 'int', ['int', 'unsigned long', '...']),
+    close: so.func('int close(int fd)'),
+    getsockopt: so.func('int getsockopt(int fd, int level, int name, _Out_ void *val, _Inout_ uint32_t *len)'),
+    sendmsg: so.func('sendmsg', 'long', ['int', koffi.pointer(msghdr), 'int']),
+    recvmsg: so.func('recvmsg', 'long', ['int', koffi.inout(koffi.pointer(msghdr)), 'int']),
+    socketpair: so.func('int socketpair(int domain, int type, int protocol, _Out_ int *sv)'),
+    fcntl: so.func('fcntl', 'int', ['int', 'int', '...']),
+    syscall: so.func('syscall', 'long', ['long', '...']),
+  };
+  return lib;
+}
+
+function fail(call: string, object: string, errno = koffi.errno()): never {
+  throw new SyscallError(call, object, errnoName(errno));
+}
+
+/** ioctl with a pointer argument (the buffer is read and written in place). Returns the result (>= 0). */
+export function ioctlBuf(fd: number, request: number, buf: Buffer, what = `fd ${fd}`): number {
+  const r = libc().ioctlPtr(fd, request, 'void *', buf) as number;
+  if (r < 0) fail(`ioctl 0x${request.toString(16)}`, what);
+  return r;
+}
+
+/** ioctl with an integer argument passed by value (TUNSETOWNER, TUNSETPERSIST...). */
+export function ioctlInt(fd: number, request: number, value: number, what = `fd ${fd}`): number {
+  const r = libc().ioctlPtr(fd, request, 'unsigned long', value) as number;
+  if (r < 0) fail(`ioctl 0x${request.toString(16)}`, what);
+  return r;
+}
+
+export function closeFd(fd: number): void {
+  if (libc().close(fd) < 0) fail('close', `fd ${fd}`);
+}
+
+/** Credentials the kernel recorded for the peer of a connected unix socket. */
+export function getPeerCred(fd: number): PeerCred {
+  const buf = Buffer.alloc(12);
+  const len = [12];
+  if (libc().getsockopt(fd, SOL_SOCKET, SO_PEERCRED, buf, len) < 0) fail('getsockopt SO_PEERCRED', `fd ${fd}`);
+  return { pid: buf.readInt32LE(0), uid: buf.readUInt32LE(4), gid: buf.readUInt32LE(8) };
+}
+
+function rightsCmsg(fdToSend: number): Buffer {
+  const c = Buffer.alloc(CMSG_SPACE_FD);
+  c.writeBigUInt64LE(BigInt(CMSG_LEN_FD), 0);
+  c.writeInt32LE(SOL_SOCKET, 8);
+  c.writeInt32LE(SCM_RIGHTS, 12);
+  c.writeInt32LE(fdToSend, CMSG_HDR);
+  return c;
+}
+
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * Send `data` (at least one byte) with `fdToSend` attached as SCM_RIGHTS, in one
+ * sendmsg. The socket may be non-blocking (libuv owns it): EAGAIN is retried for
+ * a short while, then thrown. A short write throws too, since the peer would see
+ * a partial frame.
+ */
+export function sendFd(sockFd: number, data: Buffer, fdToSend: number): void {
+  if (data.length === 0) throw new RangeError('sendFd needs at least one byte of data');
+  const msg = {
+    msg_name: null,
+    msg_namelen: 0,
+    msg_iov: [{ iov_base: data, iov_len: data.length }],
+    msg_iovlen: 1,
+    msg_control: rightsCmsg(fdToSend),
+    msg_controllen: CMSG_SPACE_FD,
+    msg_flags: 0,
+  };
+  const deadline = Date.now() + SEND_RETRY_MS;
+  let pause = 1;
+  for (;;) {
+    const n = Number(libc().sendmsg(sockFd, msg, MSG_NOSIGNAL));
+    if (n === data.length) return;
+    if (n >= 0) throw new SyscallError('sendmsg', `fd ${sockFd}`, 'EMSGSIZE', { detail: `sent ${n} of ${data.length} bytes` });
+    const errno = koffi.errno();
+    if (errno === EINTR) continue;
+    if (errno !== EAGAIN || Date.now() >= deadline) fail('sendmsg', `fd ${sockFd}`, errno);
+    Atomics.wait(sleeper, 0, 0, pause);
+    pause = Math.min(pause * 2, 20);
+  }
+}
+
+/**
+ * Receive up to `max` bytes and at most one passed fd (close-on-exec). Blocks on
+ * a blocking socket; throws EAGAIN on an empty non-blocking one. `data` is empty
+ * at end of stream. Extra fds beyond the first are closed.
+ */
+export function recvFd(sockFd: number, max = 4096, opts: { dontWait?: boolean } = {}): { data: Buffer; fd?: number } {
+  const data = Buffer.alloc(max);
+  const control = Buffer.alloc(CMSG_SPACE_FD * 4);
+  const msg = {
+    msg_name: null,
+    msg_namelen: 0,
+    msg_iov: [{ iov_base: data, iov_len: max }],
+    msg_iovlen: 1,
+    msg_control: control,
+    msg_controllen: control.length,
+    msg_flags: 0,
+  };
+  let n: number;
+  for (;;) {
+    n = Number(libc().recvmsg(sockFd, msg, MSG_CMSG_CLOEXEC | (opts.dontWait ? MSG_DONTWAIT : 0)));
+    if (n >= 0) break;
+    const errno = koffi.errno();
+    if (errno !== EINTR) fail('recvmsg', `fd ${sockFd}`, errno);
+  }
+  const fds: number[] = [];
+  let off = 0;
+  const clen = Number(msg.msg_controllen);
+  while (off + CMSG_HDR <= clen) {
+    const len = Number(control.readBigUInt64LE(off));
+    if (len < CMSG_HDR || off + len > clen) break;
+    if (control.readInt32LE(off + 8) === SOL_SOCKET && control.readInt32LE(off + 12) === SCM_RIGHTS) {
+      for (let p = off + CMSG_HDR; p + 4 <= off + len; p += 4) fds.push(control.readInt32LE(p));
+    }
+    off += (len + 7) & ~7;
+  }
+  const [fd, ...extra] = fds;
+  for (const e of extra) libc().close(e);
+  if (msg.msg_flags & MSG_CTRUNC) {
+    if (fd !== undefined) libc().close(fd);
+    throw new SyscallError('recvmsg', `fd ${sockFd}`, 'EMSGSIZE', { detail: 'control data truncated' });
+  }
+  const out: { data: Buffer; fd?: number } = { data: data.subarray(0, n) };
+  if (fd !== undefined) out.fd = fd;
+  return out;
+}
+
+/** A connected pair of blocking, close-on-exec unix stream sockets. */
+export function socketpair(): [number, number] {
+  const sv = [-1, -1];
+  if (libc().socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) fail('socketpair', 'AF_UNIX');
+  return [sv[0] as number, sv[1] as number];
+}
+
+export function setNonBlocking(fd: number, on: boolean): void {
+  const flags = libc().fcntl(fd, F_GETFL, 'int', 0) as number;
+  if (flags < 0) fail('fcntl F_GETFL', `fd ${fd}`);
+  const next = on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK;
+  if (next !== flags && (libc().fcntl(fd, F_SETFL, 'int', next) as number) < 0) fail('fcntl F_SETFL', `fd ${fd}`);
+}
+
+/** A pidfd for `pid` (Linux 5.3+), close-on-exec; throws ESRCH if the process is gone. */
+export function pidfdOpen(pid: number): number {
+  const r = Number(libc().syscall(SYS_pidfd_open, 'long', pid, 'long', 0));
+  if (r < 0) fail('pidfd_open', `pid ${pid}`);
+  return r;
+}
+
+/** The fd behind a Node net.Socket / net.Server of a unix socket (libuv's handle). */
+export function fdOf(handleOwner: unknown): number {
+  const fd = (handleOwner as { _handle?: { fd?: unknown } })._handle?.fd;
+  if (typeof fd !== 'number' || fd < 0) throw new SyscallError('get fd of', 'socket', 'EBADF', { detail: 'socket has no open handle' });
+  return fd;
+}

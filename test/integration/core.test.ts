@@ -1,0 +1,171 @@
+/**
+ * Issue 2 end to end: vnetd + vnet CLI bring the default NAT network up and down in a
+ * "host" namespace whose uplink reaches a "wan" namespace (198.51.100.1); a "guest"
+ * namespace on a veth in the bridge gets a DHCP lease and pings the wan through NAT.
+ */
+import { writeFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cleanupAll, createNetns, hostAndWan, veth, type Netns } from '../support/netns.js';
+import { ROOT, Vnetd, vnetEnv } from '../support/vnetd.js';
+
+const UDHCPC = path.join(ROOT, 'test/support/udhcpc.sh');
+
+let host: Netns;
+let wan: Netns;
+let guest: Netns;
+let vnetd: Vnetd;
+let foreignBefore: string;
+
+async function linkNames(ns: Netns): Promise<string[]> {
+  return (await ns.links()).map((l) => l.ifname).sort();
+}
+
+async function vnetTable(ns: Netns) {
+  return ns.tryRun('nft', ['-j', 'list', 'table', 'inet', 'vnet']);
+}
+
+beforeAll(async () => {
+  ({ host, wan } = await hostAndWan());
+  guest = await createNetns('vg');
+  // A table someone else owns: vnet must leave it byte for byte.
+  await host.run('nft', ['-f', '-'], {
+    input: 'table inet foreign {\n chain keepme {\n  type filter hook forward priority 10; policy accept;\n  ip saddr 203.0.113.7 drop\n }\n}\n',
+  });
+  foreignBefore = await host.run('nft', ['list', 'table', 'inet', 'foreign']);
+  vnetd = await new Vnetd(host, vnetEnv()).start();
+});
+
+afterAll(async () => {
+  await vnetd?.stop();
+  await cleanupAll();
+});
+
+describe('vnet up default / down default', () => {
+  it('status lists the built-in default as down before anything runs', async () => {
+    const r = await vnetd.cli(['status', '--json']);
+    expect(r.exitCode).toBe(0);
+    const list = JSON.parse(r.stdout);
+    expect(list).toEqual([expect.objectContaining({ name: 'default', bridge: 'virbr0', state: 'down', subnet: '192.168.122.0/24', source: 'built-in' })]);
+    expect(await linkNames(host)).not.toContain('virbr0');
+  });
+
+  it('brings up virbr0 with its address, NAT table and dnsmasq', async () => {
+    const r = await vnetd.cli(['up', 'default']);
+    expect(r.stderr).toBe('');
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toContain('default: up (bridge virbr0, 192.168.122.1/24)');
+
+    const links = await host.links();
+    const br = links.find((l) => l.ifname === 'virbr0');
+    expect(br?.linkinfo?.info_kind).toBe('bridge');
+    expect(br?.flags).toContain('UP');
+    const addrs = JSON.parse(await host.run('ip', ['-j', '-4', 'addr', 'show', 'dev', 'virbr0']));
+    expect(addrs[0].addr_info.map((a: { local: string; prefixlen: number }) => `${a.local}/${a.prefixlen}`)).toEqual(['192.168.122.1/24']);
+    expect((await vnetTable(host)).exitCode).toBe(0);
+    expect((await host.run('cat', ['/proc/sys/net/ipv4/ip_forward'])).trim()).toBe('1');
+    expect(vnetd.children('dnsmasq')).toHaveLength(1);
+  });
+
+  it('a guest on the bridge gets a DHCP lease and reaches the wan through NAT', async () => {
+    await veth(host, 'vgport', guest, 'eth0');
+    await host.run('ip', ['link', 'set', 'vgport', 'master', 'virbr0']);
+    const dhcp = await guest.run('busybox', ['udhcpc', '-i', 'eth0', '-n', '-q', '-t', '10', '-T', '1', '-s', UDHCPC]);
+    const ip = /LEASE (\S+)/.exec(dhcp)?.[1];
+    expect(ip).toMatch(/^192\.168\.122\.(\d+)$/);
+    const last = Number(ip!.split('.')[3]);
+    expect(last).toBeGreaterThanOrEqual(2);
+    expect(last).toBeLessThanOrEqual(254);
+    // wan has no route back to 192.168.122.0/24: a reply arrives only through masquerade.
+    const ping = await guest.tryRun('busybox', ['ping', '-c', '2', '-W', '2', '198.51.100.1']);
+    expect(ping.stdout).toMatch(/2 packets received/);
+
+    const leases = await vnetd.cli(['leases', 'default', '--json']);
+    expect(leases.exitCode).toBe(0);
+    expect(JSON.parse(leases.stdout)).toEqual([expect.objectContaining({ ip })]);
+    const human = await vnetd.cli(['leases', 'default']);
+    expect(human.stdout).toMatch(new RegExp(`MAC\\s+IP\\s+HOSTNAME\\s+EXPIRES\\n\\S+\\s+${ip!.replace(/\./g, '\\.')}`));
+
+    const status = await vnetd.cli(['status']);
+    expect(status.stdout).toMatch(/^NAME\s+BRIDGE\s+STATE\s+SUBNET\s+LEASES\s+TAPS$/m);
+    expect(status.stdout).toMatch(/^default\s+virbr0\s+up\s+192\.168\.122\.0\/24\s+1\s+-$/m);
+  });
+
+  it('anyone may read status; only root (or group vnet) may change networks', async () => {
+    const s = await vnetd.cli(['status', '--json'], { user: 'nobody' });
+    expect(s.exitCode).toBe(0);
+    const d = await vnetd.cli(['down', 'default'], { user: 'nobody' });
+    expect(d.exitCode).toBe(1);
+    expect(d.stderr).toMatch(/uid 65534 may not bring down network "default"/);
+  });
+
+  it('malformed requests get an error reply and the daemon keeps serving', async () => {
+    const reply = await new Promise<string>((resolve) => {
+      const s = net.createConnection(vnetd.socket, () => s.write(Buffer.from([0, 0, 0, 5, 0x7b, 0x7b, 0x7b, 0x7b, 0x7b])));
+      let got = Buffer.alloc(0);
+      s.on('data', (d) => (got = Buffer.concat([got, d])));
+      s.on('close', () => resolve(got.subarray(4).toString()));
+    });
+    expect(JSON.parse(reply)).toEqual({ id: 0, ok: false, error: { code: 'EPROTO', message: 'frame is not valid JSON' } });
+    await expect(vnetd.call('bogus')).rejects.toThrow(/unknown method "bogus"/);
+    expect(await vnetd.call('ping')).toMatchObject({ pong: true });
+  });
+
+  it('up is idempotent', async () => {
+    const before = await host.nftRuleset();
+    const r = await vnetd.cli(['up', 'default']);
+    expect(r.exitCode).toBe(0);
+    expect(await host.nftRuleset()).toBe(before);
+    expect(vnetd.children('dnsmasq')).toHaveLength(1);
+  });
+
+  it('down leaves no bridge, no vnet table, no dnsmasq, forwarding off, the foreign table unchanged', async () => {
+    const r = await vnetd.cli(['down', 'default']);
+    expect(r.stderr).toBe('');
+    expect(r.exitCode).toBe(0);
+    expect(await linkNames(host)).not.toContain('virbr0');
+    expect((await vnetTable(host)).exitCode).not.toBe(0);
+    expect(vnetd.children('dnsmasq')).toHaveLength(0);
+    expect((await host.run('cat', ['/proc/sys/net/ipv4/ip_forward'])).trim()).toBe('0');
+    expect(await host.run('nft', ['list', 'table', 'inet', 'foreign'])).toBe(foreignBefore);
+    const again = await vnetd.cli(['down', 'default']);
+    expect(again.exitCode).toBe(0);
+  });
+});
+
+describe('bad input changes nothing', () => {
+  it.each([
+    ['bad-address', 'bridge = "vnbad0"\naddress = "10.50.0.300/24"\n', /bad-address\.toml: key `address` = "10\.50\.0\.300\/24"/],
+    ['long-name', 'bridge = "abcdefghijklmnop"\naddress = "10.51.0.1/24"\n', /long-name\.toml: key `bridge` = "abcdefghijklmnop": bridge name must be at most 15 bytes/],
+    ['slash', 'bridge = "a/b"\naddress = "10.52.0.1/24"\n', /slash\.toml: key `bridge` = "a\/b"/],
+    ['space', 'bridge = "a b"\naddress = "10.53.0.1/24"\n', /space\.toml: key `bridge` = "a b"/],
+    ['ctrl', 'bridge = "a\\u0007b"\naddress = "10.54.0.1/24"\n', /ctrl\.toml: key `bridge`/],
+    ['unknown', 'bridge = "vnx0"\naddress = "10.55.0.1/24"\ncolour = "blue"\n', /unknown\.toml: key `colour`: unknown key/],
+    ['overlap', 'bridge = "vnov0"\naddress = "192.168.122.200/25"\n', /overlap\.toml: key `address` = "192\.168\.122\.128\/25": subnet overlaps 192\.168\.122\.0\/24 of network "default"/],
+    ['uplink', 'bridge = "vnup0"\naddress = "198.51.100.77/24"\n', /subnet 198\.51\.100\.0\/24 is already in use by interface up0/],
+  ])('%s: an error naming file, key and value, exit 1, no bridge, rule or process', async (name, toml, message) => {
+    writeFileSync(path.join(vnetd.env.VNET_CONFIG_DIR, 'networks', `${name}.toml`), toml);
+    const linksBefore = await linkNames(host);
+    const rulesBefore = await host.nftRuleset();
+    const r = await vnetd.cli(['up', name]);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(message);
+    expect(await linkNames(host)).toEqual(linksBefore);
+    expect(await host.nftRuleset()).toBe(rulesBefore);
+    expect(vnetd.children('dnsmasq')).toHaveLength(0);
+  });
+
+  it('vnet check reports every bad file and exits 1', async () => {
+    const r = await vnetd.cli(['check']);
+    expect(r.exitCode).toBe(1);
+    expect(r.stdout).toMatch(/^ok\s+default \(built-in\): virbr0 192\.168\.122\.1\/24$/m);
+    expect(r.stderr).toMatch(/error\s+.*bad-address\.toml/);
+  });
+
+  it('an unknown network is a clear error', async () => {
+    const r = await vnetd.cli(['up', 'nosuch']);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(/no network named "nosuch"/);
+  });
+});

@@ -1,0 +1,137 @@
+/**
+ * Throwaway network namespaces for integration tests. Everything a test creates is
+ * registered here and removed by cleanupAll(), which test files call in afterAll
+ * (and which also runs on process exit), so a failing test leaves nothing behind.
+ * Nothing here touches the root namespace except creating/deleting namespaces.
+ */
+import { execa, type Options } from 'execa';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+const created = new Set<string>();
+const pids = new Set<number>();
+const dirs = new Set<string>();
+let counter = 0;
+
+export function uniqueName(prefix: string): string {
+  counter += 1;
+  return `${prefix}-${process.pid}-${counter}`;
+}
+
+/** No stdin unless the caller feeds some. */
+function withStdin(opts: Options): Options {
+  return ('input' in opts || 'inputFile' in opts || 'stdin' in opts ? opts : { ...opts, stdin: 'ignore' }) as Options;
+}
+
+export class Netns {
+  constructor(readonly name: string) {}
+
+  /** Run a command inside the namespace and return its stdout. Throws on non-zero exit. */
+  async run(cmd: string, args: string[] = [], opts: Options = {}): Promise<string> {
+    const r = await execa('ip', ['netns', 'exec', this.name, cmd, ...args], withStdin(opts));
+    return String(r.stdout ?? '');
+  }
+
+  /** Like run, but never throws: returns exit code and output. */
+  async tryRun(cmd: string, args: string[] = [], opts: Options = {}) {
+    const r = await execa('ip', ['netns', 'exec', this.name, cmd, ...args], { ...withStdin(opts), reject: false });
+    return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? '') };
+  }
+
+  async links(): Promise<Array<{ ifname: string; master?: string; operstate: string; flags: string[]; linkinfo?: { info_kind?: string } }>> {
+    return JSON.parse(await this.run('ip', ['-d', '-j', 'link', 'show']));
+  }
+
+  async nftRuleset(): Promise<string> {
+    return this.run('nft', ['-j', 'list', 'ruleset']);
+  }
+}
+
+export async function createNetns(prefix = 'vt'): Promise<Netns> {
+  const name = uniqueName(prefix);
+  await execa('ip', ['netns', 'add', name]);
+  created.add(name);
+  const ns = new Netns(name);
+  await ns.run('ip', ['link', 'set', 'lo', 'up']);
+  return ns;
+}
+
+/** Remember a pid (a daemon, QEMU, ...) to SIGKILL at cleanup if it is still there. */
+export function trackPid(pid: number | undefined): void {
+  if (pid) pids.add(pid);
+}
+
+export function untrackPid(pid: number | undefined): void {
+  if (pid) pids.delete(pid);
+}
+
+export function tempDir(prefix = 'vnet-test-'): string {
+  const d = mkdtempSync(path.join(os.tmpdir(), prefix));
+  dirs.add(d);
+  return d;
+}
+
+export async function deleteNetns(ns: Netns): Promise<void> {
+  await execa('ip', ['netns', 'del', ns.name], { reject: false });
+  created.delete(ns.name);
+}
+
+export async function cleanupAll(): Promise<void> {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
+  pids.clear();
+  for (const name of created) await execa('ip', ['netns', 'del', name], { reject: false });
+  created.clear();
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  dirs.clear();
+}
+
+process.on('exit', () => {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+  for (const name of created) {
+    try {
+      execFileSync('ip', ['netns', 'del', name]);
+    } catch {
+      /* best effort */
+    }
+  }
+});
+
+/** Create a veth pair: `a` in nsA, `b` in nsB (both up). */
+export async function veth(nsA: Netns, a: string, nsB: Netns, b: string): Promise<void> {
+  await nsA.run('ip', ['link', 'add', a, 'type', 'veth', 'peer', 'name', b, 'netns', nsB.name]);
+  await nsA.run('ip', ['link', 'set', a, 'up']);
+  await nsB.run('ip', ['link', 'set', b, 'up']);
+}
+
+export interface Topology {
+  host: Netns;
+  wan: Netns;
+}
+
+/**
+ * host <-> wan: the "host" namespace (where vnetd runs) has uplink `up0` 198.51.100.2/24
+ * with a default route via 198.51.100.1, the "internet" in the "wan" namespace.
+ */
+export async function hostAndWan(): Promise<Topology> {
+  const host = await createNetns('vh');
+  const wan = await createNetns('vw');
+  await veth(host, 'up0', wan, 'wan0');
+  await wan.run('ip', ['addr', 'add', '198.51.100.1/24', 'dev', 'wan0']);
+  await host.run('ip', ['addr', 'add', '198.51.100.2/24', 'dev', 'up0']);
+  await host.run('ip', ['route', 'add', 'default', 'via', '198.51.100.1']);
+  return { host, wan };
+}

@@ -1,0 +1,148 @@
+import { describe, expect, it } from 'vitest';
+import {
+  DnsmasqConfigError,
+  confFilePath,
+  dnsmasqArgs,
+  dnsmasqConfig,
+  dnsmasqTestArgs,
+  leaseFilePath,
+  prefixToMask,
+} from '../../src/dhcp/dnsmasq.js';
+import type { NetworkDef } from '../../src/model.js';
+
+const paths = { runtimeDir: '/run/vnet', stateDir: '/var/lib/vnet' };
+
+function defaultNet(over: Partial<NetworkDef> = {}): NetworkDef {
+  return {
+    name: 'default',
+    source: 'built-in',
+    bridge: 'virbr0',
+    ipv4: { address: '192.168.122.1', prefix: 24, network: '192.168.122.0', cidr: '192.168.122.0/24' },
+    dhcpRange: { start: '192.168.122.2', end: '192.168.122.254' },
+    forward: 'nat',
+    onDemand: true,
+    idleDown: 60,
+    standby: 'none',
+    dhcpLeaseMax: 253,
+    ...over,
+  };
+}
+
+const lines = (text: string) => text.split('\n').filter((l) => l !== '' && !l.startsWith('#'));
+
+describe('dnsmasqConfig', () => {
+  it('writes the built-in default network exactly', () => {
+    const text = dnsmasqConfig(defaultNet(), paths);
+    expect(text.endsWith('\n')).toBe(true);
+    expect(lines(text)).toEqual([
+      'strict-order',
+      'bind-interfaces',
+      'interface=virbr0',
+      'except-interface=lo',
+      'listen-address=192.168.122.1',
+      'no-hosts',
+      'user=nobody',
+      'group=nogroup',
+      'dhcp-range=192.168.122.2,192.168.122.254,255.255.255.0,1h',
+      'dhcp-no-override',
+      'dhcp-authoritative',
+      'no-ping',
+      'dhcp-lease-max=253',
+      'dhcp-leasefile=/var/lib/vnet/dnsmasq/default.leases',
+    ]);
+  });
+
+  it('includes nothing that reads host files, runs scripts or writes a pid file', () => {
+    const text = dnsmasqConfig(defaultNet({ domain: 'vm.test' }), paths);
+    for (const key of ['conf-file', 'conf-dir', 'addn-hosts', 'dhcp-script', 'pid-file', 'dhcp-hostsfile', 'servers-file']) {
+      expect(text).not.toMatch(new RegExp(`^${key}=`, 'm'));
+    }
+  });
+
+  it('a network without DHCP has no dhcp-* lines, but still serves DNS on its bridge only', () => {
+    const text = dnsmasqConfig(defaultNet({ dhcpRange: undefined }), paths);
+    expect(text).not.toMatch(/^dhcp-/m);
+    expect(lines(text)).toContain('interface=virbr0');
+    expect(lines(text)).toContain('listen-address=192.168.122.1');
+  });
+
+  it('serves the domain locally when one is set', () => {
+    const l = lines(dnsmasqConfig(defaultNet({ domain: 'vm.example.org' }), paths));
+    expect(l).toContain('domain=vm.example.org');
+    expect(l).toContain('local=/vm.example.org/');
+  });
+
+  it('uses the given user and group', () => {
+    const l = lines(dnsmasqConfig(defaultNet(), paths, { user: 'vnet-dns', group: 'vnet-dns' }));
+    expect(l).toContain('user=vnet-dns');
+    expect(l).toContain('group=vnet-dns');
+  });
+
+  it('derives the netmask from the prefix', () => {
+    expect(prefixToMask(24)).toBe('255.255.255.0');
+    expect(prefixToMask(16)).toBe('255.255.0.0');
+    expect(prefixToMask(30)).toBe('255.255.255.252');
+    expect(prefixToMask(20)).toBe('255.255.240.0');
+    const l = lines(
+      dnsmasqConfig(
+        defaultNet({
+          ipv4: { address: '10.1.0.1', prefix: 20, network: '10.1.0.0', cidr: '10.1.0.0/20' },
+          dhcpRange: { start: '10.1.0.10', end: '10.1.15.200' },
+        }),
+        paths,
+      ),
+    );
+    expect(l).toContain('dhcp-range=10.1.0.10,10.1.15.200,255.255.240.0,1h');
+  });
+
+  it.each([
+    ['domain', { domain: 'vm.test\ndhcp-script=/tmp/evil' }, /domain.*newline or control/],
+    ['domain', { domain: 'vm.test,10.0.0.0/8' }, /domain.*comma/],
+    ['domain', { domain: 'a..b' }, /domain.*not a DNS domain/],
+    ['bridge', { bridge: 'virbr0\nconf-dir=/etc/dnsmasq.d' }, /bridge.*newline or control/],
+    ['bridge', { bridge: '-virbr0' }, /bridge.*interface name/],
+    ['bridge', { bridge: 'a-very-long-bridge-name' }, /bridge.*interface name/],
+    ['name', { name: '../../etc/x' }, /name.*network name/],
+    ['name', { name: 'x\u0000y' }, /name.*control/],
+    ['ipv4.address', { ipv4: { address: '192.168.122.1 #', prefix: 24, network: '', cidr: '' } }, /ipv4\.address/],
+    ['dhcpRange.start', { dhcpRange: { start: '192.168.122.2,proxy', end: '192.168.122.9' } }, /dhcpRange\.start/],
+    ['dhcpRange.end', { dhcpRange: { start: '192.168.122.2', end: '192.168.122.300' } }, /dhcpRange\.end.*IPv4/],
+    ['dhcpLeaseMax', { dhcpLeaseMax: 0 }, /dhcpLeaseMax.*positive integer/],
+  ] as Array<[string, Partial<NetworkDef>, RegExp]>)('refuses a bad %s with a clear error', (_key, over, msg) => {
+    let err: unknown;
+    try {
+      dnsmasqConfig(defaultNet(over), paths);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(DnsmasqConfigError);
+    expect((err as Error).name).toBe('DnsmasqConfigError');
+    expect((err as Error).message).toMatch(msg);
+  });
+
+  it('refuses unsafe paths and accounts', () => {
+    expect(() => dnsmasqConfig(defaultNet(), { runtimeDir: '/run/vnet', stateDir: 'relative' })).toThrow(/stateDir.*absolute/);
+    expect(() => dnsmasqConfig(defaultNet(), { runtimeDir: '/run/vnet', stateDir: '/var/lib/v net' })).toThrow(/stateDir/);
+    expect(() => dnsmasqConfig(defaultNet(), { runtimeDir: '/run/vnet', stateDir: '/var/lib/v\nnet' })).toThrow(/newline/);
+    expect(() => dnsmasqConfig(defaultNet(), paths, { user: 'root\nuser=x' })).toThrow(/user.*newline/);
+    expect(() => dnsmasqConfig(defaultNet(), paths, { group: 'Wheel Group' })).toThrow(/group/);
+  });
+});
+
+describe('paths and arguments', () => {
+  it('places leases and config per network', () => {
+    expect(leaseFilePath('/var/lib/vnet', 'office')).toBe('/var/lib/vnet/dnsmasq/office.leases');
+    expect(confFilePath('/run/vnet', 'office')).toBe('/run/vnet/dnsmasq/office.conf');
+    expect(() => leaseFilePath('/var/lib/vnet', '../x')).toThrow(DnsmasqConfigError);
+  });
+
+  it('runs dnsmasq in the foreground, logging to stderr, with only our file', () => {
+    expect(dnsmasqArgs('/run/vnet/dnsmasq/default.conf')).toEqual([
+      '--keep-in-foreground',
+      '--log-facility=-',
+      '--conf-file=/run/vnet/dnsmasq/default.conf',
+    ]);
+    expect(dnsmasqTestArgs('/run/vnet/dnsmasq/default.conf')).toEqual(['--test', '--conf-file=/run/vnet/dnsmasq/default.conf']);
+    expect(() => dnsmasqArgs('x.conf')).toThrow(/confPath.*absolute/);
+  });
+});
