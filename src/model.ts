@@ -63,7 +63,9 @@ export type NetworkState = 'down' | 'stub' | 'starting' | 'up' | 'stopping' | 'f
 export interface TapInfo {
   name: string;
   ifindex: number;
+  /** the caller's uid (SO_PEERCRED); the tap is owned by it */
   uid: number;
+  /** the process holding the tap: the bridge helper's parent, i.e. QEMU */
   pid: number;
 }
 

@@ -22,6 +22,7 @@ import { Rtnl, type Link } from '../netlink/links.js';
 import { openTap, prepareTap } from '../netlink/tun.js';
 import { natNetworkOf, PlanError, planDown, planStub, planUp, type Observed } from '../plan/planner.js';
 import { closeFd } from '../sys/libc.js';
+import { parentPid } from '../sys/proc.js';
 import { ipv4ForwardingEnabled } from '../sys/sysctl.js';
 import { applyAll, applyBestEffort, type ApplyContext } from './apply.js';
 import { authorizeTap, isAdmin } from './authorize.js';
@@ -56,6 +57,8 @@ export class Daemon implements VnetService {
   private readonly mutex = new Mutex();
   private readonly events = new EventEmitter();
   private readonly nets = new Map<string, Net>();
+  /** taps on bridges vnet does not manage (allowed by bridge.conf): counted for quotas */
+  private readonly foreignTaps = new Map<string, TapInfo>();
   private readonly store: StateStore;
   private readonly tapQuota: number;
   private readonly dnsmasqBinary: string;
@@ -159,7 +162,7 @@ export class Daemon implements VnetService {
     const def = this.netForBridge(bridge)?.def ?? [...networks.values()].find((d) => d.bridge === bridge);
     await authorizeTap({ bridge, def, caller, qemuConfDir: this.paths.qemuConfDir, rtnl: this.rtnl });
     return this.mutex.run(async () => {
-      const live = [...this.nets.values()].reduce((n, net) => n + [...net.taps.values()].filter((t) => t.uid === caller.uid).length, 0);
+      const live = this.allTaps().filter((t) => t.uid === caller.uid).length;
       if (live >= this.tapQuota)
         throw new ServiceError('EDQUOT', `uid ${caller.uid} already holds ${live} taps, the most one user may hold (quota ${this.tapQuota})`);
       let net: Net | undefined;
@@ -182,12 +185,16 @@ export class Daemon implements VnetService {
         closeFd(tap.fd);
         throw new ServiceError('EIO', `could not attach ${tap.name} to ${bridge}: ${(err as Error).message}`, { cause: err });
       }
-      const info: TapInfo = { name: tap.name, ifindex: prepared.index, uid: caller.uid, pid: caller.pid };
+      // The helper asks and exits; the tap lives as long as its parent (QEMU) holds the fd.
+      const holder = parentPid(caller.pid) ?? caller.pid;
+      const info: TapInfo = { name: tap.name, ifindex: prepared.index, uid: caller.uid, pid: holder };
       if (net) {
         clearTimeout(net.idleTimer);
         net.idleTimer = undefined;
         net.taps.set(tap.name, info);
         this.emit({ type: 'tap-added', network: net.def.name, tap: info });
+      } else {
+        this.foreignTaps.set(tap.name, info);
       }
       this.log.info({ tap: tap.name, bridge, uid: caller.uid, pid: caller.pid }, 'tap handed out');
       return { fd: tap.fd, name: tap.name };
@@ -361,7 +368,12 @@ export class Daemon implements VnetService {
     await sup.stop();
   }
 
+  private allTaps(): TapInfo[] {
+    return [...this.foreignTaps.values(), ...[...this.nets.values()].flatMap((n) => [...n.taps.values()])];
+  }
+
   private onLinkGone(link: Link): void {
+    if (this.foreignTaps.get(link.name)?.ifindex === link.index) this.foreignTaps.delete(link.name);
     for (const net of this.nets.values()) {
       const tap = net.taps.get(link.name);
       if (!tap || tap.ifindex !== link.index) continue;

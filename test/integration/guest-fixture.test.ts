@@ -3,7 +3,7 @@
  * masquerade) in a throwaway "host" namespace, the guest on a tap enslaved to the bridge.
  * If this fails, an e2e failure is the fixture's fault, not vnet's.
  */
-import { execa, type ResultPromise } from 'execa';
+import { execa } from 'execa';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,7 +15,8 @@ const GUEST_TIMEOUT_MS = 90_000;
 let topo: Topology;
 let image: GuestImage;
 let dir: string;
-let dnsmasq: ResultPromise | undefined;
+let dnsmasqPid: number | undefined;
+let dnsmasqExit: Promise<unknown> | undefined;
 
 function ipInRange(ip: string | undefined, first: number, last: number): boolean {
   const m = /^10\.99\.0\.(\d+)$/.exec(ip ?? '');
@@ -53,7 +54,7 @@ beforeAll(async () => {
       'add rule ip t post ip saddr 10.99.0.0/24 oifname "up0" masquerade',
   ]);
   const pidFile = path.join(dir, 'dnsmasq.pid');
-  dnsmasq = execa(
+  const dnsmasq = execa(
     'ip',
     [
       'netns', 'exec', host.name, 'dnsmasq',
@@ -65,18 +66,26 @@ beforeAll(async () => {
     ],
     { reject: false, stdin: 'ignore', all: true },
   );
-  trackPid(dnsmasq.pid);
-  await waitFor('dnsmasq to write its pid file', () => existsSync(pidFile), 10_000);
+  dnsmasqPid = dnsmasq.pid;
+  trackPid(dnsmasqPid);
+  let exited: string | undefined;
+  dnsmasqExit = dnsmasq.then((r) => {
+    exited = `dnsmasq exited with ${String(r.exitCode ?? r.signal)}: ${String(r.all)}`;
+  });
+  await waitFor('dnsmasq to write its pid file', () => {
+    if (exited !== undefined) throw new Error(exited);
+    return existsSync(pidFile);
+  }, 10_000);
 });
 
 afterAll(async () => {
-  if (dnsmasq?.pid) {
+  if (dnsmasqPid) {
     try {
-      process.kill(dnsmasq.pid, 'SIGKILL');
+      process.kill(dnsmasqPid, 'SIGKILL');
     } catch {
       /* gone */
     }
-    await dnsmasq;
+    await dnsmasqExit;
   }
   await cleanupAll();
 });

@@ -1,6 +1,6 @@
 /** Run the real vnetd (bin/vnetd from dist/) inside a test namespace, with its folders in a temp dir. */
 import { execa, type ResultPromise } from 'execa';
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { call } from '../../src/api/client.js';
 import { tempDir, trackPid, untrackPid, type Netns } from './netns.js';
@@ -30,7 +30,7 @@ export function vnetEnv(extra: Record<string, string> = {}): VnetEnv {
   mkdirSync(path.join(env.VNET_CONFIG_DIR, 'networks'), { recursive: true });
   mkdirSync(env.VNET_QEMU_CONF_DIR, { recursive: true });
   // the base dir must be traversable by unprivileged test users (nobody)
-  execa('chmod', ['0755', base]);
+  chmodSync(base, 0o755);
   return env;
 }
 

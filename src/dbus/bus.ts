@@ -1,0 +1,357 @@
+/**
+ * The D-Bus front of VnetService, in the style of NetworkManager: the name
+ * org.vnet.Vnet1, a Manager object at /org/vnet/Vnet1 with methods and signals, and
+ * one read-only object per network at /org/vnet/Vnet1/Networks/<escaped name>.
+ *
+ * dbus-next carries the messages; dispatch is ours (one method handler for every
+ * call to our paths) so that each call knows its sender, whose uid and pid come from
+ * the bus (caller.ts), and so that introspection is made from the same tables that
+ * answer (introspect.ts). Network objects are not registered one by one: a path is
+ * a network when the service knows that name, so they always match the definitions.
+ */
+import dbus from 'dbus-next';
+import type { Message, MessageBus } from 'dbus-next';
+import type { Logger } from 'pino';
+import type { PeerCred } from '../model.js';
+import { ServiceError, type NetworkStatus, type VnetService } from '../daemon/service.js';
+import { callerOf } from './caller.js';
+import { Announcer } from './signals.js';
+import {
+  introspectXml,
+  MANAGER,
+  NETWORK,
+  networkProps,
+  propertyVariants,
+  signatureOf,
+  type InterfaceSpec,
+  type MethodSpec,
+} from './introspect.js';
+import {
+  BUS_NAME,
+  dbusErrorName,
+  escapePathElement,
+  MANAGER_IFACE,
+  MANAGER_PATH,
+  NETWORKS_PATH,
+  networkNameOf,
+  networkPath,
+} from './names.js';
+
+const { Message: Msg, Variant } = dbus;
+
+const PROPERTIES_IFACE = 'org.freedesktop.DBus.Properties';
+const INTROSPECTABLE_IFACE = 'org.freedesktop.DBus.Introspectable';
+const NO_REPLY_EXPECTED = 1;
+
+export interface DbusOptions {
+  /** "system" for the system bus, or a D-Bus address such as "unix:path=/run/x/bus" */
+  address: string;
+  log: Logger;
+  /** how long to wait for the bus to accept us, ms (default 5000) */
+  connectTimeoutMs?: number;
+}
+
+export interface DbusHandle {
+  /** our unique name on the bus (":1.7") */
+  readonly uniqueName: string;
+  close(): Promise<void>;
+}
+
+/** A service whose down() takes the force option (Daemon's does; see the report on service.ts). */
+type DownWithForce = (name: string, caller: PeerCred, opts?: { force?: boolean }) => Promise<NetworkStatus>;
+
+/** An error to send back as a D-Bus error reply. */
+class BusError extends Error {
+  override name = 'BusError';
+  constructor(
+    readonly errorName: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function busLabel(address: string): string {
+  return address === 'system' ? 'the system bus' : `bus ${address}`;
+}
+
+/**
+ * A connected bus. Errors after the connection is up are logged (once the stream has
+ * ended, only the first); `lost` runs when the bus goes away (dbus-daemon stopped).
+ */
+function connect(opts: DbusOptions, lost: () => void): Promise<MessageBus> {
+  const bus = opts.address === 'system' ? dbus.systemBus() : dbus.sessionBus({ busAddress: opts.address });
+  const where = busLabel(opts.address);
+  const ms = opts.connectTimeoutMs ?? 5000;
+  let connected = false;
+  let ended = false;
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      bus.disconnect();
+      reject(new Error(`could not connect to ${where}: no answer in ${ms} ms`));
+    }, ms);
+    bus.on('error', (err: unknown) => {
+      if (!connected) {
+        clearTimeout(timer);
+        bus.disconnect();
+        reject(new Error(`could not connect to ${where}: ${(err as Error)?.message ?? String(err)}`, { cause: err }));
+      } else if (!ended) {
+        opts.log.error({ err }, `D-Bus connection to ${where} failed`);
+      }
+    });
+    // dbus-next does not surface the end of its stream on MessageBus; its connection does.
+    (bus as unknown as { _connection: NodeJS.EventEmitter })._connection.once('end', () => {
+      ended = true;
+      if (connected) lost();
+    });
+    bus.once('connect', () => {
+      connected = true;
+      clearTimeout(timer);
+      resolve(bus);
+    });
+  });
+}
+
+class VnetBus {
+  private readonly announcer: Announcer;
+  private closed = false;
+
+  constructor(
+    private readonly bus: MessageBus,
+    private readonly service: VnetService,
+    private readonly log: Logger,
+  ) {
+    this.announcer = new Announcer(bus, service, log);
+  }
+
+  async start(): Promise<void> {
+    await this.announcer.start();
+    this.bus.addMethodHandler(this.dispatch);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.bus.removeMethodHandler(this.dispatch);
+    await this.announcer.close();
+  }
+
+  // ---- calls ----
+
+  /** dbus-next's hook: true when the call is ours (answered later, asynchronously). */
+  private readonly dispatch = (msg: Message): boolean => {
+    const path = msg.path;
+    const ours = path === '/' || MANAGER_PATH.startsWith(`${path}/`) || path === MANAGER_PATH || path.startsWith(`${MANAGER_PATH}/`);
+    if (!ours) return false;
+    // Peer (Ping, GetMachineId) is answered by dbus-next itself.
+    if (msg.interface === 'org.freedesktop.DBus.Peer') return false;
+    if (!msg.interface && (msg.member === 'Ping' || msg.member === 'GetMachineId')) return false;
+    void this.answer(msg);
+    return true;
+  };
+
+  private async answer(msg: Message): Promise<void> {
+    try {
+      const reply = await this.handle(msg);
+      if (msg.flags & NO_REPLY_EXPECTED) return;
+      this.bus.send(Msg.newMethodReturn(msg, reply.signature, reply.body));
+    } catch (err) {
+      let name: string;
+      let text: string;
+      if (err instanceof BusError) {
+        name = err.errorName;
+        text = err.message;
+      } else if (err instanceof ServiceError) {
+        name = dbusErrorName(err.code);
+        text = err.message;
+      } else {
+        name = dbusErrorName('EIO');
+        text = err instanceof Error ? err.message : String(err);
+        this.log.error({ err, path: msg.path, member: msg.member, sender: msg.sender }, 'D-Bus call failed');
+      }
+      // dbus-next's typings say newError takes a string; it takes the call being answered.
+      if (!(msg.flags & NO_REPLY_EXPECTED)) this.bus.send(Msg.newError(msg as unknown as string, name, text));
+    }
+  }
+
+  private async handle(msg: Message): Promise<{ signature: string; body: unknown[] }> {
+    const path = msg.path;
+    const iface = msg.interface || undefined;
+    if (iface === INTROSPECTABLE_IFACE || (!iface && msg.member === 'Introspect')) {
+      this.expectSignature(msg, '');
+      return { signature: 's', body: [await this.introspect(path)] };
+    }
+    if (iface === PROPERTIES_IFACE) return this.properties(msg);
+    if (path === MANAGER_PATH && (iface === MANAGER_IFACE || !iface)) {
+      const method = MANAGER.methods.find((m) => m.name === msg.member);
+      if (method) {
+        this.expectSignature(msg, signatureOf(method.in));
+        return { signature: signatureOf(method.out), body: await this.managerCall(method, msg) };
+      }
+    }
+    if (!(await this.objectExists(path))) throw new BusError('org.freedesktop.DBus.Error.UnknownObject', `no object at ${path}`);
+    if (iface && !this.interfacesAt(path).some((i) => i.name === iface))
+      throw new BusError('org.freedesktop.DBus.Error.UnknownInterface', `object ${path} has no interface ${iface}`);
+    throw new BusError('org.freedesktop.DBus.Error.UnknownMethod', `no method ${msg.member} on ${iface ?? 'any interface'} of ${path}`);
+  }
+
+  private expectSignature(msg: Message, signature: string): void {
+    const got = msg.signature || '';
+    if (got !== signature)
+      throw new BusError(
+        'org.freedesktop.DBus.Error.InvalidArgs',
+        `${msg.interface ?? ''}.${msg.member} takes arguments of type "${signature}", got "${got}"`,
+      );
+  }
+
+  private async managerCall(method: MethodSpec, msg: Message): Promise<unknown[]> {
+    const body = msg.body as unknown[];
+    const name = () => body[0] as string;
+    switch (method.name) {
+      case 'ListNetworks':
+        return [(await this.service.list()).map((s) => networkPath(s.name))];
+      case 'GetNetworkByName':
+        return [networkPath((await this.service.status(name())).name)];
+      case 'Up': {
+        const caller = await this.caller(msg, `Up("${name()}")`);
+        const s = await this.service.up(name(), caller);
+        this.announcer.refresh(s.name);
+        return [networkPath(s.name)];
+      }
+      case 'Down': {
+        const caller = await this.caller(msg, `Down("${name()}")`);
+        const down = this.service.down.bind(this.service) as DownWithForce;
+        const s = await down(name(), caller, { force: body[1] === true });
+        this.announcer.refresh(s.name);
+        return [networkPath(s.name)];
+      }
+      case 'GetLeases': {
+        const leases = await this.service.leases(name());
+        return [leases.map((l) => [l.mac, l.ip, l.hostname, l.clientId, BigInt(Math.max(0, Math.trunc(l.expires)))])];
+      }
+      case 'Status':
+        return [JSON.stringify(await this.service.list())];
+      default:
+        throw new BusError('org.freedesktop.DBus.Error.UnknownMethod', `${MANAGER_IFACE}.${method.name} is not implemented`);
+    }
+  }
+
+  private async caller(msg: Message, what: string): Promise<PeerCred> {
+    if (!msg.sender) throw new ServiceError('EPERM', `a call to ${what} came without a sender; refusing it`);
+    const caller = await callerOf(this.bus, msg.sender);
+    this.log.info({ sender: msg.sender, uid: caller.uid, pid: caller.pid }, `D-Bus ${what}`);
+    return caller;
+  }
+
+  // ---- objects, introspection, properties ----
+
+  private interfacesAt(path: string): InterfaceSpec[] {
+    if (path === MANAGER_PATH) return [MANAGER];
+    if (networkNameOf(path) !== undefined) return [NETWORK];
+    return [];
+  }
+
+  /** The network a path stands for, or undefined when the service knows no such network. */
+  private async networkAt(path: string): Promise<NetworkStatus | undefined> {
+    const name = networkNameOf(path);
+    if (name === undefined) return undefined;
+    try {
+      return await this.service.status(name);
+    } catch (err) {
+      if (err instanceof ServiceError && err.code === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
+  private async objectExists(path: string): Promise<boolean> {
+    if (path === '/' || path === MANAGER_PATH || path === NETWORKS_PATH || MANAGER_PATH.startsWith(`${path}/`)) return true;
+    return (await this.networkAt(path)) !== undefined;
+  }
+
+  private async introspect(path: string): Promise<string> {
+    if (path === NETWORKS_PATH) {
+      return introspectXml([], (await this.service.list()).map((s) => escapePathElement(s.name)));
+    }
+    if (path === MANAGER_PATH) return introspectXml([MANAGER], ['Networks']);
+    if (path === '/' || MANAGER_PATH.startsWith(`${path}/`)) {
+      const rest = MANAGER_PATH.slice(path === '/' ? 1 : path.length + 1);
+      return introspectXml([], [rest.split('/')[0]!]);
+    }
+    if (await this.networkAt(path)) return introspectXml([NETWORK], []);
+    throw new BusError('org.freedesktop.DBus.Error.UnknownObject', `no object at ${path}`);
+  }
+
+  private async properties(msg: Message): Promise<{ signature: string; body: unknown[] }> {
+    const signature = { Get: 'ss', GetAll: 's', Set: 'ssv' }[msg.member];
+    if (!signature) throw new BusError('org.freedesktop.DBus.Error.UnknownMethod', `no method ${msg.member} on ${PROPERTIES_IFACE}`);
+    this.expectSignature(msg, signature);
+    const [iface, prop] = msg.body as [string, string | undefined];
+    const path = msg.path;
+    const specs = this.interfacesAt(path);
+    const known = iface === '' ? specs : specs.filter((s) => s.name === iface);
+    const status = specs.includes(NETWORK) ? await this.networkAt(path) : undefined;
+    if (!status && !(await this.objectExists(path))) throw new BusError('org.freedesktop.DBus.Error.UnknownObject', `no object at ${path}`);
+    if (msg.member === 'GetAll') {
+      if (iface !== '' && known.length === 0)
+        throw new BusError('org.freedesktop.DBus.Error.UnknownInterface', `object ${path} has no interface ${iface}`);
+      return { signature: 'a{sv}', body: [status && known.includes(NETWORK) ? propertyVariants(networkProps(status)) : {}] };
+    }
+    const spec = known.flatMap((s) => s.properties).find((p) => p.name === prop);
+    if (!spec || !prop || !status)
+      throw new BusError('org.freedesktop.DBus.Error.UnknownProperty', `object ${path} has no property ${iface ? `${iface}.` : ''}${prop}`);
+    if (msg.member === 'Set') throw new BusError('org.freedesktop.DBus.Error.PropertyReadOnly', `property ${prop} is read-only`);
+    return { signature: 'v', body: [new Variant(spec.type, networkProps(status)[prop])] };
+  }
+}
+
+/**
+ * Connect to the bus, serve vnet's objects and take the name org.vnet.Vnet1 (last, so
+ * no call arrives before the objects answer). Throws, naming the bus, when the bus
+ * cannot be reached or the name is refused or taken.
+ */
+export async function startDbus(service: VnetService, opts: DbusOptions): Promise<DbusHandle> {
+  const where = busLabel(opts.address);
+  let vnet: VnetBus | undefined;
+  let lost = false;
+  const bus = await connect(opts, () => {
+    lost = true;
+    opts.log.error({ bus: opts.address }, `D-Bus connection to ${where} lost: the D-Bus API is off until vnetd restarts (the socket still serves)`);
+    void vnet?.close();
+  });
+  vnet = new VnetBus(bus, service, opts.log);
+  try {
+    await vnet.start();
+    let reply: number;
+    try {
+      reply = await bus.requestName(BUS_NAME, dbus.NameFlag.DO_NOT_QUEUE);
+    } catch (err) {
+      const text = (err as { text?: string }).text ?? (err as Error).message;
+      throw new Error(`could not own ${BUS_NAME} on ${where}: ${text}`, { cause: err });
+    }
+    if (reply !== dbus.RequestNameReply.PRIMARY_OWNER && reply !== dbus.RequestNameReply.ALREADY_OWNER)
+      throw new Error(`could not own ${BUS_NAME} on ${where}: another connection owns it (is another vnetd running?)`);
+  } catch (err) {
+    await vnet.close();
+    bus.disconnect();
+    throw err;
+  }
+  const uniqueName = (bus as unknown as { name: string }).name;
+  opts.log.info({ bus: opts.address, name: BUS_NAME, uniqueName }, 'D-Bus name owned');
+  const v = vnet;
+  return {
+    uniqueName,
+    async close() {
+      await v.close();
+      // On a dead connection dbus-next never settles the call: skip it, and bound it.
+      if (!lost) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          bus.releaseName(BUS_NAME).catch(() => undefined),
+          new Promise((r) => (timer = setTimeout(r, 1000))),
+        ]);
+        clearTimeout(timer);
+      }
+      bus.disconnect();
+    },
+  };
+}

@@ -1,0 +1,106 @@
+/**
+ * Service events as D-Bus signals: the Manager's NetworkStateChanged, TapAdded,
+ * TapRemoved, LeaseAdded and LeaseExpired, and PropertiesChanged on a network object
+ * for each of its properties that changed.
+ */
+import dbus from 'dbus-next';
+import type { MessageBus } from 'dbus-next';
+import type { Logger } from 'pino';
+import type { NetworkStatus, ServiceEvent, VnetService } from '../daemon/service.js';
+import { MANAGER, NETWORK, networkProps, propertyVariants, signatureOf, type NetworkProps } from './introspect.js';
+import { MANAGER_IFACE, MANAGER_PATH, NETWORK_IFACE, networkPath } from './names.js';
+
+export class Announcer {
+  /** property values last announced (or first seen) per network */
+  private readonly known = new Map<string, NetworkProps>();
+  private queue: Promise<void> = Promise.resolve();
+  private unsubscribe?: () => void;
+  private closed = false;
+
+  constructor(
+    private readonly bus: MessageBus,
+    private readonly service: VnetService,
+    private readonly log: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    for (const s of await this.service.list()) this.known.set(s.name, networkProps(s));
+    this.unsubscribe = this.service.subscribe((e) => this.onEvent(e));
+  }
+
+  /** Stop announcing; resolves once queued announcements are out. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.unsubscribe?.();
+    await this.queue;
+  }
+
+  /**
+   * Announce with PropertiesChanged what changed on a network object. Runs one at a
+   * time in event order; `override` carries values the event itself reported (a state
+   * read back later could already be the next one, and skip this transition).
+   */
+  refresh(name: string, override: NetworkProps = {}): void {
+    this.queue = this.queue.then(async () => {
+      if (this.closed) return;
+      let status: NetworkStatus;
+      try {
+        status = await this.service.status(name);
+      } catch {
+        return; // the definition went away: nothing left to describe
+      }
+      const now = { ...networkProps(status), ...override };
+      const before = this.known.get(name);
+      this.known.set(name, now);
+      const changed: NetworkProps = {};
+      for (const p of NETWORK.properties) {
+        if (p.emits === 'const') continue;
+        if (before ? before[p.name] !== now[p.name] : p.emits === 'true') changed[p.name] = now[p.name]!;
+      }
+      if (Object.keys(changed).length === 0) return;
+      this.send(networkPath(name), 'org.freedesktop.DBus.Properties', 'PropertiesChanged', 'sa{sv}as', [
+        NETWORK_IFACE,
+        propertyVariants(changed),
+        [],
+      ]);
+    });
+  }
+
+  private onEvent(e: ServiceEvent): void {
+    switch (e.type) {
+      case 'network-state':
+        this.manager('NetworkStateChanged', [e.name, e.state, e.reason ?? '']);
+        this.refresh(e.name, { State: e.state, Reason: e.reason ?? '' });
+        return;
+      case 'tap-added':
+      case 'tap-removed':
+        this.manager(e.type === 'tap-added' ? 'TapAdded' : 'TapRemoved', [e.network, e.tap.name, e.tap.uid, e.tap.pid]);
+        this.refresh(e.network);
+        return;
+      case 'lease-added':
+        this.manager('LeaseAdded', [e.network, e.lease.mac, e.lease.ip, e.lease.hostname]);
+        this.refresh(e.network);
+        return;
+      case 'lease-removed':
+        this.manager('LeaseExpired', [e.network, e.lease.mac, e.lease.ip]);
+        this.refresh(e.network);
+        return;
+    }
+  }
+
+  private manager(member: string, body: unknown[]): void {
+    const spec = MANAGER.signals.find((s) => s.name === member);
+    if (!spec) throw new Error(`${MANAGER_IFACE} has no signal ${member}`);
+    this.send(MANAGER_PATH, MANAGER_IFACE, member, signatureOf(spec.args), body);
+  }
+
+  private send(path: string, iface: string, member: string, signature: string, body: unknown[]): void {
+    if (this.closed) return;
+    try {
+      this.bus.send(dbus.Message.newSignal(path, iface, member, signature, body));
+    } catch (err) {
+      this.log.error({ err, path, member }, 'could not send D-Bus signal');
+    }
+  }
+}

@@ -1,0 +1,291 @@
+/**
+ * Issue 3 without a guest: the C helper, run by an unprivileged user exactly as QEMU
+ * runs it, gets a real tap from vnetd; on-demand up, idle-down, denials, quota, no
+ * fd leaks. (test/integration/qemu.test.ts boots a real guest through the same path.)
+ */
+import { execa } from 'execa';
+import { readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cleanupAll, hostAndWan, tempDir, trackPid, type Netns } from '../support/netns.js';
+import { HELPER, ROOT, Vnetd, vnetEnv } from '../support/vnetd.js';
+
+const QEMU_SIDE = path.join(ROOT, 'test/support/qemu-side.py');
+const HANDOFF = path.join(ROOT, 'build/handoff');
+const IFF_TAP = 0x0002;
+const IFF_NO_PI = 0x1000;
+const IFF_VNET_HDR = 0x4000;
+
+let host: Netns;
+let vnetd: Vnetd;
+
+interface Handoff {
+  exit: number;
+  stderr: string;
+  byte?: number;
+  nfds?: number;
+  tap?: string;
+  flags?: number;
+}
+
+/** Run the helper through a QEMU-like parent as `uid`; with hold, keep the tap open until release(). */
+async function handoff(bridge: string, opts: { uid?: number; vnet?: boolean; hold?: boolean; runtimeDir?: string } = {}) {
+  const uid = opts.uid ?? 65534;
+  const args = [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', '/usr/bin/python3', QEMU_SIDE];
+  if (opts.hold) args.push('--hold', '-1');
+  if (opts.vnet === false) args.push('--no-vnet');
+  args.push(HELPER, bridge);
+  const proc = execa('setpriv', args, {
+    env: { ...process.env, VNET_RUNTIME_DIR: opts.runtimeDir ?? vnetd.env.VNET_RUNTIME_DIR },
+    stdin: 'pipe',
+    buffer: false,
+    reject: false,
+  });
+  trackPid(proc.pid);
+  const line = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    proc.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('\n')) resolve(out.split('\n')[0]!);
+    });
+    proc.on('exit', () => (out.includes('\n') ? undefined : reject(new Error(`qemu-side exited without a result: ${out}`))));
+  });
+  const result = JSON.parse(line) as Handoff;
+  const release = async () => {
+    proc.stdin!.end();
+    await proc;
+  };
+  if (!opts.hold) await release();
+  return { result, pid: proc.pid!, release };
+}
+
+async function hostLinks() {
+  return (await host.links()) as Array<{ ifname: string; master?: string; mtu?: number; address?: string; linkinfo?: { info_kind?: string } }>;
+}
+
+async function taps(): Promise<string[]> {
+  return (await hostLinks()).filter((l) => l.linkinfo?.info_kind === 'tun').map((l) => l.ifname);
+}
+
+async function waitFor(what: string, fn: () => Promise<boolean>, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await fn())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function vnetdFds(): string[] {
+  const dir = `/proc/${vnetd.pid}/fd`;
+  return readdirSync(dir).map((fd) => {
+    try {
+      return readlinkSync(`${dir}/${fd}`);
+    } catch {
+      return '';
+    }
+  });
+}
+
+async function status(name: string) {
+  return (await vnetd.call('status', { name })) as { state: string; taps: Array<{ name: string; uid: number; pid: number }> };
+}
+
+beforeAll(async () => {
+  ({ host } = await hostAndWan());
+  const env = vnetEnv({ VNET_TAP_QUOTA: '3' });
+  const nets = path.join(env.VNET_CONFIG_DIR, 'networks');
+  writeFileSync(
+    path.join(nets, 'default.toml'),
+    'bridge = "virbr0"\naddress = "192.168.122.1/24"\ndhcp-range = ["192.168.122.2", "192.168.122.254"]\non-demand = true\nidle-down = 1\n',
+  );
+  writeFileSync(path.join(nets, 'private.toml'), 'bridge = "vnpriv0"\naddress = "10.66.0.1/24"\nallow-users = ["root"]\n');
+  writeFileSync(path.join(nets, 'manual.toml'), 'bridge = "vnman0"\naddress = "10.67.0.1/24"\non-demand = false\n');
+  writeFileSync(path.join(env.VNET_QEMU_CONF_DIR, 'bridge.conf'), 'allow extbr0\n');
+  vnetd = await new Vnetd(host, env).start();
+  // bridges vnet does not manage, made by "the admin"
+  for (const br of ['extbr0', 'otherbr0']) {
+    await host.run('ip', ['link', 'add', br, 'type', 'bridge']);
+    await host.run('ip', ['link', 'set', br, 'up']);
+  }
+});
+
+afterAll(async () => {
+  await vnetd?.stop();
+  await cleanupAll();
+});
+
+describe('on demand', () => {
+  it('the first tap brings the network up; the tap is on the bridge, owned by the caller, with the asked flags', async () => {
+    expect((await status('default')).state).toBe('down');
+    expect((await hostLinks()).map((l) => l.ifname)).not.toContain('virbr0');
+
+    const h = await handoff('virbr0', { hold: true });
+    expect(h.result).toMatchObject({ exit: 0, stderr: '', byte: 0, nfds: 1 });
+    expect(h.result.flags).toBe(IFF_TAP | IFF_NO_PI | IFF_VNET_HDR);
+    const links = await hostLinks();
+    const tap = links.find((l) => l.ifname === h.result.tap)!;
+    const br = links.find((l) => l.ifname === 'virbr0')!;
+    expect(tap.master).toBe('virbr0');
+    expect(tap.mtu).toBe(br.mtu);
+    expect(tap.address).toMatch(/^fe:/);
+    expect(br.address).toMatch(/^52:54:00:/);
+    expect((await host.run('cat', [`/sys/class/net/${h.result.tap}/owner`])).trim()).toBe('65534');
+
+    const s = await status('default');
+    expect(s.state).toBe('up');
+    expect(s.taps).toEqual([expect.objectContaining({ name: h.result.tap, uid: 65534, pid: h.pid })]);
+    const human = await vnetd.cli(['status']);
+    expect(human.stdout).toMatch(new RegExp(`^default\\s+virbr0\\s+up \\(on-demand\\).*${h.result.tap}\\(uid 65534, pid ${h.pid}\\)`, 'm'));
+
+    // after the hand-off vnetd holds no tun fd
+    expect(vnetdFds().filter((f) => f.includes('/dev/net/tun'))).toEqual([]);
+
+    await h.release();
+    await waitFor('tap to go', async () => !(await taps()).includes(h.result.tap!));
+    await waitFor('status without the tap', async () => (await status('default')).taps.length === 0);
+    // idle-down = 1 s: the bridge, its rules and its dnsmasq go
+    await waitFor('idle-down', async () => (await status('default')).state === 'down');
+    expect((await hostLinks()).map((l) => l.ifname)).not.toContain('virbr0');
+    expect((await host.tryRun('nft', ['list', 'table', 'inet', 'vnet'])).exitCode).not.toBe(0);
+    expect(vnetd.children('dnsmasq')).toEqual([]);
+  });
+
+  it('without --use-vnet the tap has no vnet header', async () => {
+    const h = await handoff('virbr0', { vnet: false });
+    expect(h.result.exit).toBe(0);
+    expect(h.result.flags).toBe(IFF_TAP | IFF_NO_PI);
+  });
+
+  it('a new tap within idle-down keeps the network up', async () => {
+    const a = await handoff('virbr0', { hold: true });
+    await a.release();
+    const b = await handoff('virbr0', { hold: true });
+    expect(b.result.exit).toBe(0);
+    await new Promise((r) => setTimeout(r, 1500));
+    expect((await status('default')).state).toBe('up');
+    await b.release();
+    await waitFor('idle-down', async () => (await status('default')).state === 'down');
+  });
+
+  it('a network brought up with `vnet up` stays up after its last tap', async () => {
+    expect((await vnetd.cli(['up', 'default'])).exitCode).toBe(0);
+    const h = await handoff('virbr0');
+    expect(h.result.exit).toBe(0);
+    await new Promise((r) => setTimeout(r, 1800));
+    expect((await status('default')).state).toBe('up');
+    expect((await vnetd.cli(['down', 'default'])).exitCode).toBe(0);
+  });
+
+  it('a network that is not on-demand is not started by a tap request', async () => {
+    const h = await handoff('vnman0');
+    expect(h.result.exit).toBe(1);
+    expect(h.result.stderr).toMatch(/^vnet-bridge-helper: network "manual" is down and not on-demand; run `vnet up manual`\n$/);
+  });
+});
+
+describe('denials leave no tap behind', () => {
+  async function denied(bridge: string, message: RegExp, opts: { uid?: number } = {}) {
+    const before = await taps();
+    const h = await handoff(bridge, opts);
+    expect(h.result.exit).toBe(1);
+    expect(h.result.nfds ?? 0).toBe(0);
+    expect(h.result.stderr).toMatch(message);
+    expect(h.result.stderr.trim().split('\n')).toHaveLength(1);
+    expect(await taps()).toEqual(before);
+  }
+
+  it('a bridge.conf deny wins over the network allowing everyone', async () => {
+    const conf = path.join(vnetd.env.VNET_QEMU_CONF_DIR, 'bridge.conf');
+    writeFileSync(conf, 'allow all\ndeny virbr0\nallow extbr0\n');
+    try {
+      await denied('virbr0', /access denied by acl file: deny virbr0/);
+    } finally {
+      writeFileSync(conf, 'allow extbr0\n');
+    }
+    expect((await status('default')).state).toBe('down');
+  });
+
+  it('a network with allow-users refuses others', async () => {
+    await denied('vnpriv0', /network private allows users \[root\]/);
+    expect((await status('private')).state).toBe('down');
+  });
+
+  it('a bridge vnet does not manage needs bridge.conf', async () => {
+    const ok = await handoff('extbr0');
+    expect(ok.result.exit).toBe(0);
+    await denied('otherbr0', /access denied by acl file: no rule allows `otherbr0'/);
+  });
+
+  it('a bridge.conf the caller cannot read grants nothing', async () => {
+    const conf = path.join(vnetd.env.VNET_QEMU_CONF_DIR, 'bridge.conf');
+    await execa('chmod', ['0600', conf]);
+    try {
+      await denied('extbr0', /not readable by uid 65534/);
+      expect((await handoff('extbr0', { uid: 0 })).result.exit).toBe(0);
+    } finally {
+      await execa('chmod', ['0644', conf]);
+    }
+  });
+
+  it.each([
+    ['lo', /no rule allows `lo'/],
+    ['up0', /no rule allows `up0'/],
+    ['nosuchbr', /no rule allows `nosuchbr'/],
+    ['abcdefghijklmnop', /16 bytes|bridge name/],
+  ])('%s is refused', async (bridge, message) => {
+    await denied(bridge, message);
+  });
+
+  it('lo is refused even when bridge.conf says allow all, because it is not a bridge', async () => {
+    const conf = path.join(vnetd.env.VNET_QEMU_CONF_DIR, 'bridge.conf');
+    writeFileSync(conf, 'allow all\n');
+    try {
+      await denied('lo', /lo is not a bridge/);
+      await denied('up0', /up0 is not a bridge/);
+    } finally {
+      writeFileSync(conf, 'allow extbr0\n');
+    }
+  });
+
+  it('the per-uid quota stops one user and leaves others served', async () => {
+    const held: Array<Awaited<ReturnType<typeof handoff>>> = [];
+    try {
+      for (let i = 0; i < 3; i++) {
+        const h = await handoff('extbr0', { hold: true });
+        held.push(h);
+        expect(h.result.exit).toBe(0);
+      }
+      // extbr0 taps are not a vnet network's: the quota still counts them
+      await denied('extbr0', /uid 65534 already holds 3 taps.*quota 3/);
+      const other = await handoff('extbr0', { uid: 4242 });
+      expect(other.result.exit).toBe(0);
+    } finally {
+      await Promise.all(held.map((h) => h.release()));
+    }
+    await waitFor('taps to go', async () => (await taps()).length === 0);
+    const again = await handoff('extbr0');
+    expect(again.result.exit).toBe(0);
+  });
+
+  it('no daemon: a clear error', async () => {
+    const empty = tempDir('vnet-nodaemon-');
+    await execa('chmod', ['0755', empty]);
+    const h = await handoff('virbr0', { runtimeDir: empty });
+    expect(h.result.exit).toBe(1);
+    expect(h.result.stderr).toMatch(/^vnet-bridge-helper: vnetd is not running \(no socket at .*vnetd\.sock\)/);
+  });
+});
+
+describe('1,000 hand-offs', () => {
+  it('leak no fd in vnetd and leave no tap', async () => {
+    expect((await vnetd.cli(['up', 'default'])).exitCode).toBe(0);
+    const before = vnetdFds().length;
+    const r = await host.run(HANDOFF, [HELPER, 'virbr0', '1000'], { env: { VNET_RUNTIME_DIR: vnetd.env.VNET_RUNTIME_DIR } });
+    const figures = JSON.parse(r);
+    expect(figures).toMatchObject({ n: 1000, ok: 1000, failed: 0 });
+    await waitFor('taps to go', async () => (await taps()).length === 0, 30_000);
+    await waitFor('status to drop the taps', async () => (await status('default')).taps.length === 0);
+    expect(vnetdFds().length).toBeLessThanOrEqual(before);
+    expect((await vnetd.cli(['down', 'default'])).exitCode).toBe(0);
+  });
+});
