@@ -8,6 +8,7 @@ import type { Rtnl } from '../netlink/links.js';
 import { buildRuleset, type NatNetwork } from '../nat/ruleset.js';
 import type { Nft } from '../nat/nft.js';
 import type { Action, PlannedStep, Step } from '../plan/planner.js';
+import { failpoint } from '../sys/failpoint.js';
 import { disableIpv6, setIpv4Forwarding } from '../sys/sysctl.js';
 
 export interface ApplyContext {
@@ -103,7 +104,9 @@ export async function applyAll(plan: PlannedStep[], ctx: ApplyContext): Promise<
   for (const p of plan) {
     try {
       ctx.log.debug({ step: p.step }, describe(p.step));
+      failpoint(`before:${p.step.action}`);
       await execute(p.step, ctx);
+      failpoint(`after:${p.step.action}`);
       done.push(p);
     } catch (err) {
       ctx.log.warn({ err, step: p.step }, `step failed: ${describe(p.step)}; rolling back ${done.length} step(s)`);
@@ -127,7 +130,9 @@ export async function applyBestEffort(plan: PlannedStep[], ctx: ApplyContext): P
   for (const p of plan) {
     try {
       ctx.log.debug({ step: p.step }, describe(p.step));
+      failpoint(`before:${p.step.action}`);
       await execute(p.step, ctx);
+      failpoint(`after:${p.step.action}`);
     } catch (err) {
       failures.push(`${describe(p.step)}: ${err instanceof Error ? err.message : String(err)}`);
     }

@@ -11,7 +11,8 @@ import type { Logger } from 'pino';
 import type { Paths } from '../config/paths.js';
 import { loadDefinitions } from '../config/networks.js';
 import { ifnameProblem } from '../config/names.js';
-import { dnsmasqConfig, leaseFilePath } from '../dhcp/dnsmasq.js';
+import { confFilePath, dnsmasqConfig, leaseFilePath } from '../dhcp/dnsmasq.js';
+import { reapOrphans } from '../dhcp/orphans.js';
 import { readLeases } from '../dhcp/leases.js';
 import { DnsmasqSupervisor } from '../dhcp/supervisor.js';
 import type { Lease, NetworkDef, NetworkState, PeerCred, TapInfo } from '../model.js';
@@ -22,6 +23,7 @@ import { Rtnl, type Link } from '../netlink/links.js';
 import { openTap, prepareTap } from '../netlink/tun.js';
 import { natNetworkOf, PlanError, planDown, planStub, planUp, type Observed } from '../plan/planner.js';
 import { closeFd } from '../sys/libc.js';
+import { failpoint } from '../sys/failpoint.js';
 import { parentPid } from '../sys/proc.js';
 import { ipv4ForwardingEnabled } from '../sys/sysctl.js';
 import { applyAll, applyBestEffort, type ApplyContext } from './apply.js';
@@ -180,6 +182,7 @@ export class Daemon implements VnetService {
       const tap = openTap({ vnetHdr: opts.vnetHdr, ownerUid: caller.uid });
       let prepared: Link;
       try {
+        failpoint('tap:opened');
         prepared = await prepareTap(this.rtnl, tap.name, bridgeLink);
       } catch (err) {
         closeFd(tap.fd);
@@ -196,6 +199,7 @@ export class Daemon implements VnetService {
       } else {
         this.foreignTaps.set(tap.name, info);
       }
+      failpoint('tap:prepared');
       this.log.info({ tap: tap.name, bridge, uid: caller.uid, pid: caller.pid }, 'tap handed out');
       return { fd: tap.fd, name: tap.name };
     });
@@ -343,7 +347,9 @@ export class Daemon implements VnetService {
   private async startDnsmasq(name: string): Promise<void> {
     const net = this.nets.get(name);
     if (!net) throw new Error(`network ${name} has no runtime state`);
-    const confPath = path.join(this.paths.runtimeDir, 'dnsmasq', `${name}.conf`);
+    const confPath = confFilePath(this.paths.runtimeDir, name);
+    const orphans = await reapOrphans(confPath);
+    if (orphans.length) this.log.warn({ network: name, pids: orphans }, 'killed dnsmasq left behind by a previous vnetd');
     const sup = new DnsmasqSupervisor({
       name,
       confPath,

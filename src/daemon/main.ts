@@ -19,7 +19,13 @@ async function main(): Promise<void> {
   const fds = listenFds();
   const t0 = performance.now();
   await daemon.start();
-  const server = new Server({ service: daemon, log, listen: fds[0] !== undefined ? { fd: fds[0] } : { path: paths.socket } });
+  const idleMs = Number(process.env.VNET_CLIENT_IDLE_MS || 30_000);
+  const server = new Server({
+    service: daemon,
+    log,
+    listen: fds[0] !== undefined ? { fd: fds[0] } : { path: paths.socket },
+    idleTimeoutMs: Number.isInteger(idleMs) && idleMs > 0 ? idleMs : 30_000,
+  });
   await server.start();
   // VNET_DBUS_ADDRESS: "system", or a bus address (unix:path=...). Without the bus the socket still serves.
   let dbusApi: DbusHandle | undefined;
@@ -50,7 +56,8 @@ async function main(): Promise<void> {
   if (idle > 0) {
     setInterval(async () => {
       if (server.quietMs < idle * 1000) return;
-      const active = (await daemon.list()).some((n) => n.state !== 'down');
+      // a stub is only an UP bridge: it needs no daemon until the next tap request
+      const active = (await daemon.list()).some((n) => n.state !== 'down' && n.state !== 'stub');
       if (!active) void stop(`idle for ${idle} s with no network up`);
     }, Math.min(1000, idle * 250)).unref();
   }

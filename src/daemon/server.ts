@@ -12,7 +12,7 @@ import { closeFd, getPeerCred, sendFd } from '../sys/libc.js';
 import { ServiceError, type VnetService } from './service.js';
 
 export interface ServerOptions {
-  service: VnetService & { down(name: string, caller: PeerCred, opts?: { force?: boolean }): Promise<unknown> };
+  service: VnetService;
   log: Logger;
   /** socket path to bind, or an inherited listening fd (socket activation) */
   listen: { path: string } | { fd: number };

@@ -51,7 +51,8 @@ export interface VnetService {
   status(name: string): Promise<NetworkStatus>;
   /** Bring a network up and pin it (stays up until down). Needs an admin caller. */
   up(name: string, caller: PeerCred): Promise<NetworkStatus>;
-  down(name: string, caller: PeerCred): Promise<NetworkStatus>;
+  /** Take a network down; refuses while taps are in use unless `force`. Needs an admin caller. */
+  down(name: string, caller: PeerCred, opts?: { force?: boolean }): Promise<NetworkStatus>;
   leases(name: string): Promise<Lease[]>;
   /** Create a tap on `bridge` for the caller; brings an on-demand network up first. */
   tap(bridge: string, opts: { vnetHdr: boolean }, caller: PeerCred): Promise<TapResult>;

@@ -58,7 +58,6 @@ export interface DbusHandle {
 }
 
 /** A service whose down() takes the force option (Daemon's does; see the report on service.ts). */
-type DownWithForce = (name: string, caller: PeerCred, opts?: { force?: boolean }) => Promise<NetworkStatus>;
 
 /** An error to send back as a D-Bus error reply. */
 class BusError extends Error {
@@ -220,7 +219,7 @@ class VnetBus {
       }
       case 'Down': {
         const caller = await this.caller(msg, `Down("${name()}")`);
-        const down = this.service.down.bind(this.service) as DownWithForce;
+        const down = this.service.down.bind(this.service);
         const s = await down(name(), caller, { force: body[1] === true });
         this.announcer.refresh(s.name);
         return [networkPath(s.name)];

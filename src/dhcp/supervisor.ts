@@ -68,6 +68,8 @@ export type SupervisorState = 'idle' | 'starting' | 'running' | 'backoff' | 'sto
 const DEFAULT_BACKOFF: BackoffOptions = { initialMs: 200, maxMs: 5000, maxFailures: 5, stableMs: 5000 };
 const STARTED = /\bstarted, version /;
 const TAIL_LINES = 12;
+/** dnsmasq gets a clean environment: nothing of vnetd's (NOTIFY_SOCKET, LISTEN_FDS, ...) */
+const DNSMASQ_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' };
 
 export class DnsmasqSupervisor extends EventEmitter {
   readonly name: string;
@@ -170,7 +172,7 @@ export class DnsmasqSupervisor extends EventEmitter {
 
   private checkConfig(): Promise<void> {
     return new Promise((resolve, reject) => {
-      execFile(this.binary, dnsmasqTestArgs(this.confPath), { timeout: 10_000 }, (err, stdout, stderr) => {
+      execFile(this.binary, dnsmasqTestArgs(this.confPath), { timeout: 10_000, env: DNSMASQ_ENV }, (err, stdout, stderr) => {
         if (!err) return resolve();
         const detail = `${stderr}${stdout}`.trim().replace(/\s*\n\s*/g, '; ') || err.message;
         reject(
@@ -186,7 +188,7 @@ export class DnsmasqSupervisor extends EventEmitter {
   private spawnOnce(): Promise<void> {
     this.tail = [];
     const t0 = performance.now();
-    const child = spawn(this.binary, dnsmasqArgs(this.confPath), { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(this.binary, dnsmasqArgs(this.confPath), { stdio: ['ignore', 'pipe', 'pipe'], env: DNSMASQ_ENV });
     this.child = child;
     return new Promise<void>((resolve, reject) => {
       let serving = false;

@@ -143,4 +143,11 @@ describe('test guest on a hand-made NAT bridge', () => {
     expect(r.markers.ping).toBe(false);
     expect(r.markers.poweroff).toBe(true);
   });
+
+  it('kills a guest that outlives timeoutMs', async () => {
+    const r = await runGuest({ netdev: [], append: 'vnet.hold=60', timeoutMs: 1_500 });
+    expect(r.timedOut).toBe(true);
+    expect(r.markers.poweroff).toBe(false);
+    expect(r.durationMs).toBeLessThan(5_000);
+  });
 });
