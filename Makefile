@@ -7,6 +7,17 @@ LIBDIR    := $(PREFIX)/lib/vnet
 CC        ?= gcc
 CFLAGS    ?= -std=gnu11 -O2 -Wall -Wextra -Werror -D_FORTIFY_SOURCE=2 -fstack-protector-strong
 NPM       ?= npm
+# `make install` destinations besides the three above. systemd, systemd-tmpfiles and the D-Bus
+# system bus read these $(PREFIX) folders for /usr/local and /usr; the bus reads policy only
+# from /etc/dbus-1/system.d (or /usr/share), hence SYSCONFDIR.
+SYSCONFDIR     ?= /etc
+UNITDIR        ?= $(PREFIX)/lib/systemd/system
+TMPFILESDIR    ?= $(PREFIX)/lib/tmpfiles.d
+DBUSPOLICYDIR  ?= $(SYSCONFDIR)/dbus-1/system.d
+DBUSSERVICEDIR ?= $(PREFIX)/share/dbus-1/system-services
+MANIFEST       := $(LIBDIR)/install-manifest
+STAGE          := build/install-root
+FIX_PREFIX     := sed -e '/^[[:space:]]*[\#;]/!s|/usr/local|$(PREFIX)|g'
 
 # Debian packages vnet needs at run time and for its tests.
 RUN_DEBS  := nftables dnsmasq-base iproute2
@@ -71,18 +82,72 @@ unit: build
 bench: test-deps build
 	node bench/run.mjs
 
+# `make install`: the program in $(LIBDIR) (dist/, bin/, production node_modules from
+# package-lock.json), links in $(BINDIR), the helper (0755, not setuid), the systemd units,
+# tmpfiles.d entry, D-Bus policy and activation file with /usr/local rewritten to $(PREFIX),
+# and the example network. Everything is staged in $(STAGE) first; $(MANIFEST) lists every
+# file put ("f PATH") and every folder made ("d PATH", only those that did not exist), so
+# `make uninstall` removes exactly that: never a network the admin wrote, never a folder
+# that was there before. Paths in the manifest are without $(DESTDIR).
 install: build
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXEC) $(DESTDIR)$(LIBDIR)
-	cp -r dist node_modules package.json $(DESTDIR)$(LIBDIR)/
-	install -d $(DESTDIR)$(LIBDIR)/bin
-	install -m 0755 bin/vnet bin/vnetd $(DESTDIR)$(LIBDIR)/bin/
-	ln -sf $(LIBDIR)/bin/vnet $(DESTDIR)$(BINDIR)/vnet
-	ln -sf $(LIBDIR)/bin/vnetd $(DESTDIR)$(BINDIR)/vnetd
-	install -m 0755 build/vnet-bridge-helper $(DESTDIR)$(LIBEXEC)/vnet-bridge-helper
+	rm -rf $(STAGE) build/install-manifest
+	umask 022 && mkdir -p $(STAGE)$(LIBDIR)/bin $(STAGE)$(BINDIR) $(STAGE)$(LIBEXEC) $(STAGE)$(UNITDIR) \
+	  $(STAGE)$(TMPFILESDIR) $(STAGE)$(DBUSPOLICYDIR) $(STAGE)$(DBUSSERVICEDIR) $(STAGE)$(SYSCONFDIR)/vnet/networks
+	umask 022 && cp -r dist $(STAGE)$(LIBDIR)/dist && find $(STAGE)$(LIBDIR)/dist \( -name '*.map' -o -name .stamp \) -delete
+	install -m 0755 bin/vnet bin/vnetd $(STAGE)$(LIBDIR)/bin/
+	install -m 0644 package.json package-lock.json $(STAGE)$(LIBDIR)/
+	cd $(STAGE)$(LIBDIR) && umask 022 && $(NPM) ci --omit=dev --ignore-scripts --prefer-offline --no-audit --no-fund
+	ln -s $(LIBDIR)/bin/vnet $(STAGE)$(BINDIR)/vnet
+	ln -s $(LIBDIR)/bin/vnetd $(STAGE)$(BINDIR)/vnetd
+	install -m 0755 build/vnet-bridge-helper $(STAGE)$(LIBEXEC)/vnet-bridge-helper
+	$(FIX_PREFIX) systemd/vnetd.service > $(STAGE)$(UNITDIR)/vnetd.service
+	$(FIX_PREFIX) systemd/vnetd.socket > $(STAGE)$(UNITDIR)/vnetd.socket
+	$(FIX_PREFIX) etc/dbus-1/system-services/org.vnet.Vnet1.service > $(STAGE)$(DBUSSERVICEDIR)/org.vnet.Vnet1.service
+	chmod 0644 $(STAGE)$(UNITDIR)/vnetd.service $(STAGE)$(UNITDIR)/vnetd.socket $(STAGE)$(DBUSSERVICEDIR)/org.vnet.Vnet1.service
+	install -m 0644 etc/tmpfiles.d/vnet.conf $(STAGE)$(TMPFILESDIR)/vnet.conf
+	install -m 0644 etc/dbus-1/system.d/org.vnet.Vnet1.conf $(STAGE)$(DBUSPOLICYDIR)/org.vnet.Vnet1.conf
+	install -m 0644 etc/vnet/networks/example.toml.example $(STAGE)$(SYSCONFDIR)/vnet/networks/example.toml.example
+	@# The manifest: what is staged, the folders that are new (dist/ and node_modules/ are replaced
+	@# whole, so theirs always count), and what an earlier install listed.
+	{ find $(STAGE) -mindepth 1 ! -type d | sed 's|^$(STAGE)|f |'; \
+	  find $(STAGE) -mindepth 1 -type d | sed 's|^$(STAGE)||' | \
+	    while IFS= read -r d; do case "$$d" in \
+	      $(LIBDIR)/dist|$(LIBDIR)/dist/*|$(LIBDIR)/node_modules|$(LIBDIR)/node_modules/*) echo "d $$d";; \
+	      *) [ -d "$(DESTDIR)$$d" ] || echo "d $$d";; \
+	    esac; done; \
+	  echo 'f $(MANIFEST)'; \
+	  if [ -f '$(DESTDIR)$(MANIFEST)' ]; then cat '$(DESTDIR)$(MANIFEST)'; fi; \
+	} | LC_ALL=C sort -u > build/install-manifest
+	install -m 0644 build/install-manifest $(STAGE)$(MANIFEST)
+	@# Replace the previous program tree wholesale, then copy; existing folders keep their owner and mode.
+	rm -rf $(DESTDIR)$(LIBDIR)/dist $(DESTDIR)$(LIBDIR)/node_modules
+	mkdir -p '$(DESTDIR)/'
+	tar -C $(STAGE) -cf - . | tar -C '$(DESTDIR)/' -xf - --no-overwrite-dir
+	rm -rf $(STAGE) build/install-manifest
+	@if [ -z '$(DESTDIR)' ] && [ -d /run/systemd/system ]; then \
+	  echo 'systemctl daemon-reload; systemd-tmpfiles --create $(TMPFILESDIR)/vnet.conf'; \
+	  systemctl daemon-reload && systemd-tmpfiles --create $(TMPFILESDIR)/vnet.conf; \
+	  echo 'vnet installed; start it with: systemctl enable --now vnetd.socket'; \
+	fi
 
+# Removes what $(MANIFEST) lists (after stopping the units on a live system); folders only
+# when empty. Leaves /var/lib/vnet (leases), /etc/qemu and networks the admin wrote.
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/vnet $(DESTDIR)$(BINDIR)/vnetd $(DESTDIR)$(LIBEXEC)/vnet-bridge-helper
-	rm -rf $(DESTDIR)$(LIBDIR)
+	@m='$(DESTDIR)$(MANIFEST)'; \
+	if [ ! -f "$$m" ]; then \
+	  echo "make uninstall: no manifest $$m: nothing installed with DESTDIR='$(DESTDIR)' PREFIX='$(PREFIX)'" >&2; exit 1; \
+	fi; \
+	if [ -z '$(DESTDIR)' ] && [ -d /run/systemd/system ]; then \
+	  echo 'systemctl disable --now vnetd.socket vnetd.service'; \
+	  systemctl disable --now vnetd.socket vnetd.service || true; \
+	fi; \
+	list=$$(cat "$$m") || exit 1; \
+	echo "removing the files and empty folders listed in $$m"; \
+	printf '%s\n' "$$list" | sed -n 's|^f |$(DESTDIR)|p' | tr '\n' '\0' | xargs -0 -r rm -f -- || exit 1; \
+	printf '%s\n' "$$list" | sed -n 's|^d ||p' | LC_ALL=C sort -r | while IFS= read -r d; do \
+	  if [ -d "$(DESTDIR)$$d" ]; then rmdir --ignore-fail-on-non-empty -- "$(DESTDIR)$$d" || exit 1; fi; \
+	done || exit 1; \
+	if [ -z '$(DESTDIR)' ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 
 clean:
 	rm -rf dist build

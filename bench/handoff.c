@@ -1,14 +1,15 @@
 /*
  * handoff: time a bridge helper's tap hand-off exactly as QEMU sees it.
  *
- *   handoff HELPER BRIDGE N
+ *   handoff HELPER BRIDGE N [--samples]
  *
  * N times: socketpair(AF_UNIX, SOCK_STREAM), fork; the child closes every fd but 0-2 and its end and
  * execs `HELPER --use-vnet --fd=FD --br=BRIDGE` (through /bin/sh -c when HELPER contains a space or tab,
  * as QEMU's net/tap.c does); the parent receives the 1-byte message with its SCM_RIGHTS fd, checks with
  * TUNGETIFF that it is a tap and reaps the child. The clock runs from socketpair() to waitpid(), as long as
  * QEMU waits; closing the tap (which destroys it) comes after and is not timed.
- * Prints one JSON line: {"helper","bridge","n","ok","failed","min_ms","p50_ms","p90_ms","max_ms"}.
+ * Prints one JSON line: {"helper","bridge","n","ok","failed","min_ms","p50_ms","p90_ms","max_ms"}, and with
+ * --samples also "samples_ms": every successful hand-off's time in the order they ran.
  * Exit status 0 when every hand-off succeeded.
  */
 #define _GNU_SOURCE
@@ -83,15 +84,16 @@ static void child(const char *helper, const char *bridge, int fd) {
 
 int main(int argc, char **argv) {
     const char *helper, *bridge;
-    double *t;
+    double *t, *sorted;
     long n, i, ok = 0, failed = 0;
-    if (argc != 4 || (n = strtol(argv[3], NULL, 10)) < 1 || n > 1000000) {
-        fprintf(stderr, "usage: handoff HELPER BRIDGE N\n");
+    int samples = argc == 5 && strcmp(argv[4], "--samples") == 0;
+    if ((argc != 4 && !samples) || (n = strtol(argv[3], NULL, 10)) < 1 || n > 1000000) {
+        fprintf(stderr, "usage: handoff HELPER BRIDGE N [--samples]\n");
         return 2;
     }
     helper = argv[1];
     bridge = argv[2];
-    if ((t = calloc((size_t)n, sizeof *t)) == NULL) return 2;
+    if ((t = calloc((size_t)n, sizeof *t)) == NULL || (sorted = calloc((size_t)n, sizeof *sorted)) == NULL) return 2;
     for (i = 0; i < n; i++) {
         int sv[2], status, fd;
         struct ifreq ifr;
@@ -119,15 +121,23 @@ int main(int argc, char **argv) {
         if (fd >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0) ok++;
         else failed++;
     }
-    if (ok > 0) qsort(t, (size_t)ok, sizeof *t, cmp);
+    memcpy(sorted, t, (size_t)ok * sizeof *t);
+    if (ok > 0) qsort(sorted, (size_t)ok, sizeof *sorted, cmp);
     printf("{\"helper\":");
     json_str(helper);
     printf(",\"bridge\":");
     json_str(bridge);
     printf(",\"n\":%ld,\"ok\":%ld,\"failed\":%ld", n, ok, failed);
     if (ok > 0)
-        printf(",\"min_ms\":%.3f,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"max_ms\":%.3f", t[0], t[(ok - 1) / 2], t[(ok * 9 - 1) / 10], t[ok - 1]);
+        printf(",\"min_ms\":%.3f,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"max_ms\":%.3f", sorted[0], sorted[(ok - 1) / 2], sorted[(ok * 9 - 1) / 10],
+               sorted[ok - 1]);
+    if (samples) {
+        printf(",\"samples_ms\":[");
+        for (i = 0; i < ok; i++) printf("%s%.3f", i ? "," : "", t[i]);
+        printf("]");
+    }
     printf("}\n");
     free(t);
+    free(sorted);
     return failed == 0 ? 0 : 1;
 }

@@ -37,14 +37,28 @@ export function call(socketPath: string, method: string, params: Record<string, 
     sock.on('data', (chunk: Buffer) => {
       try {
         for (const frame of reader.push(chunk)) {
-          const reply = frame as Reply;
+          const reply = asReply(frame);
           if (reply.ok) done(undefined, reply.result);
           else done(new ClientError(reply.error.code, reply.error.message));
         }
       } catch (err) {
-        done(err as Error);
+        if (err instanceof ClientError) done(err);
+        else done(new ClientError('EPROTO', `vnetd sent a malformed reply: ${(err as Error).message}`, { cause: err }));
       }
     });
     sock.on('close', () => done(new ClientError('ECONNRESET', 'vnetd closed the connection without answering')));
   });
+}
+
+/** Check the shape of a reply frame; throws ClientError(EPROTO) naming what is wrong. */
+function asReply(frame: unknown): Reply {
+  const bad = (what: string) => new ClientError('EPROTO', `vnetd sent a malformed reply: ${what}`);
+  if (typeof frame !== 'object' || frame === null || Array.isArray(frame)) throw bad('not a JSON object');
+  const r = frame as Record<string, unknown>;
+  if (r.ok === true) return r as Reply;
+  if (r.ok !== false) throw bad('`ok` is neither true nor false');
+  const e = r.error as Record<string, unknown> | null | undefined;
+  if (typeof e !== 'object' || e === null || typeof e.code !== 'string' || typeof e.message !== 'string')
+    throw bad('`error` lacks a string `code` and `message`');
+  return r as Reply;
 }

@@ -27,8 +27,9 @@ export class ProtocolError extends Error {
   constructor(
     message: string,
     readonly code = 'EPROTO',
+    options?: { cause?: unknown },
   ) {
-    super(message);
+    super(message, options);
   }
 }
 
@@ -40,35 +41,46 @@ export function encodeFrame(value: unknown): Buffer {
   return Buffer.concat([head, body]);
 }
 
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
 /**
  * Incremental frame reader. push() bytes as they arrive; it returns the complete
  * frames' parsed JSON values. Throws ProtocolError on a bad length or bad JSON;
  * the caller then replies with an error and closes the connection.
+ * Chunks are kept as a list and joined once per frame, so a frame trickled in byte by
+ * byte costs linear, not quadratic, copying; at most one frame (4 + MAX_FRAME bytes)
+ * plus the chunk that completed it is ever held.
  */
 export class FrameReader {
-  private buf: Buffer = Buffer.alloc(0);
+  private chunks: Buffer[] = [];
+  private total = 0;
 
   push(chunk: Buffer): unknown[] {
-    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
+    if (chunk.length > 0) {
+      this.chunks.push(chunk);
+      this.total += chunk.length;
+    }
     const out: unknown[] = [];
     for (;;) {
-      if (this.buf.length < 4) break;
-      const len = this.buf.readUInt32BE(0);
+      if (this.total < 4) break;
+      const len = this.head().readUInt32BE(0);
       if (len === 0 || len > MAX_FRAME) throw new ProtocolError(`frame length ${len} is outside 1..${MAX_FRAME}`);
-      if (this.buf.length < 4 + len) break;
-      const body = this.buf.subarray(4, 4 + len);
-      this.buf = this.buf.subarray(4 + len);
-      const text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+      if (this.total < 4 + len) break;
+      const all = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.total);
+      const body = all.subarray(4, 4 + len);
+      const rest = all.subarray(4 + len);
+      this.chunks = rest.length > 0 ? [rest] : [];
+      this.total = rest.length;
       let str: string;
       try {
-        str = text.decode(body);
-      } catch {
-        throw new ProtocolError('frame is not valid UTF-8');
+        str = UTF8.decode(body);
+      } catch (err) {
+        throw new ProtocolError('frame is not valid UTF-8', 'EPROTO', { cause: err });
       }
       try {
         out.push(JSON.parse(str));
-      } catch {
-        throw new ProtocolError('frame is not valid JSON');
+      } catch (err) {
+        throw new ProtocolError('frame is not valid JSON', 'EPROTO', { cause: err });
       }
     }
     return out;
@@ -76,7 +88,21 @@ export class FrameReader {
 
   /** bytes held waiting for the rest of a frame */
   get pending(): number {
-    return this.buf.length;
+    return this.total;
+  }
+
+  /** the first 4 bytes held (total >= 4), joining only as many chunks as they span */
+  private head(): Buffer {
+    const first = this.chunks[0]!;
+    if (first.length >= 4) return first;
+    const parts: Buffer[] = [];
+    let n = 0;
+    for (const c of this.chunks) {
+      parts.push(c);
+      n += c.length;
+      if (n >= 4) break;
+    }
+    return Buffer.concat(parts, n);
   }
 }
 

@@ -19,6 +19,9 @@ export interface ApplyContext {
   stopDnsmasq(network: string): Promise<void>;
   /** told after each ruleset apply, so the daemon knows what is in force */
   rulesetApplied(networks: NatNetwork[]): void;
+  /** write-ahead bookkeeping: called before and after every step, including rollback steps */
+  beforeStep(step: Step): Promise<void>;
+  afterStep(step: Step): Promise<void>;
 }
 
 type Executors = { [A in Action]: (step: Extract<Step, { action: A }>, ctx: ApplyContext) => Promise<void> };
@@ -61,9 +64,18 @@ const executors: Executors = {
   'stop-dnsmasq': async (s, ctx) => ctx.stopDnsmasq(s.network),
 };
 
-export function execute(step: Step, ctx: ApplyContext): Promise<void> {
+/**
+ * One step: record the intent, carry it out, record the result. `phase` names the crash
+ * points between them for the restart tests ("up:after:add-address").
+ */
+export async function execute(step: Step, ctx: ApplyContext, phase: 'up' | 'down' | 'undo'): Promise<void> {
   const fn = executors[step.action] as (s: Step, c: ApplyContext) => Promise<void>;
-  return fn(step, ctx);
+  ctx.log.debug({ step }, describe(step));
+  await ctx.beforeStep(step);
+  failpoint(`${phase}:before:${step.action}`);
+  await fn(step, ctx);
+  failpoint(`${phase}:after:${step.action}`);
+  await ctx.afterStep(step);
 }
 
 export function describe(step: Step): string {
@@ -103,17 +115,14 @@ export async function applyAll(plan: PlannedStep[], ctx: ApplyContext): Promise<
   const done: PlannedStep[] = [];
   for (const p of plan) {
     try {
-      ctx.log.debug({ step: p.step }, describe(p.step));
-      failpoint(`before:${p.step.action}`);
-      await execute(p.step, ctx);
-      failpoint(`after:${p.step.action}`);
+      await execute(p.step, ctx, 'up');
       done.push(p);
     } catch (err) {
       ctx.log.warn({ err, step: p.step }, `step failed: ${describe(p.step)}; rolling back ${done.length} step(s)`);
       for (const d of done.reverse()) {
         if (!d.undo) continue;
         try {
-          await execute(d.undo, ctx);
+          await execute(d.undo, ctx, 'undo');
         } catch (undoErr) {
           ctx.log.error({ err: undoErr, step: d.undo }, `rollback step failed: ${describe(d.undo)}`);
         }
@@ -129,10 +138,7 @@ export async function applyBestEffort(plan: PlannedStep[], ctx: ApplyContext): P
   const failures: string[] = [];
   for (const p of plan) {
     try {
-      ctx.log.debug({ step: p.step }, describe(p.step));
-      failpoint(`before:${p.step.action}`);
-      await execute(p.step, ctx);
-      failpoint(`after:${p.step.action}`);
+      await execute(p.step, ctx, 'down');
     } catch (err) {
       failures.push(`${describe(p.step)}: ${err instanceof Error ? err.message : String(err)}`);
     }

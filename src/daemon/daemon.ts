@@ -13,15 +13,17 @@ import { loadDefinitions } from '../config/networks.js';
 import { ifnameProblem } from '../config/names.js';
 import { confFilePath, dnsmasqConfig, leaseFilePath } from '../dhcp/dnsmasq.js';
 import { reapOrphans } from '../dhcp/orphans.js';
-import { readLeases } from '../dhcp/leases.js';
+import { readLeases, watchLeases, type LeaseWatcher } from '../dhcp/leases.js';
 import { DnsmasqSupervisor } from '../dhcp/supervisor.js';
 import type { Lease, NetworkDef, NetworkState, PeerCred, TapInfo } from '../model.js';
 import { Nft } from '../nat/nft.js';
-import { buildRuleset, type NatNetwork } from '../nat/ruleset.js';
+import { monitorRuleset, type RulesetMonitor } from '../nat/monitor.js';
+import { buildRuleset, ruleCount, RULES_PER_NETWORK, type NatNetwork } from '../nat/ruleset.js';
 import { watchLinks } from '../netlink/events.js';
 import { Rtnl, type Link } from '../netlink/links.js';
 import { openTap, prepareTap } from '../netlink/tun.js';
-import { natNetworkOf, PlanError, planDown, planStub, planUp, type Observed } from '../plan/planner.js';
+import { BridgeConf } from '../qemu/bridge-conf.js';
+import { bridgeMac, natNetworkOf, PlanError, planDown, planStub, planUp, type Observed } from '../plan/planner.js';
 import { closeFd } from '../sys/libc.js';
 import { failpoint } from '../sys/failpoint.js';
 import { parentPid } from '../sys/proc.js';
@@ -66,8 +68,13 @@ export class Daemon implements VnetService {
   private readonly dnsmasqBinary: string;
   private nat: NatNetwork[] = [];
   private owned = new Map<string, number>();
+  /** bridges being created right now (write-ahead: adopted after a crash if they carry vnet's MAC) */
+  private readonly pending = new Set<string>();
   private forwardingByVnet = false;
   private watcher?: { close(): void };
+  private rulesetWatch?: RulesetMonitor;
+  private readonly leaseWatchers = new Map<string, LeaseWatcher>();
+  private readonly bridgeConf: BridgeConf;
   private closed = false;
 
   constructor(opts: DaemonOptions) {
@@ -76,6 +83,7 @@ export class Daemon implements VnetService {
     this.tapQuota = opts.tapQuota ?? 64;
     this.dnsmasqBinary = opts.dnsmasq ?? 'dnsmasq';
     this.store = new StateStore(path.join(opts.paths.runtimeDir, 'state.json'));
+    this.bridgeConf = new BridgeConf(opts.paths.qemuConfDir);
     this.events.setMaxListeners(0);
   }
 
@@ -87,7 +95,29 @@ export class Daemon implements VnetService {
     this.watcher = watchLinks((e) => {
       if (e.type === 'del') this.onLinkGone(e.link);
     });
-    await this.mutex.run(() => this.reconcile());
+    await this.mutex.run(async () => {
+      await this.reconcile();
+      await this.raiseStubs();
+    });
+    await this.syncBridgeConf();
+  }
+
+  /** On-demand networks with standby = "stub" show an UP bridge from the start (gnome-boxes looks for one). */
+  private async raiseStubs(): Promise<void> {
+    const { networks } = await loadDefinitions(this.paths.networksDir);
+    for (const def of networks.values()) {
+      if (!def.onDemand || def.standby !== 'stub' || this.nets.has(def.name)) continue;
+      const net: Net = { def, state: 'down', pinned: false, taps: new Map() };
+      this.nets.set(def.name, net);
+      try {
+        await applyAll(planStub(def, await this.observe()), this.applyContext());
+        this.setState(net, 'stub');
+      } catch (err) {
+        this.nets.delete(def.name);
+        this.log.error({ err, network: def.name }, 'could not raise the stub bridge');
+      }
+    }
+    await this.persist();
   }
 
   async close(opts: { teardown: boolean } = { teardown: false }): Promise<void> {
@@ -105,6 +135,9 @@ export class Daemon implements VnetService {
       }
     });
     this.watcher?.close();
+    this.rulesetWatch?.close();
+    this.rulesetWatch = undefined;
+    for (const w of this.leaseWatchers.values()) w.close();
     this.rtnl.close();
   }
 
@@ -135,6 +168,7 @@ export class Daemon implements VnetService {
       net.idleTimer = undefined;
       await this.persist();
     });
+    await this.syncBridgeConf();
     return this.statusOf(def);
   }
 
@@ -149,6 +183,7 @@ export class Daemon implements VnetService {
       }
       await this.takeDown(net, false);
     });
+    await this.syncBridgeConf();
     return this.statusOf(net.def);
   }
 
@@ -261,6 +296,27 @@ export class Daemon implements VnetService {
       stopDnsmasq: (name) => this.stopDnsmasq(name),
       rulesetApplied: (networks) => {
         this.nat = networks;
+        this.watchRuleset();
+      },
+      beforeStep: async (step) => {
+        if (step.action === 'create-bridge') this.pending.add(step.bridge);
+        else if (step.action === 'set-forwarding' && step.enabled) this.forwardingByVnet = true;
+        else return;
+        await this.persist();
+      },
+      afterStep: async (step) => {
+        if (step.action === 'create-bridge') {
+          const link = await this.rtnl.getLinkByName(step.bridge);
+          if (link) this.owned.set(step.bridge, link.index);
+          this.pending.delete(step.bridge);
+        } else if (step.action === 'delete-bridge') {
+          this.owned.delete(step.bridge);
+        } else if (step.action === 'set-forwarding' && !step.enabled) {
+          this.forwardingByVnet = false;
+        } else if (step.action !== 'apply-ruleset') {
+          return;
+        }
+        await this.persist();
       },
     };
   }
@@ -275,14 +331,14 @@ export class Daemon implements VnetService {
     }
     net.def = def;
     this.setState(net, 'starting');
+    await this.persist();
     const observed = await this.observe();
     const after = [...this.nat.filter((n) => n.bridge !== def.bridge), natNetworkOf(def)];
     const forwardingOn = await ipv4ForwardingEnabled();
     const t0 = performance.now();
     try {
       const plan = planUp(def, observed, { before: this.nat, after }, forwardingOn);
-      await this.withOwnership(def, observed, () => applyAll(plan, this.applyContext()));
-      if (!forwardingOn) this.forwardingByVnet = true;
+      await applyAll(plan, this.applyContext());
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
       if (net.taps.size === 0 && !net.pinned) this.nets.delete(def.name);
@@ -297,24 +353,13 @@ export class Daemon implements VnetService {
     return net;
   }
 
-  /** Record bridges the plan creates as ours (and forget them if it fails). */
-  private async withOwnership(def: NetworkDef, observed: Observed, fn: () => Promise<void>): Promise<void> {
-    const existed = observed.links.some((l) => l.name === def.bridge);
-    try {
-      await fn();
-    } finally {
-      const link = await this.rtnl.getLinkByName(def.bridge);
-      if (link && (!existed || observed.owned.has(def.bridge))) this.owned.set(def.bridge, link.index);
-      else if (!link) this.owned.delete(def.bridge);
-    }
-  }
-
   /** Take a network down (to nothing, or to its stub). Caller holds the mutex. */
   private async takeDown(net: Net, toStub: boolean): Promise<void> {
     const def = net.def;
     clearTimeout(net.idleTimer);
     net.idleTimer = undefined;
     this.setState(net, 'stopping');
+    await this.persist();
     const t0 = performance.now();
     const observed = await this.observe();
     const after = this.nat.filter((n) => n.bridge !== def.bridge);
@@ -331,8 +376,6 @@ export class Daemon implements VnetService {
       await this.persist();
       throw new ServiceError('EIO', `network "${def.name}" did not come down cleanly: ${(err as Error).message}`, { cause: err });
     }
-    if (after.length === 0) this.forwardingByVnet = false;
-    if (!toStub) this.owned.delete(def.bridge);
     net.pinned = false;
     if (toStub) {
       this.setState(net, 'stub');
@@ -364,14 +407,65 @@ export class Daemon implements VnetService {
     });
     await sup.start();
     net.dnsmasq = sup;
+    this.leaseWatchers.get(name)?.close();
+    this.leaseWatchers.set(
+      name,
+      watchLeases(leaseFilePath(this.paths.stateDir, name), (e) =>
+        this.emit({ type: e.type === 'added' ? 'lease-added' : 'lease-removed', network: name, lease: e.lease }),
+      ),
+    );
   }
 
   private async stopDnsmasq(name: string): Promise<void> {
     const net = this.nets.get(name);
     const sup = net?.dnsmasq;
+    this.leaseWatchers.get(name)?.close();
+    this.leaseWatchers.delete(name);
     if (!sup) return;
     net.dnsmasq = undefined;
     await sup.stop();
+  }
+
+  /**
+   * bridge.conf upkeep: an `allow` line in vnet.conf for every network that lets every
+   * local user in (a network with allow-users/allow-groups must not be opened to the
+   * stock setuid helper), included once from bridge.conf. Failure is logged, not fatal.
+   */
+  private async syncBridgeConf(): Promise<void> {
+    try {
+      const { networks } = await loadDefinitions(this.paths.networksDir);
+      const open = [...networks.values()].filter((d) => !d.allowUsers && !d.allowGroups).map((d) => d.bridge);
+      await this.bridgeConf.setBridges(open.sort());
+    } catch (err) {
+      this.log.warn({ err }, `could not update ${this.bridgeConf.bridgeConfPath}`);
+    }
+  }
+
+  /** While vnet has a table, watch for others changing the ruleset and restore ours. */
+  private watchRuleset(): void {
+    if (this.nat.length === 0 || this.closed) {
+      this.rulesetWatch?.close();
+      this.rulesetWatch = undefined;
+      return;
+    }
+    if (this.rulesetWatch) return;
+    this.rulesetWatch = monitorRuleset(() => void this.mutex.run(() => this.verifyRuleset()).catch((err) => this.log.error({ err }, 'ruleset check failed')), {
+      onExit: (code) => {
+        this.log.warn({ code }, 'nft monitor exited; restarting it');
+        this.rulesetWatch = undefined;
+        setTimeout(() => this.watchRuleset(), 1000).unref();
+      },
+    });
+  }
+
+  private async verifyRuleset(): Promise<void> {
+    if (this.nat.length === 0) return;
+    const table = await this.nft.listTable();
+    const want = RULES_PER_NETWORK * this.nat.length;
+    const have = table === undefined ? 0 : ruleCount(table);
+    if (have === want) return;
+    this.log.warn({ have, want }, 'vnet nft table was changed by someone else: re-applying it');
+    await this.nft.apply(buildRuleset(this.nat));
   }
 
   private allTaps(): TapInfo[] {
@@ -433,6 +527,7 @@ export class Daemon implements VnetService {
     const state: PersistedState = {
       version: 1,
       owned: Object.fromEntries(this.owned),
+      pending: [...this.pending],
       forwardingByVnet: this.forwardingByVnet,
       nat: this.nat,
       networks: Object.fromEntries(
@@ -451,11 +546,23 @@ export class Daemon implements VnetService {
   private async reconcile(): Promise<void> {
     const saved = await this.store.load();
     if (!saved) return;
+    // dnsmasq children of a killed vnetd outlive it; the networks that want one start a fresh one
+    for (const name of Object.keys(saved.networks)) {
+      const pids = await reapOrphans(confFilePath(this.paths.runtimeDir, name));
+      if (pids.length) this.log.warn({ network: name, pids }, 'killed dnsmasq left behind by a previous vnetd');
+    }
     this.owned = new Map(Object.entries(saved.owned));
     this.forwardingByVnet = saved.forwardingByVnet;
     this.nat = saved.nat;
     const { networks } = await loadDefinitions(this.paths.networksDir);
     const links = await this.rtnl.listLinks();
+    // A crash between creating a bridge and recording it: adopt it only if it is a
+    // bridge carrying the MAC vnet gives that name; anything else is the admin's.
+    for (const name of saved.pending ?? []) {
+      const link = links.find((l) => l.name === name);
+      if (link?.kind === 'bridge' && link.mac === bridgeMac(name)) this.owned.set(name, link.index);
+    }
+    for (const [name, index] of this.owned) if (!links.some((l) => l.name === name && l.index === index)) this.owned.delete(name);
     for (const [name, rec] of Object.entries(saved.networks)) {
       const def = networks.get(name);
       if (!def || def.bridge !== rec.bridge) {
@@ -474,6 +581,9 @@ export class Daemon implements VnetService {
         if (rec.state === 'stub') {
           await applyAll(planStub(def, await this.observe()), this.applyContext());
           this.setState(net, 'stub');
+        } else if (rec.state === 'stopping') {
+          await this.takeDown(net, false);
+          continue;
         } else {
           await this.bringUp(def);
         }
@@ -482,8 +592,10 @@ export class Daemon implements VnetService {
       }
       this.scheduleIdle(net);
     }
-    // Re-apply the recorded NAT set: restores the table after a flush or a crash mid-apply.
+    // Only networks now up keep rules; re-applying restores the table after a flush or a crash mid-apply.
+    this.nat = this.nat.filter((n) => [...this.nets.values()].some((net) => net.def.bridge === n.bridge && net.state === 'up'));
     await this.nft.apply(buildRuleset(this.nat));
+    this.watchRuleset();
     await this.persist();
   }
 }

@@ -1,12 +1,15 @@
 /**
  * The unix-socket front of VnetService. Identity is the kernel's (SO_PEERCRED at
  * accept time); nothing in a request body says who the caller is. Bounded: frame
- * size, connections per uid, idle time, one request at a time per connection.
+ * size, connections per uid, idle time, one request at a time per connection (pipelined
+ * requests wait, in order, up to MAX_QUEUED; then reading stops until they drain), reply
+ * size. Bytes a client sends never make vnetd throw; fds a client sends are dropped by the
+ * kernel, since libuv reads a non-IPC unix socket with read(), not recvmsg().
  */
 import { chmod, unlink } from 'node:fs/promises';
 import net from 'node:net';
 import type { Logger } from 'pino';
-import { encodeFrame, FrameReader, parseRequest, ProtocolError, type Reply, type Request } from '../api/protocol.js';
+import { encodeFrame, FrameReader, parseRequest, type Reply, type Request } from '../api/protocol.js';
 import type { PeerCred } from '../model.js';
 import { closeFd, getPeerCred, sendFd } from '../sys/libc.js';
 import { ServiceError, type VnetService } from './service.js';
@@ -113,11 +116,11 @@ export class Server {
       socket.destroy();
       return;
     }
+    socket.on('error', () => socket.destroy());
     const max = this.opts.maxConnectionsPerUid ?? 32;
     const count = this.perUid.get(cred.uid) ?? 0;
     if (count >= max && cred.uid !== 0) {
-      socket.end(encodeFrame({ id: 0, ok: false, error: { code: 'EUSERS', message: `uid ${cred.uid} already has ${count} connections open (limit ${max})` } }));
-      socket.destroySoon();
+      refuse(socket, { code: 'EUSERS', message: `uid ${cred.uid} already has ${count} connections open (limit ${max})` }, REFUSED_LINGER_MS);
       return;
     }
     this.perUid.set(cred.uid, count + 1);
@@ -125,81 +128,148 @@ export class Server {
     this.lastActivity = Date.now();
     const conn: Conn = { socket, fd, cred };
     const reader = new FrameReader();
-    const queue: Request[] = [];
+    const queue: Array<{ req: Request } | { fatal: string }> = [];
+    let reading = true;
     let busy = false;
-    socket.setTimeout(this.opts.idleTimeoutMs ?? 30_000, () => socket.destroy());
+
+    // Idle: no request completed for idleMs while none is being handled. Bytes that do
+    // not complete a frame do not count, so trickling half a frame does not keep a
+    // connection open; a reply the client does not read does not either.
+    const idleMs = this.opts.idleTimeoutMs ?? 30_000;
+    let idle: NodeJS.Timeout | undefined;
+    const armIdle = () => {
+      clearTimeout(idle);
+      idle = setTimeout(() => socket.destroy(), idleMs);
+    };
+    armIdle();
+
     socket.on('close', () => {
+      clearTimeout(idle);
+      queue.length = 0;
       this.conns.delete(socket);
       this.lastActivity = Date.now();
       const n = (this.perUid.get(cred.uid) ?? 1) - 1;
       if (n <= 0) this.perUid.delete(cred.uid);
       else this.perUid.set(cred.uid, n);
     });
-    socket.on('error', () => socket.destroy());
 
     const pump = async () => {
       if (busy) return;
       busy = true;
-      while (queue.length && !socket.destroyed) {
-        const req = queue.shift()!;
-        socket.pause();
-        await this.handle(conn, req);
-        socket.resume();
+      try {
+        while (queue.length > 0 && !socket.destroyed) {
+          const item = queue.shift()!;
+          if (reading && queue.length < MAX_QUEUED) socket.resume();
+          if ('fatal' in item) {
+            clearTimeout(idle);
+            refuse(socket, { code: 'EPROTO', message: item.fatal }, Math.min(idleMs, REFUSED_LINGER_MS));
+            break;
+          }
+          clearTimeout(idle);
+          const { reply, fd: passFd } = await this.run(conn, item.req);
+          if (!socket.destroyed) armIdle();
+          await this.send(conn, reply, passFd);
+        }
+      } catch (err) {
+        this.opts.log.error({ err, uid: cred.uid, pid: cred.pid }, 'connection failed; closing it');
+        socket.destroy();
+      } finally {
+        busy = false;
       }
-      busy = false;
     };
 
     socket.on('data', (chunk: Buffer) => {
-      let frames: unknown[];
+      if (!reading) return;
       try {
-        frames = reader.push(chunk);
-        for (const f of frames) queue.push(parseRequest(f));
-        if (queue.length > 16) throw new ProtocolError('too many pipelined requests');
+        for (const f of reader.push(chunk)) queue.push({ req: parseRequest(f) });
       } catch (err) {
-        const message = err instanceof Error ? err.message : String(err);
-        socket.end(encodeFrame({ id: 0, ok: false, error: { code: 'EPROTO', message } }));
-        socket.destroySoon();
-        return;
+        // answer what came before the bad frame, then the error, then close
+        reading = false;
+        socket.pause();
+        queue.push({ fatal: err instanceof Error ? err.message : String(err) });
       }
+      // Pipelined requests are served in order; past MAX_QUEUED, stop reading until they drain.
+      if (queue.length >= MAX_QUEUED) socket.pause();
       void pump();
     });
   }
 
-  private async handle(conn: Conn, req: Request): Promise<void> {
+  /** Run one request; never throws. An fd in the result is the caller's to send or close. */
+  private async run(conn: Conn, req: Request): Promise<{ reply: Reply; fd?: number }> {
     const handler = Object.hasOwn(this.handlers, req.method) ? this.handlers[req.method] : undefined;
-    let reply: Reply;
-    let fd: number | undefined;
     try {
       if (!handler) throw new ServiceError('ENOSYS', `unknown method ${JSON.stringify(req.method)}`);
       const result = await handler(req.params, conn.cred, conn);
-      if (result instanceof FdResult) {
-        fd = result.fd;
-        reply = { id: req.id, ok: true, result: result.value };
-      } else {
-        reply = { id: req.id, ok: true, result };
-      }
+      if (result instanceof FdResult) return { reply: { id: req.id, ok: true, result: result.value }, fd: result.fd };
+      return { reply: { id: req.id, ok: true, result } };
     } catch (err) {
       const code = err instanceof ServiceError ? err.code : 'EIO';
       const message = err instanceof Error ? err.message : String(err);
       if (!(err instanceof ServiceError)) this.opts.log.error({ err, method: req.method }, 'request failed');
-      reply = { id: req.id, ok: false, error: { code, message } };
+      return { reply: { id: req.id, ok: false, error: { code, message } } };
     }
+  }
+
+  /** Write a reply (with its fd, if any); the fd is closed here whatever happens. */
+  private async send(conn: Conn, reply: Reply, fd: number | undefined): Promise<void> {
     if (conn.socket.destroyed) {
       if (fd !== undefined) closeFd(fd);
       return;
     }
+    const frame = replyFrame(reply);
     if (fd === undefined) {
-      await new Promise<void>((resolve) => conn.socket.write(encodeFrame(reply), () => resolve()));
+      await new Promise<void>((resolve) => conn.socket.write(frame, () => resolve()));
       return;
     }
     try {
       // Our writes are strictly sequential (we awaited the previous one), so nothing is
       // queued in libuv: the fd-carrying frame goes straight out on the socket's fd.
-      sendFd(conn.fd, encodeFrame(reply), fd);
+      sendFd(conn.fd, frame, fd);
     } catch (err) {
       this.opts.log.warn({ err }, 'could not pass the tap fd to the caller');
     } finally {
       closeFd(fd);
     }
+  }
+}
+
+/** How long a refused connection is kept half-closed so that its client can read why. */
+const REFUSED_LINGER_MS = 1000;
+
+/**
+ * Send one error reply and half-close; discard what the client still sends (closing with
+ * unread input would make its writes fail with EPIPE and lose the reply) until it closes,
+ * or for `lingerMs` at most.
+ */
+function refuse(socket: net.Socket, error: { code: string; message: string }, lingerMs: number): void {
+  socket.removeAllListeners('data');
+  socket.on('data', () => undefined);
+  const timer = setTimeout(() => socket.destroy(), lingerMs);
+  socket.once('close', () => clearTimeout(timer));
+  socket.end(replyFrame({ id: 0, ok: false, error }));
+  socket.resume();
+}
+
+/** Requests parsed and waiting on one connection before vnetd stops reading from it. */
+const MAX_QUEUED = 16;
+/** Error messages often quote the caller's input; past this many characters they are cut. */
+const MAX_MESSAGE = 1024;
+
+/**
+ * Encode a reply, never throwing: an error message is cut to MAX_MESSAGE characters, and a
+ * reply too big for one frame becomes an EMSGSIZE error (a request can make vnetd quote up
+ * to MAX_FRAME bytes of itself back, and JSON escaping can more than double that).
+ */
+function replyFrame(reply: Reply): Buffer {
+  let r = reply;
+  if (!r.ok && r.error.message.length > MAX_MESSAGE) {
+    const cut = r.error.message.length - MAX_MESSAGE;
+    r = { ...r, error: { code: r.error.code, message: `${r.error.message.slice(0, MAX_MESSAGE)}... (${cut} more characters)` } };
+  }
+  try {
+    return encodeFrame(r);
+  } catch (err) {
+    const message = `the reply does not fit in one frame: ${err instanceof Error ? err.message : String(err)}`;
+    return encodeFrame({ id: r.id, ok: false, error: { code: 'EMSGSIZE', message } });
   }
 }

@@ -18,6 +18,8 @@ export interface PersistedState {
   version: 1;
   /** bridge name → ifindex of the bridges vnet created */
   owned: Record<string, number>;
+  /** bridges whose creation had begun when this was written */
+  pending?: string[];
   /** vnet switched net.ipv4.ip_forward on and must switch it off with the last NAT network */
   forwardingByVnet: boolean;
   /** the NAT networks in vnet's nft table */

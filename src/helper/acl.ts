@@ -327,17 +327,19 @@ export function groupIdOf(group: string, etcDir = '/etc'): number | undefined {
 
 /**
  * A network's own allow-users / allow-groups. Neither set: every local user. Root is always allowed.
- * Names that do not resolve grant nothing. `lookups` defaults to /etc/passwd and /etc/group.
+ * Names that do not resolve grant nothing. `lookups` defaults to /etc/passwd and /etc/group, read
+ * only when a name has to be resolved (not for a network open to all, nor for root).
  */
 export function networkAllows(
   def: Pick<NetworkDef, 'allowUsers' | 'allowGroups'> & { name?: string },
   cred: Cred,
-  lookups: IdLookups = readIdLookups(),
+  given?: IdLookups,
 ): { allowed: boolean; reason: string } {
   const label = def.name ? `network ${def.name}` : 'the network';
   if (def.allowUsers === undefined && def.allowGroups === undefined)
     return { allowed: true, reason: `${label} allows every local user` };
   if (cred.uid === 0) return { allowed: true, reason: `${label}: root is always allowed` };
+  const lookups = given ?? readIdLookups();
   for (const user of def.allowUsers ?? [])
     if (lookups.uidOf(user) === cred.uid) return { allowed: true, reason: `${label} allows user ${user}` };
   for (const group of def.allowGroups ?? []) {

@@ -2,13 +2,19 @@
  * Taps the way qemu-bridge-helper makes them: /dev/net/tun, TUNSETIFF "tap%d"
  * with IFF_TAP|IFF_NO_PI (+IFF_VNET_HDR when asked and offered), not
  * persistent, so the tap goes away when the last holder of the fd closes it.
- * prepareTap then copies the bridge's MTU, sets the MAC's first byte to 0xFE
+ * attachTap then copies the bridge's MTU, sets the MAC's first byte to 0xFE
  * (so a tap never becomes the bridge's MAC), enslaves and brings it up.
+ *
+ * Both are synchronous on purpose: they are the hot path of a VM start (the tap
+ * hand-off), and a handful of interface ioctls costs tens of microseconds where
+ * each rtnetlink round trip through the event loop costs hundreds, during which
+ * the loop also parses every link notification the new tap causes.
  */
 import fs from 'node:fs';
-import { NetlinkError, wrapError } from './errors.js';
+import koffi from 'koffi';
+import { NetlinkError, SyscallError, errnoName, wrapError } from './errors.js';
 import { bufferToMac, macToBuffer, type Link, type Rtnl } from './links.js';
-import { ioctlBuf, ioctlInt } from '../sys/libc.js';
+import { closeFd, ioctlBuf, ioctlInt } from '../sys/libc.js';
 
 export const TUNSETIFF = 0x400454ca;
 export const TUNSETOWNER = 0x400454cc;
@@ -18,8 +24,24 @@ export const IFF_TAP = 0x0002;
 export const IFF_NO_PI = 0x1000;
 export const IFF_VNET_HDR = 0x4000;
 
+// interface ioctls (linux/sockios.h), answered on any socket of the namespace
+export const SIOCGIFFLAGS = 0x8913;
+export const SIOCSIFFLAGS = 0x8914;
+export const SIOCGIFMTU = 0x8921;
+export const SIOCSIFMTU = 0x8922;
+export const SIOCSIFHWADDR = 0x8924;
+export const SIOCGIFHWADDR = 0x8927;
+export const SIOCGIFINDEX = 0x8933;
+export const SIOCBRADDIF = 0x89a2;
+const IFF_UP = 0x1;
+const AF_INET = 2;
+const SOCK_DGRAM = 2;
+const SOCK_CLOEXEC = 0o2000000;
+
 const IFNAMSIZ = 16;
 const IFREQ_SIZE = 40;
+/** offset of the ifreq union (ifr_mtu, ifr_ifindex, ifr_flags, ifr_hwaddr) */
+const IFR_DATA = IFNAMSIZ;
 const TUN_PATH = '/dev/net/tun';
 
 export interface Tap {
@@ -89,18 +111,73 @@ export function openTap(opts: OpenTapOptions): Tap {
   }
 }
 
+type SocketCall = (domain: number, type: number, protocol: number) => number;
+let socketCall: SocketCall | undefined;
+
+/** A close-on-exec AF_INET datagram socket: the handle interface ioctls go through. */
+function controlSocket(op: string, object: string): number {
+  socketCall ??= koffi.load('libc.so.6').func('int socket(int domain, int type, int protocol)') as unknown as SocketCall;
+  const fd = socketCall(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw new SyscallError(op, object, errnoName(koffi.errno()), { detail: 'socket(AF_INET, SOCK_DGRAM)' });
+  return fd;
+}
+
+/** An ifreq naming `name`, with `value` as its int (ifr_mtu / ifr_ifindex / ifr_flags) when given. */
+function ifreqFor(name: string, value?: number): Buffer {
+  const ifr = encodeIfreq(name, 0);
+  if (value !== undefined) ifr.writeInt32LE(value, IFR_DATA);
+  return ifr;
+}
+
 /**
- * Attach a tap to `bridge`: bridge's MTU, MAC first byte 0xFE, enslaved, up —
- * one RTM_SETLINK. Returns the tap's link as the kernel reports it afterwards.
+ * Put the open tap `tapName` on `bridge`, as qemu-bridge-helper does and with the same
+ * interface ioctls: the bridge's MTU, the tap's MAC with its first byte set to 0xFE,
+ * enslaved (SIOCBRADDIF), up. Synchronous. Fails with ENODEV when there is no `bridge`
+ * (before touching the tap) and with EOPNOTSUPP when it is not a bridge; the caller
+ * then closes the tap fd, which removes the tap. Returns the tap as it now is.
  */
-export async function prepareTap(rtnl: Rtnl, tapName: string, bridge: Link): Promise<Link> {
-  const tap = await rtnl.getLinkByName(tapName);
-  if (!tap) throw new NetlinkError('put tap', `${tapName} on bridge ${bridge.name}`, 'ENODEV', { detail: 'no such link' });
-  const change = { mtu: bridge.mtu, master: bridge.index, up: true, ...(tap.mac ? { mac: tapMacFor(tap.mac) } : {}) };
+export function attachTap(tapName: string, bridge: string): Link {
+  const op = 'put tap';
+  const object = `${tapName} on bridge ${bridge}`;
+  const sock = controlSocket(op, object);
+  const step = (what: string, request: number, ifr: Buffer): Buffer => {
+    try {
+      ioctlBuf(sock, request, ifr, what);
+      return ifr;
+    } catch (err) {
+      const errno = (err as NetlinkError).errno ?? 'EUNKNOWN';
+      const why =
+        errno === 'EOPNOTSUPP' && request === SIOCBRADDIF
+          ? `${bridge} is not a bridge`
+          : errno === 'ENODEV'
+            ? `${what}: no interface named ${decodeIfreqName(ifr)}`
+            : what;
+      throw new NetlinkError(op, object, errno, { cause: err, detail: why });
+    }
+  };
   try {
-    await rtnl.configureLink(tap.index, change);
-  } catch (err) {
-    throw wrapError('put tap', `${tapName} on bridge ${bridge.name}`, err);
+    const mtu = step(`SIOCGIFMTU ${bridge}`, SIOCGIFMTU, ifreqFor(bridge)).readInt32LE(IFR_DATA);
+    const master = step(`SIOCGIFINDEX ${bridge}`, SIOCGIFINDEX, ifreqFor(bridge)).readInt32LE(IFR_DATA);
+    step(`SIOCSIFMTU ${tapName} ${mtu}`, SIOCSIFMTU, ifreqFor(tapName, mtu));
+    // ifr_hwaddr is a sockaddr: sa_family (u16), then the 6 address bytes
+    const hw = step(`SIOCGIFHWADDR ${tapName}`, SIOCGIFHWADDR, ifreqFor(tapName));
+    hw[IFR_DATA + 2] = 0xfe;
+    const mac = bufferToMac(hw.subarray(IFR_DATA + 2, IFR_DATA + 8));
+    step(`SIOCSIFHWADDR ${tapName} ${mac}`, SIOCSIFHWADDR, hw);
+    const index = step(`SIOCGIFINDEX ${tapName}`, SIOCGIFINDEX, ifreqFor(tapName)).readInt32LE(IFR_DATA);
+    step(`SIOCBRADDIF ${bridge} ${tapName}`, SIOCBRADDIF, ifreqFor(bridge, index));
+    const flags = step(`SIOCGIFFLAGS ${tapName}`, SIOCGIFFLAGS, ifreqFor(tapName)).readUInt16LE(IFR_DATA);
+    step(`SIOCSIFFLAGS ${tapName} up`, SIOCSIFFLAGS, ifreqFor(tapName, flags | IFF_UP));
+    return { index, name: tapName, kind: 'tun', up: true, mtu, master, mac };
+  } finally {
+    closeFd(sock);
   }
-  return { ...tap, ...change, up: true };
+}
+
+/**
+ * Attach a tap to `bridge`: attachTap for callers that already hold the bridge's Link.
+ * Returns the tap's link as it is afterwards.
+ */
+export async function prepareTap(_rtnl: Rtnl, tapName: string, bridge: Link): Promise<Link> {
+  return attachTap(tapName, bridge.name);
 }

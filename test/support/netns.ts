@@ -6,7 +6,7 @@
  */
 import { execa, type Options } from 'execa';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -78,8 +78,25 @@ export async function deleteNetns(ns: Netns): Promise<void> {
   created.delete(ns.name);
 }
 
+/** pids of processes whose command line names one of our temp dirs (a daemon's dnsmasq, say) */
+function processesUsing(dirList: string[]): number[] {
+  if (!dirList.length) return [];
+  const out: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+      if (dirList.some((d) => cmdline.includes(d))) out.push(Number(entry));
+    } catch {
+      /* gone */
+    }
+  }
+  return out;
+}
+
 export async function cleanupAll(): Promise<void> {
-  for (const pid of pids) {
+  // children of a SIGKILLed daemon (dnsmasq) outlive it: find them by our temp dirs
+  for (const pid of [...pids, ...processesUsing([...dirs])]) {
     try {
       process.kill(pid, 'SIGKILL');
     } catch {
@@ -94,7 +111,7 @@ export async function cleanupAll(): Promise<void> {
 }
 
 process.on('exit', () => {
-  for (const pid of pids) {
+  for (const pid of [...pids, ...processesUsing([...dirs])]) {
     try {
       process.kill(pid, 'SIGKILL');
     } catch {
@@ -133,5 +150,7 @@ export async function hostAndWan(): Promise<Topology> {
   await wan.run('ip', ['addr', 'add', '198.51.100.1/24', 'dev', 'wan0']);
   await host.run('ip', ['addr', 'add', '198.51.100.2/24', 'dev', 'up0']);
   await host.run('ip', ['route', 'add', 'default', 'via', '198.51.100.1']);
+  // a new namespace copies ip_forward from the root one: start from the kernel default
+  await host.run('sysctl', ['-qw', 'net.ipv4.ip_forward=0']);
   return { host, wan };
 }

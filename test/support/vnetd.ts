@@ -51,6 +51,13 @@ export class Vnetd {
     return this.proc?.pid;
   }
 
+  /** the daemon process has not exited */
+  alive(): boolean {
+    return this.proc !== undefined && this.exited === false;
+  }
+
+  private exited = false;
+
   async start(): Promise<this> {
     this.log = '';
     const proc = execa('ip', ['netns', 'exec', this.ns.name, process.execPath, VNETD], {
@@ -61,6 +68,8 @@ export class Vnetd {
       buffer: false,
     });
     this.proc = proc;
+    this.exited = false;
+    void proc.then(() => (this.exited = true));
     trackPid(proc.pid);
     proc.stdout?.on('data', (d: Buffer) => (this.log += d.toString()));
     proc.stderr?.on('data', (d: Buffer) => (this.log += d.toString()));
@@ -84,6 +93,11 @@ export class Vnetd {
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
     const p = this.proc;
     if (!p?.pid) return;
+    if (this.exited) {
+      untrackPid(p.pid);
+      this.proc = undefined;
+      return;
+    }
     try {
       process.kill(p.pid, signal);
     } catch {
@@ -96,9 +110,12 @@ export class Vnetd {
 
   /** Run the CLI (optionally as another user) against this daemon. */
   async cli(args: string[], opts: { user?: string } = {}) {
-    const cmd = opts.user
+    // Inside the daemon's namespace: `vnet up` starts a vnetd when none answers, and that
+    // one must never land in the root namespace.
+    const inner = opts.user
       ? ['setpriv', `--reuid=${opts.user}`, `--regid=${opts.user === 'nobody' ? 'nogroup' : opts.user}`, '--clear-groups', process.execPath, VNET, ...args]
       : [process.execPath, VNET, ...args];
+    const cmd = ['ip', 'netns', 'exec', this.ns.name, ...inner];
     const r = await execa(cmd[0]!, cmd.slice(1), { env: { ...process.env, ...this.env }, reject: false, stdin: 'ignore' });
     return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
   }

@@ -1,0 +1,400 @@
+#!/usr/bin/env node
+/**
+ * `make bench`: vnet's performance figures, measured in a throwaway network namespace.
+ *
+ *   node bench/run.mjs [--rounds N] [--per-round N] [--updown N] [--idle-s N] [--vnetd FILE]
+ *
+ * a. Tap hand-off as QEMU sees it (build/handoff): the stock qemu-bridge-helper (as root, its
+ *    bridge.conf `allow virbr0` on an overlay over /etc in a private mount namespace) against
+ *    build/vnet-bridge-helper asking a running vnetd, on virbr0 of the `default` network brought up
+ *    with `vnet up default` first. Rounds alternate (stock, vnet, vnet, stock, ...) so machine
+ *    noise hits both alike; the p50 ratio vnet/stock has a target of <= 0.8. Then the first,
+ *    on-demand hand-off from a down network (which brings the network up).
+ * b. `vnet up default` / `vnet down default`: wall time of the CLI process (Node start included)
+ *    and the daemon's own time (its "network up"/"network down" log lines), median of N each.
+ * c. vnetd idle: RSS, threads and wakeups (context switches of all its threads) in 10 s, with no
+ *    network up and then with `default` up (dnsmasq's RSS and wakeups too).
+ *
+ * Needs root. Creates and deletes its own namespace and temp folder; never touches the root
+ * namespace, /etc, /etc/qemu, /etc/vnet or /run/vnet; kills only processes it started, by pid.
+ * Prints a table, then one line `{"bench":"vnet",...}` with every figure.
+ */
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, chmodSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+const ROOT = path.resolve(import.meta.dirname, '..');
+const HANDOFF = path.join(ROOT, 'build/handoff');
+const VNET_HELPER = path.join(ROOT, 'build/vnet-bridge-helper');
+const STOCK_HELPER = '/usr/lib/qemu/qemu-bridge-helper';
+const VNET_CLI = path.join(ROOT, 'bin/vnet');
+const BRIDGE = 'virbr0';
+const NETWORK = 'default';
+const TARGET_RATIO = 0.8;
+
+// ------------------------------------------------------------------ options
+
+function options(argv) {
+  const o = { rounds: 4, perRound: 50, warmup: 10, onDemand: 5, updown: 20, idleS: 10, vnetd: path.join(ROOT, 'bin/vnetd') };
+  const names = { '--rounds': 'rounds', '--per-round': 'perRound', '--updown': 'updown', '--idle-s': 'idleS', '--on-demand': 'onDemand' };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const v = argv[i + 1];
+    if (a === '--vnetd' && v) {
+      o.vnetd = path.resolve(v);
+      i++;
+    } else if (names[a] && v !== undefined && /^\d+$/.test(v)) {
+      o[names[a]] = Number(v);
+      i++;
+    } else {
+      throw new Error(`bench: unknown or incomplete option ${JSON.stringify(a)} (see the comment at the top of bench/run.mjs)`);
+    }
+  }
+  if (o.rounds < 1 || o.perRound < 1) throw new Error('bench: --rounds and --per-round must be at least 1');
+  return o;
+}
+
+// ------------------------------------------------------------------ what we made, and its removal
+
+const made = { ns: undefined, dir: undefined, pids: new Set(), vnetd: undefined };
+
+async function cleanup() {
+  // vnetd stops its dnsmasq on SIGTERM; should it not, they are killed too
+  if (made.vnetd && alive(made.vnetd)) for (const pid of childrenOf(made.vnetd, 'dnsmasq')) made.pids.add(pid);
+  for (const pid of made.pids) {
+    try {
+      process.kill(pid, 'SIGTERM');
+    } catch {
+      made.pids.delete(pid);
+    }
+  }
+  const deadline = Date.now() + 5000;
+  while ([...made.pids].some(alive) && Date.now() < deadline) await sleep(50);
+  for (const pid of made.pids) if (alive(pid)) process.kill(pid, 'SIGKILL');
+  made.pids.clear();
+  if (made.ns) await run('ip', ['netns', 'del', made.ns], { check: false });
+  made.ns = undefined;
+  if (made.dir) rmSync(made.dir, { recursive: true, force: true });
+  made.dir = undefined;
+}
+
+function alive(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Run a command to its end; resolves {code, stdout, stderr, ms}. Rejects on non-zero exit unless check is false. */
+function run(cmd, args, { env, check = true } = {}) {
+  return new Promise((resolve, reject) => {
+    const t0 = process.hrtime.bigint();
+    const child = spawn(cmd, args, { env: env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    made.pids.add(child.pid);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      made.pids.delete(child.pid);
+      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+      if (check && code !== 0) reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${stderr.trim() || stdout.trim()}`));
+      else resolve({ code, stdout, stderr, ms });
+    });
+  });
+}
+
+// ------------------------------------------------------------------ statistics
+
+function pct(sorted, p) {
+  return sorted[Math.max(0, Math.ceil(sorted.length * p) - 1)];
+}
+
+function summary(samples) {
+  const s = [...samples].sort((a, b) => a - b);
+  const r = (x) => +x.toFixed(3);
+  return { n: s.length, min_ms: r(s[0]), p50_ms: r(pct(s, 0.5)), p90_ms: r(pct(s, 0.9)), max_ms: r(s[s.length - 1]) };
+}
+
+const median = (xs) => (xs.length ? pct([...xs].sort((a, b) => a - b), 0.5) : undefined);
+
+// ------------------------------------------------------------------ /proc
+
+function procStatus(pid) {
+  const text = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const field = (k) => Number(new RegExp(`^${k}:\\s*(\\d+)`, 'm').exec(text)?.[1] ?? NaN);
+  return { rssKb: field('VmRSS'), threads: field('Threads') };
+}
+
+/** Context switches (voluntary + involuntary) summed over every thread of pid. */
+function wakeups(pid) {
+  let total = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const text = readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
+      for (const m of text.matchAll(/^(?:non)?voluntary_ctxt_switches:\s*(\d+)/gm)) total += Number(m[1]);
+    } catch {
+      /* thread gone */
+    }
+  }
+  return total;
+}
+
+function childrenOf(ppid, comm) {
+  const out = [];
+  for (const f of readdirSync('/proc')) {
+    if (!/^\d+$/.test(f)) continue;
+    try {
+      const stat = readFileSync(`/proc/${f}/stat`, 'utf8');
+      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      if (Number(rest[1]) === ppid && name === comm) out.push(Number(f));
+    } catch {
+      /* raced */
+    }
+  }
+  return out;
+}
+
+async function idleFigures(pid, seconds, extra = []) {
+  await sleep(2000); // let start-up work settle
+  const before = [pid, ...extra].map(wakeups);
+  await sleep(seconds * 1000);
+  const after = [pid, ...extra].map(wakeups);
+  const st = procStatus(pid);
+  const out = { rss_mb: +(st.rssKb / 1024).toFixed(1), threads: st.threads, wakeups: after[0] - before[0] };
+  extra.forEach((p, i) => {
+    out.dnsmasq_rss_mb = +(procStatus(p).rssKb / 1024).toFixed(1);
+    out.dnsmasq_wakeups = after[i + 1] - before[i + 1];
+  });
+  return out;
+}
+
+// ------------------------------------------------------------------ the pieces under test
+
+class Bench {
+  constructor(opts) {
+    this.opts = opts;
+    this.dir = made.dir = mkdtempSync(path.join(os.tmpdir(), 'vnet-bench-'));
+    chmodSync(this.dir, 0o755);
+    this.ns = `vnbench-${process.pid}`;
+    this.env = {
+      ...process.env,
+      VNET_CONFIG_DIR: path.join(this.dir, 'etc-vnet'),
+      VNET_STATE_DIR: path.join(this.dir, 'var-lib-vnet'),
+      VNET_RUNTIME_DIR: path.join(this.dir, 'run-vnet'),
+      VNET_QEMU_CONF_DIR: path.join(this.dir, 'etc-qemu'),
+    };
+    for (const d of [path.join(this.env.VNET_CONFIG_DIR, 'networks'), this.env.VNET_QEMU_CONF_DIR, path.join(this.dir, 'upper'), path.join(this.dir, 'work')])
+      mkdirSync(d, { recursive: true });
+    this.logFile = path.join(this.dir, 'vnetd.log');
+  }
+
+  async setup() {
+    await run('ip', ['netns', 'add', this.ns]);
+    made.ns = this.ns;
+    await this.inNs('ip', ['link', 'set', 'lo', 'up']);
+  }
+
+  inNs(cmd, args, opts = {}) {
+    return run('ip', ['netns', 'exec', this.ns, cmd, ...args], { env: this.env, ...opts });
+  }
+
+  /** vnetd in the namespace, its JSON log to a file (a pipe we do not drain fast enough would slow it). */
+  async startVnetd() {
+    const log = openSync(this.logFile, 'a');
+    const child = spawn('ip', ['netns', 'exec', this.ns, process.execPath, this.opts.vnetd], { env: this.env, stdio: ['ignore', log, log] });
+    closeSync(log);
+    // `ip netns exec` execs the command, so this pid is vnetd's
+    this.vnetdPid = made.vnetd = child.pid;
+    made.pids.add(child.pid);
+    child.on('exit', () => made.pids.delete(child.pid));
+    const socket = path.join(this.env.VNET_RUNTIME_DIR, 'vnetd.sock');
+    const { call } = await import(path.join(ROOT, 'dist/api/client.js'));
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      if (!alive(child.pid)) throw new Error(`vnetd exited at start:\n${readFileSync(this.logFile, 'utf8')}`);
+      if (existsSync(socket)) {
+        try {
+          await call(socket, 'ping', {}, 2000);
+          return;
+        } catch {
+          /* not yet */
+        }
+      }
+      if (Date.now() > deadline) throw new Error(`vnetd did not answer within 15 s:\n${readFileSync(this.logFile, 'utf8')}`);
+      await sleep(50);
+    }
+  }
+
+  /** `vnet ARGS` as a user would run it (it only needs the socket, so it runs outside the namespace). */
+  cli(args) {
+    return run(process.execPath, [VNET_CLI, ...args], { env: this.env });
+  }
+
+  /** Daemon-side times (ms) of every log line with this msg so far. */
+  loggedMs(msg) {
+    const out = [];
+    for (const line of readFileSync(this.logFile, 'utf8').split('\n')) {
+      if (!line.includes(`"msg":"${msg}"`)) continue;
+      try {
+        const j = JSON.parse(line);
+        if (typeof j.ms === 'number') out.push(j.ms);
+      } catch {
+        /* not JSON */
+      }
+    }
+    return out;
+  }
+
+  async handoffVnet(n) {
+    const r = await this.inNs(HANDOFF, [VNET_HELPER, BRIDGE, String(n), '--samples']);
+    return JSON.parse(r.stdout).samples_ms;
+  }
+
+  async handoffStock(n) {
+    const script = [
+      `mount -t overlay overlay -o lowerdir=/etc,upperdir=${this.dir}/upper,workdir=${this.dir}/work /etc`,
+      `mkdir -p /etc/qemu`,
+      `echo 'allow ${BRIDGE}' > /etc/qemu/bridge.conf`,
+      `exec ${HANDOFF} ${STOCK_HELPER} ${BRIDGE} ${n} --samples`,
+    ].join(' && ');
+    const r = await this.inNs('unshare', ['-m', '--propagation', 'private', 'sh', '-c', script]);
+    return JSON.parse(r.stdout).samples_ms;
+  }
+}
+
+// ------------------------------------------------------------------ main
+
+async function main() {
+  const opts = options(process.argv.slice(2));
+  if (process.getuid?.() !== 0) throw new Error('bench: run as root (it creates a network namespace and taps)');
+  for (const f of [HANDOFF, VNET_HELPER, path.join(ROOT, 'dist/daemon/main.js')])
+    if (!existsSync(f)) throw new Error(`bench: ${f} is missing; run \`make build\` first`);
+  if (!existsSync(STOCK_HELPER)) throw new Error(`bench: ${STOCK_HELPER} is missing (Debian package qemu-system-common)`);
+
+  const b = new Bench(opts);
+  await b.setup();
+  await b.startVnetd();
+  const pid = b.vnetdPid;
+  const fig = { machine: { cpus: os.cpus().length, kernel: os.release(), node: process.version } };
+
+  // c (first half): idle with no network
+  process.stderr.write(`bench: vnetd idle, no network (${opts.idleS} s)\n`);
+  fig.idle_no_network = await idleFigures(pid, opts.idleS);
+
+  // a. tap hand-off
+  process.stderr.write('bench: tap hand-off\n');
+  await b.cli(['up', NETWORK]);
+  await b.handoffStock(opts.warmup);
+  await b.handoffVnet(opts.warmup);
+  const stock = [];
+  const vnet = [];
+  for (let r = 0; r < opts.rounds; r++) {
+    const order = r % 2 === 0 ? ['stock', 'vnet'] : ['vnet', 'stock'];
+    for (const which of order) {
+      if (which === 'stock') stock.push(...(await b.handoffStock(opts.perRound)));
+      else vnet.push(...(await b.handoffVnet(opts.perRound)));
+    }
+  }
+  fig.handoff = { stock: summary(stock), vnet: summary(vnet) };
+  fig.handoff.p50_ratio = +(fig.handoff.vnet.p50_ms / fig.handoff.stock.p50_ms).toFixed(3);
+  fig.handoff.target_ratio = TARGET_RATIO;
+  fig.handoff.target_met = fig.handoff.p50_ratio <= TARGET_RATIO;
+
+  // a (on demand): the first hand-off on a down network brings it up
+  const onDemand = [];
+  for (let i = 0; i < opts.onDemand; i++) {
+    await b.cli(['down', NETWORK]);
+    onDemand.push(...(await b.handoffVnet(1)));
+  }
+  if (onDemand.length) fig.handoff.vnet_on_demand = summary(onDemand);
+
+  // b. up / down
+  process.stderr.write(`bench: vnet up/down x${opts.updown}\n`);
+  await b.cli(['down', NETWORK]);
+  const upBefore = b.loggedMs('network up').length;
+  const downBefore = b.loggedMs('network down').length;
+  const upWall = [];
+  const downWall = [];
+  for (let i = 0; i < opts.updown; i++) {
+    upWall.push((await b.cli(['up', NETWORK])).ms);
+    downWall.push((await b.cli(['down', NETWORK])).ms);
+  }
+  const upDaemon = b.loggedMs('network up').slice(upBefore);
+  const downDaemon = b.loggedMs('network down').slice(downBefore);
+  const r1 = (x) => (x === undefined ? null : +x.toFixed(1));
+  fig.updown = {
+    n: opts.updown,
+    up_cli_ms: r1(median(upWall)),
+    up_daemon_ms: r1(median(upDaemon)),
+    down_cli_ms: r1(median(downWall)),
+    down_daemon_ms: r1(median(downDaemon)),
+  };
+
+  // c (second half): idle with one network up
+  process.stderr.write(`bench: vnetd idle, ${NETWORK} up (${opts.idleS} s)\n`);
+  await b.cli(['up', NETWORK]);
+  const dnsmasq = childrenOf(pid, 'dnsmasq');
+  fig.idle_one_network = await idleFigures(pid, opts.idleS, dnsmasq.slice(0, 1));
+  await b.cli(['down', NETWORK]);
+
+  report(fig, opts);
+}
+
+function report(fig, opts) {
+  const h = fig.handoff;
+  const row = (cells, w) => cells.map((c, i) => String(c).padEnd(w[i])).join('  ').trimEnd();
+  const lines = [];
+  lines.push(`tap hand-off on ${BRIDGE}, ${opts.rounds} interleaved rounds of ${opts.perRound} (ms)`);
+  const w = [26, 6, 8, 8, 8, 8];
+  lines.push(row(['helper', 'n', 'min', 'p50', 'p90', 'max'], w));
+  for (const [name, s] of [
+    ['qemu-bridge-helper (stock)', h.stock],
+    ['vnet-bridge-helper', h.vnet],
+    ...(h.vnet_on_demand ? [['vnet, first (on demand)', h.vnet_on_demand]] : []),
+  ])
+    lines.push(row([name, s.n, s.min_ms, s.p50_ms, s.p90_ms, s.max_ms], w));
+  lines.push(`p50 ratio vnet/stock: ${h.p50_ratio} (target <= ${TARGET_RATIO}: ${h.target_met ? 'met' : 'NOT met'})`);
+  lines.push('');
+  const u = fig.updown;
+  lines.push(`network ${NETWORK}, median of ${u.n} (ms)`);
+  lines.push(row(['', 'CLI (wall)', 'daemon'], [12, 12, 8]));
+  lines.push(row(['vnet up', u.up_cli_ms, u.up_daemon_ms], [12, 12, 8]));
+  lines.push(row(['vnet down', u.down_cli_ms, u.down_daemon_ms], [12, 12, 8]));
+  lines.push('');
+  lines.push(`vnetd idle (${opts.idleS} s)`);
+  const iw = [18, 8, 8, 9, 12, 16];
+  lines.push(row(['', 'RSS MB', 'threads', 'wakeups', 'dnsmasq MB', 'dnsmasq wakeups'], iw));
+  for (const [name, s] of [
+    ['no network', fig.idle_no_network],
+    [`${NETWORK} up`, fig.idle_one_network],
+  ])
+    lines.push(row([name, s.rss_mb, s.threads, s.wakeups, s.dnsmasq_rss_mb ?? '-', s.dnsmasq_wakeups ?? '-'], iw));
+  process.stdout.write(lines.join('\n') + '\n');
+  process.stdout.write(JSON.stringify({ bench: 'vnet', ...fig }) + '\n');
+}
+
+let stopping = false;
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(sig, () => {
+    if (stopping) return;
+    stopping = true;
+    process.stderr.write(`bench: ${sig}, cleaning up\n`);
+    cleanup().finally(() => process.exit(130));
+  });
+}
+
+main()
+  .then(cleanup)
+  .catch(async (err) => {
+    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
+    await cleanup();
+    process.exit(1);
+  });

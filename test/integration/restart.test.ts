@@ -1,0 +1,248 @@
+/**
+ * Issue 5, crash and restart: vnetd killed with SIGKILL at rest and between the steps
+ * of up, down and a tap hand-off, then restarted: the ruleset equals a clean up's, no
+ * duplicate rules, no orphan links, one dnsmasq per network, the guest keeps its
+ * address and its connectivity. Also: a firewall flush is repaired, dnsmasq deaths are
+ * survived, a same-named bridge of the admin's is never adopted.
+ */
+import { execa } from 'execa';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cleanupAll, createNetns, hostAndWan, veth, type Netns } from '../support/netns.js';
+import { ROOT, Vnetd, vnetEnv, type VnetEnv } from '../support/vnetd.js';
+
+const UDHCPC = path.join(ROOT, 'test/support/udhcpc.sh');
+const QEMU_SIDE = path.join(ROOT, 'test/support/qemu-side.py');
+
+let host: Netns;
+let guest: Netns;
+let env: VnetEnv;
+let vnetd: Vnetd;
+let cleanRules: string;
+let guestIp: string;
+
+/** vnet's table without handles: what a user compares. */
+async function vnetRules(): Promise<string> {
+  const r = await host.tryRun('nft', ['-j', 'list', 'table', 'inet', 'vnet']);
+  if (r.exitCode !== 0) return '';
+  return JSON.stringify(JSON.parse(r.stdout).nftables.slice(1), (k, v) => (k === 'handle' ? undefined : v));
+}
+
+async function ruleCount(): Promise<number> {
+  const r = await host.tryRun('nft', ['-j', 'list', 'table', 'inet', 'vnet']);
+  if (r.exitCode !== 0) return 0;
+  return JSON.parse(r.stdout).nftables.filter((o: object) => 'rule' in o).length;
+}
+
+async function bridges(): Promise<string[]> {
+  return (await host.links()).filter((l) => l.linkinfo?.info_kind === 'bridge').map((l) => l.ifname).sort();
+}
+
+function dnsmasqs(): number[] {
+  // children of any vnetd, and orphans re-parented away: match our config path
+  const conf = path.join(env.VNET_RUNTIME_DIR, 'dnsmasq', 'default.conf');
+  const out: number[] = [];
+  for (const pid of readdirSync('/proc').filter((f) => /^\d+$/.test(f)).map(Number)) {
+    try {
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      if (argv.includes(`--conf-file=${conf}`) && !argv.includes('--test')) out.push(pid);
+    } catch {
+      /* gone */
+    }
+  }
+  return out;
+}
+
+async function guestPings(): Promise<boolean> {
+  const r = await guest.tryRun('busybox', ['ping', '-c', '1', '-W', '2', '198.51.100.1']);
+  return r.exitCode === 0;
+}
+
+async function restart(extra: Record<string, string> = {}): Promise<void> {
+  vnetd = await new Vnetd(host, { ...env, ...extra }).start();
+}
+
+async function waitFor(what: string, fn: () => Promise<boolean> | boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await fn())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+beforeAll(async () => {
+  ({ host } = await hostAndWan());
+  guest = await createNetns('vg');
+  env = vnetEnv();
+  await restart();
+  expect((await vnetd.cli(['up', 'default'])).exitCode).toBe(0);
+  cleanRules = await vnetRules();
+  await veth(host, 'vgport', guest, 'eth0');
+  await host.run('ip', ['link', 'set', 'vgport', 'master', 'virbr0']);
+  const dhcp = await guest.run('busybox', ['udhcpc', '-i', 'eth0', '-n', '-q', '-t', '10', '-T', '1', '-s', UDHCPC]);
+  guestIp = /LEASE (\S+)/.exec(dhcp)![1]!;
+  expect(await guestPings()).toBe(true);
+});
+
+afterAll(async () => {
+  await vnetd?.stop();
+  for (const pid of dnsmasqs()) process.kill(pid, 'SIGKILL');
+  await cleanupAll();
+});
+
+describe('SIGKILL at rest', () => {
+  it('the dataplane stays in the kernel while vnetd is dead; a restart adopts it', async () => {
+    const oldDnsmasq = dnsmasqs();
+    expect(oldDnsmasq).toHaveLength(1);
+    await vnetd.stop('SIGKILL');
+    // nothing of the network depends on the daemon process
+    expect(await guestPings()).toBe(true);
+    await restart();
+    expect(await vnetRules()).toBe(cleanRules);
+    expect(await bridges()).toEqual(['virbr0']);
+    expect(dnsmasqs()).toHaveLength(1);
+    expect(dnsmasqs()).not.toEqual(oldDnsmasq);
+    expect(((await vnetd.call('status', { name: 'default' })) as { state: string; pinned: boolean })).toMatchObject({ state: 'up', pinned: true });
+    // the guest renews and keeps its address
+    const dhcp = await guest.run('busybox', ['udhcpc', '-i', 'eth0', '-n', '-q', '-t', '10', '-T', '1', '-s', UDHCPC]);
+    expect(/LEASE (\S+)/.exec(dhcp)![1]).toBe(guestIp);
+    expect(await guestPings()).toBe(true);
+  });
+
+  it('50 restarts in a row keep the rule count, one dnsmasq, one bridge', async () => {
+    for (let i = 0; i < 50; i++) {
+      await vnetd.stop(i % 2 ? 'SIGKILL' : 'SIGTERM');
+      await restart();
+    }
+    expect(await ruleCount()).toBe(15);
+    expect(await vnetRules()).toBe(cleanRules);
+    expect(await bridges()).toEqual(['virbr0']);
+    expect(dnsmasqs()).toHaveLength(1);
+    expect(await guestPings()).toBe(true);
+  }, 120_000);
+});
+
+describe('SIGKILL between steps', () => {
+  const upPoints = [
+    'before:create-bridge',
+    'after:create-bridge',
+    'after:disable-ipv6',
+    'after:set-link',
+    'after:add-address',
+    'after:apply-ruleset',
+    'after:set-forwarding',
+    'after:start-dnsmasq',
+  ];
+  const downPoints = ['after:stop-dnsmasq', 'after:apply-ruleset', 'after:set-forwarding', 'before:delete-bridge', 'after:delete-bridge'];
+
+  async function fromScratch(): Promise<void> {
+    await vnetd.stop();
+    await restart();
+    if ((await vnetd.call('status', { name: 'default' }) as { state: string }).state !== 'down') {
+      const r = await vnetd.cli(['down', 'default', '--force']);
+      expect(r.exitCode).toBe(0);
+    }
+    await host.run('ip', ['link', 'set', 'vgport', 'nomaster']).catch(() => undefined);
+    expect(await bridges()).toEqual([]);
+    expect(await vnetRules()).toBe('');
+  }
+
+  it.each(upPoints)('killed at %s during `vnet up`: a restart converges to a clean up, and down leaves nothing', async (point) => {
+    await fromScratch();
+    await vnetd.stop();
+    await restart({ VNET_FAILPOINT: `up:${point}` });
+    const r = await vnetd.cli(['up', 'default']);
+    expect(r.exitCode).toBe(1);
+    await waitFor('vnetd to die', () => !vnetd.alive());
+    await restart();
+    // the network is up (it was asked for) or down, never half made
+    const up = await vnetd.cli(['up', 'default']);
+    expect(up.exitCode, up.stderr).toBe(0);
+    expect(await vnetRules()).toBe(cleanRules);
+    expect(await bridges()).toEqual(['virbr0']);
+    expect(dnsmasqs()).toHaveLength(1);
+    expect((await vnetd.cli(['down', 'default'])).exitCode).toBe(0);
+    expect(await bridges()).toEqual([]);
+    expect(await vnetRules()).toBe('');
+    expect(dnsmasqs()).toHaveLength(0);
+    expect((await host.run('cat', ['/proc/sys/net/ipv4/ip_forward'])).trim(), vnetd.log).toBe('0');
+  });
+
+  it.each(downPoints)('killed at %s during `vnet down`: a restart finishes the teardown', async (point) => {
+    await fromScratch();
+    expect((await vnetd.cli(['up', 'default'])).exitCode).toBe(0);
+    await vnetd.stop();
+    await restart({ VNET_FAILPOINT: `down:${point}` });
+    await vnetd.cli(['down', 'default']);
+    await waitFor('vnetd to die', () => !vnetd.alive());
+    await restart();
+    const s = (await vnetd.call('status', { name: 'default' })) as { state: string };
+    expect(s.state).toBe('down');
+    expect(await bridges()).toEqual([]);
+    expect(await vnetRules()).toBe('');
+    expect(dnsmasqs()).toHaveLength(0);
+    expect((await host.run('cat', ['/proc/sys/net/ipv4/ip_forward'])).trim(), vnetd.log).toBe('0');
+  });
+
+  it.each(['tap:opened', 'tap:prepared'])('killed at %s during a hand-off: no tap survives, the on-demand network idles down', async (point) => {
+    await fromScratch();
+    writeFileSync(
+      path.join(env.VNET_CONFIG_DIR, 'networks', 'default.toml'),
+      'bridge = "virbr0"\naddress = "192.168.122.1/24"\ndhcp-range = ["192.168.122.2", "192.168.122.254"]\nidle-down = 1\n',
+    );
+    try {
+      await vnetd.stop();
+      await restart({ VNET_FAILPOINT: point });
+      const h = await execa('/usr/bin/python3', [QEMU_SIDE, path.join(ROOT, 'build/vnet-bridge-helper'), 'virbr0'], {
+        env: { VNET_RUNTIME_DIR: env.VNET_RUNTIME_DIR },
+        reject: false,
+      });
+      expect(JSON.parse(h.stdout)).toMatchObject({ exit: 1, nfds: 0 });
+      await waitFor('vnetd to die', () => !vnetd.alive());
+      expect((await host.links()).filter((l) => l.linkinfo?.info_kind === 'tun')).toEqual([]);
+      await restart();
+      await waitFor('idle-down after restart', async () => (await bridges()).length === 0);
+      expect(await vnetRules()).toBe('');
+      await waitFor('dnsmasq to go', () => dnsmasqs().length === 0);
+    } finally {
+      rmSync(path.join(env.VNET_CONFIG_DIR, 'networks', 'default.toml'));
+    }
+  });
+});
+
+describe('others changing things under vnet', () => {
+  it('`nft flush ruleset` (a firewall reload) is repaired within a few seconds', async () => {
+    if ((await vnetd.call('status', { name: 'default' }) as { state: string }).state !== 'up') {
+      expect((await vnetd.cli(['up', 'default'])).exitCode).toBe(0);
+    }
+    await host.run('ip', ['link', 'set', 'vgport', 'master', 'virbr0']);
+    await host.run('nft', ['flush', 'ruleset']);
+    await waitFor('the table to come back', async () => (await vnetRules()) === cleanRules, 5000);
+    await waitFor('the guest to reach the wan', guestPings, 5000);
+  });
+
+  it('dnsmasq killed: restarted, the guest keeps its lease', async () => {
+    const [pid] = dnsmasqs();
+    process.kill(pid!, 'SIGKILL');
+    await waitFor('a new dnsmasq', () => dnsmasqs().length === 1 && dnsmasqs()[0] !== pid);
+    const dhcp = await guest.run('busybox', ['udhcpc', '-i', 'eth0', '-n', '-q', '-t', '10', '-T', '1', '-s', UDHCPC]);
+    expect(/LEASE (\S+)/.exec(dhcp)![1]).toBe(guestIp);
+  });
+
+  it('/run wiped while up: the admin\'s same-named bridge is never adopted or deleted', async () => {
+    expect((await vnetd.cli(['down', 'default', '--force'])).exitCode).toBe(0);
+    await vnetd.stop();
+    rmSync(env.VNET_RUNTIME_DIR, { recursive: true, force: true });
+    await host.run('ip', ['link', 'add', 'virbr0', 'type', 'bridge']);
+    await restart();
+    const r = await vnetd.cli(['up', 'default']);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(/virbr0 already exists and was not created by vnet/);
+    expect(await bridges()).toEqual(['virbr0']);
+    await vnetd.stop();
+    await restart();
+    expect(await bridges()).toEqual(['virbr0']);
+    await host.run('ip', ['link', 'del', 'virbr0']);
+  });
+});
