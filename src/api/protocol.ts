@@ -42,6 +42,7 @@ export function encodeFrame(value: unknown): Buffer {
 }
 
 const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+const NONE = Symbol('no complete frame');
 
 /**
  * Incremental frame reader. push() bytes as they arrive; it returns the complete
@@ -54,36 +55,62 @@ const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 export class FrameReader {
   private chunks: Buffer[] = [];
   private total = 0;
+  private failed: ProtocolError | undefined;
 
   push(chunk: Buffer): unknown[] {
+    const { frames, error } = this.read(chunk);
+    if (error) throw error;
+    return frames;
+  }
+
+  /**
+   * Like push, but a bad frame does not lose the good frames before it: they come back with
+   * the error. Once an error is returned the reader is spent and returns it again.
+   */
+  read(chunk: Buffer): { frames: unknown[]; error?: ProtocolError } {
+    if (this.failed) return { frames: [], error: this.failed };
     if (chunk.length > 0) {
       this.chunks.push(chunk);
       this.total += chunk.length;
     }
-    const out: unknown[] = [];
-    for (;;) {
-      if (this.total < 4) break;
-      const len = this.head().readUInt32BE(0);
-      if (len === 0 || len > MAX_FRAME) throw new ProtocolError(`frame length ${len} is outside 1..${MAX_FRAME}`);
-      if (this.total < 4 + len) break;
-      const all = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.total);
-      const body = all.subarray(4, 4 + len);
-      const rest = all.subarray(4 + len);
-      this.chunks = rest.length > 0 ? [rest] : [];
-      this.total = rest.length;
-      let str: string;
-      try {
-        str = UTF8.decode(body);
-      } catch (err) {
-        throw new ProtocolError('frame is not valid UTF-8', 'EPROTO', { cause: err });
+    const frames: unknown[] = [];
+    try {
+      for (;;) {
+        const frame = this.next();
+        if (frame === NONE) break;
+        frames.push(frame);
       }
-      try {
-        out.push(JSON.parse(str));
-      } catch (err) {
-        throw new ProtocolError('frame is not valid JSON', 'EPROTO', { cause: err });
-      }
+    } catch (err) {
+      this.failed = err instanceof ProtocolError ? err : new ProtocolError(String(err), 'EPROTO', { cause: err });
+      this.chunks = [];
+      this.total = 0;
+      return { frames, error: this.failed };
     }
-    return out;
+    return { frames };
+  }
+
+  /** the next complete frame's value, or NONE while the next frame is incomplete */
+  private next(): unknown {
+    if (this.total < 4) return NONE;
+    const len = this.head().readUInt32BE(0);
+    if (len === 0 || len > MAX_FRAME) throw new ProtocolError(`frame length ${len} is outside 1..${MAX_FRAME}`);
+    if (this.total < 4 + len) return NONE;
+    const all = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.total);
+    const body = all.subarray(4, 4 + len);
+    const rest = all.subarray(4 + len);
+    this.chunks = rest.length > 0 ? [rest] : [];
+    this.total = rest.length;
+    let str: string;
+    try {
+      str = UTF8.decode(body);
+    } catch (err) {
+      throw new ProtocolError('frame is not valid UTF-8', 'EPROTO', { cause: err });
+    }
+    try {
+      return JSON.parse(str);
+    } catch (err) {
+      throw new ProtocolError('frame is not valid JSON', 'EPROTO', { cause: err });
+    }
   }
 
   /** bytes held waiting for the rest of a frame */

@@ -19,7 +19,7 @@ import type { Lease, NetworkDef, NetworkState, PeerCred, TapInfo } from '../mode
 import { Nft } from '../nat/nft.js';
 import { monitorRuleset, type RulesetMonitor } from '../nat/monitor.js';
 import { buildRuleset, ruleCount, RULES_PER_NETWORK, type NatNetwork } from '../nat/ruleset.js';
-import { watchLinks } from '../netlink/events.js';
+import { watchLinks, type LinkWatcher } from '../netlink/events.js';
 import { Rtnl, type Link } from '../netlink/links.js';
 import { openTap, prepareTap } from '../netlink/tun.js';
 import { BridgeConf } from '../qemu/bridge-conf.js';
@@ -71,7 +71,7 @@ export class Daemon implements VnetService {
   /** bridges being created right now (write-ahead: adopted after a crash if they carry vnet's MAC) */
   private readonly pending = new Set<string>();
   private forwardingByVnet = false;
-  private watcher?: { close(): void };
+  private watcher?: LinkWatcher;
   private rulesetWatch?: RulesetMonitor;
   private readonly leaseWatchers = new Map<string, LeaseWatcher>();
   private readonly bridgeConf: BridgeConf;
@@ -92,9 +92,23 @@ export class Daemon implements VnetService {
     await mkdir(this.paths.runtimeDir, { recursive: true, mode: 0o755 });
     await mkdir(path.join(this.paths.stateDir, 'dnsmasq'), { recursive: true, mode: 0o755 });
     await mkdir(path.join(this.paths.runtimeDir, 'dnsmasq'), { recursive: true, mode: 0o755 });
-    this.watcher = watchLinks((e) => {
-      if (e.type === 'del') this.onLinkGone(e.link);
-    });
+    this.watcher = watchLinks(
+      (e) => {
+        if (e.type === 'del') this.onLinkGone(e.link);
+      },
+      { onError: (err) => this.log.warn({ err }, 'link events: receive error; re-listing links') },
+    );
+    // The kernel drops link events when they come faster than they are read; a lost
+    // RTM_DELLINK would leave a ghost tap. While taps exist, re-list links whenever the
+    // socket's drop counter moved (a /proc read every few seconds, only while VMs run).
+    let seenDrops = 0;
+    setInterval(() => {
+      const drops = this.watcher?.drops() ?? 0;
+      if (drops === seenDrops || this.allTaps().length === 0) return;
+      seenDrops = drops;
+      this.log.warn({ drops }, 'link events were lost: re-listing links');
+      void this.mutex.run(() => this.pruneTaps()).catch((err) => this.log.error({ err }, 'tap resync failed'));
+    }, 3000).unref();
     await this.mutex.run(async () => {
       await this.reconcile();
       await this.raiseStubs();
@@ -174,17 +188,23 @@ export class Daemon implements VnetService {
 
   async down(name: string, caller: PeerCred, opts: { force?: boolean } = {}): Promise<NetworkStatus> {
     await this.requireAdmin(caller, `bring down network "${name}"`);
-    const net = this.nets.get(name);
-    if (!net) return this.statusOf(await this.definition(name));
+    const def = await this.definition(name);
     await this.mutex.run(async () => {
+      // looked up under the lock: idle-down or an on-demand up may have replaced the record meanwhile
+      const net = this.nets.get(name);
+      if (!net) return;
+      await this.pruneTaps();
       if (net.taps.size > 0 && !opts.force) {
         const list = [...net.taps.values()].map((t) => `${t.name} (uid ${t.uid}, pid ${t.pid})`).join(', ');
         throw new ServiceError('EBUSY', `network "${name}" has ${net.taps.size} tap(s) in use: ${list}; stop the VMs first or use --force`);
       }
+      // forced: the taps live on without a bridge until their VMs close them, and still count for quotas
+      for (const t of net.taps.values()) this.foreignTaps.set(t.name, t);
+      net.taps.clear();
       await this.takeDown(net, false);
     });
     await this.syncBridgeConf();
-    return this.statusOf(net.def);
+    return this.statusOf(def);
   }
 
   async leases(name: string): Promise<Lease[]> {
@@ -199,7 +219,12 @@ export class Daemon implements VnetService {
     const def = this.netForBridge(bridge)?.def ?? [...networks.values()].find((d) => d.bridge === bridge);
     await authorizeTap({ bridge, def, caller, qemuConfDir: this.paths.qemuConfDir, rtnl: this.rtnl });
     return this.mutex.run(async () => {
-      const live = this.allTaps().filter((t) => t.uid === caller.uid).length;
+      let live = this.allTaps().filter((t) => t.uid === caller.uid).length;
+      if (live >= this.tapQuota) {
+        // before refusing, make sure none of them is a ghost whose removal event was lost
+        await this.pruneTaps();
+        live = this.allTaps().filter((t) => t.uid === caller.uid).length;
+      }
       if (live >= this.tapQuota)
         throw new ServiceError('EDQUOT', `uid ${caller.uid} already holds ${live} taps, the most one user may hold (quota ${this.tapQuota})`);
       let net: Net | undefined;
@@ -466,6 +491,16 @@ export class Daemon implements VnetService {
     if (have === want) return;
     this.log.warn({ have, want }, 'vnet nft table was changed by someone else: re-applying it');
     await this.nft.apply(buildRuleset(this.nat));
+  }
+
+  /** Forget taps the kernel no longer has (a lost event); caller holds the mutex. */
+  private async pruneTaps(): Promise<void> {
+    const links = await this.rtnl.listLinks();
+    const alive = (t: TapInfo) => links.some((l) => l.name === t.name && l.index === t.ifindex);
+    for (const t of [...this.foreignTaps.values()]) if (!alive(t)) this.foreignTaps.delete(t.name);
+    for (const net of this.nets.values()) {
+      for (const t of [...net.taps.values()]) if (!alive(t)) this.onLinkGone({ index: t.ifindex, name: t.name, up: false, mtu: 0 });
+    }
   }
 
   private allTaps(): TapInfo[] {

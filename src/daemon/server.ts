@@ -180,13 +180,21 @@ export class Server {
 
     socket.on('data', (chunk: Buffer) => {
       if (!reading) return;
-      try {
-        for (const f of reader.push(chunk)) queue.push({ req: parseRequest(f) });
-      } catch (err) {
-        // answer what came before the bad frame, then the error, then close
+      // answer what came before a bad frame, then the error, then close
+      const { frames, error } = reader.read(chunk);
+      let fatal = error?.message;
+      for (const f of frames) {
+        try {
+          queue.push({ req: parseRequest(f) });
+        } catch (err) {
+          fatal = err instanceof Error ? err.message : String(err);
+          break;
+        }
+      }
+      if (fatal !== undefined) {
         reading = false;
         socket.pause();
-        queue.push({ fatal: err instanceof Error ? err.message : String(err) });
+        queue.push({ fatal });
       }
       // Pipelined requests are served in order; past MAX_QUEUED, stop reading until they drain.
       if (queue.length >= MAX_QUEUED) socket.pause();

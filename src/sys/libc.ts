@@ -44,6 +44,7 @@ interface Libc {
   ioctlPtr: Fn;
   close: Fn;
   getsockopt: Fn;
+  setsockopt: Fn;
   sendmsg: Fn;
   recvmsg: Fn;
   socketpair: Fn;
@@ -70,6 +71,7 @@ function libc(): Libc {
     ioctlPtr: so.func('ioctl', 'int', ['int', 'unsigned long', '...']),
     close: so.func('int close(int fd)'),
     getsockopt: so.func('int getsockopt(int fd, int level, int name, _Out_ void *val, _Inout_ uint32_t *len)'),
+    setsockopt: so.func('int setsockopt(int fd, int level, int name, const void *val, uint32_t len)'),
     sendmsg: so.func('sendmsg', 'long', ['int', koffi.pointer(msghdr), 'int']),
     recvmsg: so.func('recvmsg', 'long', ['int', koffi.inout(koffi.pointer(msghdr)), 'int']),
     socketpair: so.func('int socketpair(int domain, int type, int protocol, _Out_ int *sv)'),
@@ -102,6 +104,13 @@ export function closeFd(fd: number): void {
 }
 
 /** Credentials the kernel recorded for the peer of a connected unix socket. */
+/** setsockopt with an int value. */
+export function setSockOptInt(fd: number, level: number, name: number, value: number, what = `fd ${fd}`): void {
+  const buf = Buffer.alloc(4);
+  buf.writeInt32LE(value, 0);
+  if (libc().setsockopt(fd, level, name, buf, 4) < 0) fail(`setsockopt ${level}/${name}`, what);
+}
+
 export function getPeerCred(fd: number): PeerCred {
   const buf = Buffer.alloc(12);
   const len = [12];

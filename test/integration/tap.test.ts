@@ -99,6 +99,7 @@ beforeAll(async () => {
     'bridge = "virbr0"\naddress = "192.168.122.1/24"\ndhcp-range = ["192.168.122.2", "192.168.122.254"]\non-demand = true\nidle-down = 1\n',
   );
   writeFileSync(path.join(nets, 'private.toml'), 'bridge = "vnpriv0"\naddress = "10.66.0.1/24"\nallow-users = ["root"]\n');
+  writeFileSync(path.join(nets, 'stubby.toml'), 'bridge = "vnstub0"\naddress = "10.68.0.1/24"\ndhcp-range = ["10.68.0.10", "10.68.0.20"]\nstandby = "stub"\nidle-down = 1\n');
   writeFileSync(path.join(nets, 'manual.toml'), 'bridge = "vnman0"\naddress = "10.67.0.1/24"\non-demand = false\n');
   writeFileSync(path.join(env.VNET_QEMU_CONF_DIR, 'bridge.conf'), 'allow extbr0\n');
   vnetd = await new Vnetd(host, env).start();
@@ -180,6 +181,27 @@ describe('on demand', () => {
     const h = await handoff('vnman0');
     expect(h.result.exit).toBe(1);
     expect(h.result.stderr).toMatch(/^vnet-bridge-helper: network "manual" is down and not on-demand; run `vnet up manual`\n$/);
+  });
+});
+
+describe('standby = "stub"', () => {
+  async function stubLooksIdle() {
+    const br = (await hostLinks()).find((l) => l.ifname === 'vnstub0') as { flags?: string[] } | undefined;
+    const addrs = JSON.parse(await host.run('ip', ['-j', '-4', 'addr', 'show', 'dev', 'vnstub0']));
+    const rules = await host.tryRun('nft', ['list', 'table', 'inet', 'vnet']);
+    return { up: br?.flags?.includes('UP'), addresses: addrs[0]?.addr_info?.length ?? 0, vnetTable: rules.stdout.includes('vnstub0') };
+  }
+
+  it('an idle stub network is only its bridge, UP, from daemon start; a tap brings it fully up; idle-down returns it to the stub', async () => {
+    expect((await status('stubby')).state).toBe('stub');
+    expect(await stubLooksIdle()).toEqual({ up: true, addresses: 0, vnetTable: false });
+    const h = await handoff('vnstub0', { hold: true });
+    expect(h.result.exit).toBe(0);
+    expect((await status('stubby')).state).toBe('up');
+    expect((await stubLooksIdle()).addresses).toBe(1);
+    await h.release();
+    await waitFor('idle-down to the stub', async () => (await status('stubby')).state === 'stub');
+    expect(await stubLooksIdle()).toEqual({ up: true, addresses: 0, vnetTable: false });
   });
 });
 
@@ -286,6 +308,8 @@ describe('1,000 hand-offs', () => {
     expect(figures).toMatchObject({ n: 1000, ok: 1000, failed: 0 });
     await waitFor('taps to go', async () => (await taps()).length === 0, 30_000);
     await waitFor('status to drop the taps', async () => (await status('default')).taps.length === 0);
+    // our own status calls' connections close asynchronously: give the daemon a moment
+    await waitFor('fds to settle', async () => vnetdFds().length <= before.length, 3000).catch(() => undefined);
     const after = vnetdFds();
     expect(after.length, `before: ${before.sort().join(' ')}\nafter: ${after.sort().join(' ')}`).toBeLessThanOrEqual(before.length);
     expect((await vnetd.cli(['down', 'default'])).exitCode).toBe(0);
