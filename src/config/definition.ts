@@ -192,7 +192,7 @@ export function definitionFromTable(name: string, file: string, table: Record<st
   if (np) throw new DefinitionError(file, undefined, undefined, `network name ${show(name)} (from the file name) ${np}`);
   const draft: Draft = {};
   for (const [key, value] of Object.entries(table)) {
-    const parser = KEYS[key];
+    const parser = Object.hasOwn(KEYS, key) ? KEYS[key] : undefined;
     if (!parser)
       throw new DefinitionError(file, key, undefined, `unknown key; known keys are ${DEFINITION_KEYS.join(', ')}`);
     const problem = parser(value, draft);
