@@ -2,7 +2,7 @@
 /**
  * `make bench`: vnet's performance figures, measured in a throwaway network namespace.
  *
- *   node bench/run.mjs [--rounds N] [--per-round N] [--updown N] [--idle-s N] [--vnetd FILE]
+ *   node bench/run.mjs [--rounds 10] [--per-round 20] [--on-demand 5] [--updown 20] [--idle-s 10] [--vnetd FILE]
  *
  * a. Tap hand-off as QEMU sees it (build/handoff): the stock qemu-bridge-helper (as root, its
  *    bridge.conf `allow virbr0` on an overlay over /etc in a private mount namespace) against
@@ -14,6 +14,8 @@
  *    and the daemon's own time (its "network up"/"network down" log lines), median of N each.
  * c. vnetd idle: RSS, threads and wakeups (context switches of all its threads) in 10 s, with no
  *    network up and then with `default` up (dnsmasq's RSS and wakeups too).
+ *
+ * --vnetd FILE runs another vnetd entry point (a patched copy of bin/vnetd + dist/, say) to compare.
  *
  * Needs root. Creates and deletes its own namespace and temp folder; never touches the root
  * namespace, /etc, /etc/qemu, /etc/vnet or /run/vnet; kills only processes it started, by pid.
@@ -36,7 +38,7 @@ const TARGET_RATIO = 0.8;
 // ------------------------------------------------------------------ options
 
 function options(argv) {
-  const o = { rounds: 4, perRound: 50, warmup: 10, onDemand: 5, updown: 20, idleS: 10, vnetd: path.join(ROOT, 'bin/vnetd') };
+  const o = { rounds: 10, perRound: 20, warmup: 10, onDemand: 5, updown: 20, idleS: 10, vnetd: path.join(ROOT, 'bin/vnetd') };
   const names = { '--rounds': 'rounds', '--per-round': 'perRound', '--updown': 'updown', '--idle-s': 'idleS', '--on-demand': 'onDemand' };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];

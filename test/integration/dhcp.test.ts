@@ -275,6 +275,23 @@ describe('dnsmasq supervisor in namespaces', () => {
     expect(processesUsing(conf)).toEqual([]);
   });
 
+  it('a symlink planted at the config path is refused and its target left unchanged', async () => {
+    await addBridge(host, 'br-s', '10.93.0.1/24');
+    const def3 = net('planted', 'br-s', 93);
+    const conf = confFilePath(runtimeDir, def3.name);
+    const precious = path.join(scratch, 'precious-conf');
+    writeFileSync(precious, 'precious\n');
+    mkdirSync(path.dirname(conf), { recursive: true });
+    symlinkSync(precious, conf);
+    const d = Driver.start(host, { name: def3.name, confPath: conf, config: dnsmasqConfig(def3, { runtimeDir, stateDir }) });
+    const e = await d.next(['serving', 'error']);
+    expect(e.event).toBe('error');
+    expect(e.message).toMatch(/planted\.conf: is a symlink; refusing to write through it/);
+    await d.stop();
+    expect(readFileSync(precious, 'utf8')).toBe('precious\n');
+    expect(processesUsing(conf)).toEqual([]);
+  });
+
   it('gives up after repeated quick failures instead of looping', async () => {
     await addBridge(host, 'br-f', '10.91.0.1/24');
     const def2 = net('flaky', 'br-f', 91);
@@ -284,7 +301,6 @@ describe('dnsmasq supervisor in namespaces', () => {
     writeFileSync(precious, 'precious\n');
     const leases2 = leaseFilePath(stateDir, def2.name);
     mkdirSync(path.dirname(leases2), { recursive: true });
-    symlinkSync(precious, conf);
     symlinkSync(precious, leases2);
     const d = Driver.start(host, {
       name: def2.name,
