@@ -119,7 +119,11 @@ export async function applyAll(plan: PlannedStep[], ctx: ApplyContext): Promise<
       done.push(p);
     } catch (err) {
       ctx.log.warn({ err, step: p.step }, `step failed: ${describe(p.step)}; rolling back ${done.length} step(s)`);
-      for (const d of done.reverse()) {
+      // The failed step may have half happened (a ruleset applied, then an error): undo it
+      // too; undos are idempotent. Not a create that failed because the name was taken:
+      // that bridge is somebody else's.
+      const selfUndo = (err as { errno?: string }).errno === 'EEXIST' ? [] : [p];
+      for (const d of [...selfUndo, ...done.reverse()]) {
         if (!d.undo) continue;
         try {
           await execute(d.undo, ctx, 'undo');

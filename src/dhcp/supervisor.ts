@@ -12,14 +12,12 @@
  * 'failed' (reason: string).
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { writeFileAtomic } from '../sys/atomic-file.js';
 import { EventEmitter } from 'node:events';
-import { constants } from 'node:fs';
-import { lstat, mkdir, open, rename, rm } from 'node:fs/promises';
+import { lstat, mkdir, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { pino, type Logger } from 'pino';
+import { writeFileAtomic } from '../sys/atomic-file.js';
 import { dnsmasqArgs, dnsmasqTestArgs } from './dnsmasq.js';
 
 export interface BackoffOptions {

@@ -1,12 +1,14 @@
 /**
- * The few libc calls Node does not offer, through koffi: ioctl, SO_PEERCRED,
- * fd passing with SCM_RIGHTS, socketpair, fcntl and pidfd_open. libc is loaded
- * once, on first use. Failures throw NetlinkError-style errors naming the call
- * and its object, with the errno name ("sendmsg fd 12: EPIPE").
+ * The one binding to libc (through koffi) for the calls Node does not offer: ioctl,
+ * SO_PEERCRED, fd passing with SCM_RIGHTS, socketpair, socket/sendto, fcntl, flock,
+ * pidfd_open and strerror. libc is loaded once, on first use. Failures throw
+ * SyscallErrors naming the call and its object, with the errno name
+ * ("sendmsg fd 12: EPIPE").
  *
  * Layouts are those of Linux LP64 (x86_64, aarch64).
  */
 import koffi from 'koffi';
+import { constants } from 'node:os';
 import type { PeerCred } from '../model.js';
 import { SyscallError, errnoName } from '../netlink/errors.js';
 
@@ -17,24 +19,32 @@ export type { PeerCred };
 const SOL_SOCKET = 1;
 const SO_PEERCRED = 17;
 const SCM_RIGHTS = 1;
-const AF_UNIX = 1;
-const SOCK_STREAM = 1;
-const SOCK_CLOEXEC = 0o2000000;
+export const AF_UNIX = 1;
+export const SOCK_STREAM = 1;
+export const SOCK_DGRAM = 2;
+export const SOCK_CLOEXEC = 0o2000000;
 const MSG_DONTWAIT = 0x40;
 const MSG_NOSIGNAL = 0x4000;
 const MSG_CTRUNC = 0x8;
 const MSG_CMSG_CLOEXEC = 0x40000000;
+const F_SETFD = 2;
 const F_GETFL = 3;
 const F_SETFL = 4;
+const FD_CLOEXEC = 1;
 const O_NONBLOCK = 0o4000;
+export const LOCK_EX = 2;
+export const LOCK_NB = 4;
+export const LOCK_UN = 8;
 const SYS_pidfd_open = 434;
-const EAGAIN = 11;
+const EAGAIN = 11; // also EWOULDBLOCK
 const EINTR = 4;
 
-/** cmsghdr (16 bytes: size_t len, int level, int type) + one int, padded to 8: CMSG_SPACE(4) = 24 */
+/** cmsghdr: 16 bytes (size_t len, int level, int type), then the fds; each message padded to 8. */
 const CMSG_HDR = 16;
-const CMSG_SPACE_FD = 24;
-const CMSG_LEN_FD = CMSG_HDR + 4;
+const cmsgLen = (fds: number): number => CMSG_HDR + 4 * fds;
+const cmsgSpace = (fds: number): number => (cmsgLen(fds) + 7) & ~7;
+/** How many fds one recvmsg accepts; more in one message truncate it (an error). */
+const RECV_MAX_FDS = 16;
 
 /** How long sendFd keeps retrying a full (EAGAIN) non-blocking socket. */
 const SEND_RETRY_MS = 200;
@@ -48,8 +58,12 @@ interface Libc {
   sendmsg: Fn;
   recvmsg: Fn;
   socketpair: Fn;
+  socket: Fn;
+  sendto: Fn;
   fcntl: Fn;
+  flock: Fn;
   syscall: Fn;
+  strerror: Fn;
 }
 
 let lib: Libc | undefined;
@@ -75,8 +89,12 @@ function libc(): Libc {
     sendmsg: so.func('sendmsg', 'long', ['int', koffi.pointer(msghdr), 'int']),
     recvmsg: so.func('recvmsg', 'long', ['int', koffi.inout(koffi.pointer(msghdr)), 'int']),
     socketpair: so.func('int socketpair(int domain, int type, int protocol, _Out_ int *sv)'),
+    socket: so.func('int socket(int domain, int type, int protocol)'),
+    sendto: so.func('long sendto(int fd, const void *buf, size_t len, int flags, const void *addr, uint32_t addrlen)'),
     fcntl: so.func('fcntl', 'int', ['int', 'int', '...']),
+    flock: so.func('int flock(int fd, int operation)'),
     syscall: so.func('syscall', 'long', ['long', '...']),
+    strerror: so.func('const char *strerror(int errnum)'),
   };
   return lib;
 }
@@ -103,7 +121,6 @@ export function closeFd(fd: number): void {
   if (libc().close(fd) < 0) fail('close', `fd ${fd}`);
 }
 
-/** Credentials the kernel recorded for the peer of a connected unix socket. */
 /** setsockopt with an int value. */
 export function setSockOptInt(fd: number, level: number, name: number, value: number, what = `fd ${fd}`): void {
   const buf = Buffer.alloc(4);
@@ -111,6 +128,7 @@ export function setSockOptInt(fd: number, level: number, name: number, value: nu
   if (libc().setsockopt(fd, level, name, buf, 4) < 0) fail(`setsockopt ${level}/${name}`, what);
 }
 
+/** Credentials the kernel recorded for the peer of a connected unix socket. */
 export function getPeerCred(fd: number): PeerCred {
   const buf = Buffer.alloc(12);
   const len = [12];
@@ -118,32 +136,34 @@ export function getPeerCred(fd: number): PeerCred {
   return { pid: buf.readInt32LE(0), uid: buf.readUInt32LE(4), gid: buf.readUInt32LE(8) };
 }
 
-function rightsCmsg(fdToSend: number): Buffer {
-  const c = Buffer.alloc(CMSG_SPACE_FD);
-  c.writeBigUInt64LE(BigInt(CMSG_LEN_FD), 0);
+/** One SCM_RIGHTS control message carrying `fds`. */
+function rightsCmsg(fds: readonly number[]): Buffer {
+  const c = Buffer.alloc(cmsgSpace(fds.length));
+  c.writeBigUInt64LE(BigInt(cmsgLen(fds.length)), 0);
   c.writeInt32LE(SOL_SOCKET, 8);
   c.writeInt32LE(SCM_RIGHTS, 12);
-  c.writeInt32LE(fdToSend, CMSG_HDR);
+  fds.forEach((fd, i) => c.writeInt32LE(fd, CMSG_HDR + 4 * i));
   return c;
 }
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 
 /**
- * Send `data` (at least one byte) with `fdToSend` attached as SCM_RIGHTS, in one
- * sendmsg. The socket may be non-blocking (libuv owns it): EAGAIN is retried for
- * a short while, then thrown. A short write throws too, since the peer would see
- * a partial frame.
+ * Send `data` (at least one byte) with `fds` attached as one SCM_RIGHTS message
+ * (none when `fds` is empty), in one sendmsg. The socket may be non-blocking (libuv
+ * owns it): EAGAIN is retried for a short while, then thrown. A short write throws
+ * too, since the peer would see a partial frame.
  */
-export function sendFd(sockFd: number, data: Buffer, fdToSend: number): void {
-  if (data.length === 0) throw new RangeError('sendFd needs at least one byte of data');
+export function sendFds(sockFd: number, data: Buffer, fds: readonly number[]): void {
+  if (data.length === 0) throw new RangeError('sendFds needs at least one byte of data');
+  const control = fds.length > 0 ? rightsCmsg(fds) : null;
   const msg = {
     msg_name: null,
     msg_namelen: 0,
     msg_iov: [{ iov_base: data, iov_len: data.length }],
     msg_iovlen: 1,
-    msg_control: rightsCmsg(fdToSend),
-    msg_controllen: CMSG_SPACE_FD,
+    msg_control: control,
+    msg_controllen: control ? control.length : 0,
     msg_flags: 0,
   };
   const deadline = Date.now() + SEND_RETRY_MS;
@@ -160,14 +180,20 @@ export function sendFd(sockFd: number, data: Buffer, fdToSend: number): void {
   }
 }
 
+/** sendFds with exactly one fd attached. */
+export function sendFd(sockFd: number, data: Buffer, fdToSend: number): void {
+  sendFds(sockFd, data, [fdToSend]);
+}
+
 /**
- * Receive up to `max` bytes and at most one passed fd (close-on-exec). Blocks on
- * a blocking socket; throws EAGAIN on an empty non-blocking one. `data` is empty
- * at end of stream. Extra fds beyond the first are closed.
+ * Receive up to `max` bytes and every fd passed with them (close-on-exec), in one
+ * recvmsg. Blocks on a blocking socket; with `dontWait` (or on a non-blocking
+ * socket) throws EAGAIN when nothing is queued. `data` is empty at end of stream.
+ * More than 16 fds in one message is an error (EMSGSIZE; those received are closed).
  */
-export function recvFd(sockFd: number, max = 4096, opts: { dontWait?: boolean } = {}): { data: Buffer; fd?: number } {
+export function recvFds(sockFd: number, max = 4096, opts: { dontWait?: boolean } = {}): { data: Buffer; fds: number[] } {
   const data = Buffer.alloc(max);
-  const control = Buffer.alloc(CMSG_SPACE_FD * 4);
+  const control = Buffer.alloc(cmsgSpace(RECV_MAX_FDS));
   const msg = {
     msg_name: null,
     msg_namelen: 0,
@@ -195,22 +221,74 @@ export function recvFd(sockFd: number, max = 4096, opts: { dontWait?: boolean } 
     }
     off += (len + 7) & ~7;
   }
-  const [fd, ...extra] = fds;
-  for (const e of extra) libc().close(e);
   if (msg.msg_flags & MSG_CTRUNC) {
-    if (fd !== undefined) libc().close(fd);
+    for (const fd of fds) libc().close(fd);
     throw new SyscallError('recvmsg', `fd ${sockFd}`, 'EMSGSIZE', { detail: 'control data truncated' });
   }
-  const out: { data: Buffer; fd?: number } = { data: data.subarray(0, n) };
+  return { data: data.subarray(0, n), fds };
+}
+
+/**
+ * recvFds for a peer that passes at most one fd: the first is returned, any
+ * extra ones are closed.
+ */
+export function recvFd(sockFd: number, max = 4096, opts: { dontWait?: boolean } = {}): { data: Buffer; fd?: number } {
+  const { data, fds } = recvFds(sockFd, max, opts);
+  const [fd, ...extra] = fds;
+  for (const e of extra) libc().close(e);
+  const out: { data: Buffer; fd?: number } = { data };
   if (fd !== undefined) out.fd = fd;
   return out;
 }
 
-/** A connected pair of blocking, close-on-exec unix stream sockets. */
-export function socketpair(): [number, number] {
+/** A connected pair of blocking, close-on-exec unix sockets (stream unless `type` says SOCK_DGRAM). */
+export function socketpair(type: number = SOCK_STREAM): [number, number] {
   const sv = [-1, -1];
-  if (libc().socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) fail('socketpair', 'AF_UNIX');
+  if (libc().socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv) < 0) fail('socketpair', 'AF_UNIX');
   return [sv[0] as number, sv[1] as number];
+}
+
+/** socket(2): a new socket fd (add SOCK_CLOEXEC to `type` for close-on-exec). */
+export function socket(domain: number, type: number, protocol = 0): number {
+  const fd = libc().socket(domain, type, protocol) as number;
+  if (fd < 0) fail('socket', `domain ${domain} type ${type & ~SOCK_CLOEXEC}`);
+  return fd;
+}
+
+/**
+ * One sendto(2) of `data` to the socket address `addr` (its first `addrLen` bytes),
+ * without SIGPIPE. Returns the bytes sent.
+ */
+export function sendto(fd: number, data: Buffer, addr: Buffer, addrLen: number, what = `fd ${fd}`): number {
+  const n = Number(libc().sendto(fd, data, data.length, MSG_NOSIGNAL, addr, addrLen));
+  if (n < 0) fail('sendto', what);
+  return n;
+}
+
+/** Mark `fd` close-on-exec (fcntl F_SETFD FD_CLOEXEC); throws EBADF when it is not open. */
+export function setCloseOnExec(fd: number): void {
+  if ((libc().fcntl(fd, F_SETFD, 'int', FD_CLOEXEC) as number) < 0) fail('fcntl F_SETFD', `fd ${fd}`);
+}
+
+/**
+ * flock(2) on `fd` (LOCK_EX, LOCK_UN, ... with LOCK_NB). Returns false when LOCK_NB
+ * was given and another open file description holds the lock; EINTR is retried.
+ */
+export function flock(fd: number, operation: number, what = `fd ${fd}`): boolean {
+  for (;;) {
+    if ((libc().flock(fd, operation) as number) === 0) return true;
+    const errno = koffi.errno();
+    if (errno === EINTR) continue;
+    if (errno === EAGAIN && operation & LOCK_NB) return false;
+    fail('flock', what, errno);
+  }
+}
+
+/** The C library's text for an errno, by name ("ENOENT") or number: "No such file or directory". */
+export function strerror(errno: string | number): string {
+  const n = typeof errno === 'number' ? errno : constants.errno[errno as keyof typeof constants.errno];
+  if (n === undefined) return errno as string;
+  return libc().strerror(n) as string;
 }
 
 export function setNonBlocking(fd: number, on: boolean): void {

@@ -3,7 +3,7 @@
  * "host" namespace whose uplink reaches a "wan" namespace (198.51.100.1); a "guest"
  * namespace on a veth in the bridge gets a DHCP lease and pings the wan through NAT.
  */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -49,6 +49,14 @@ describe('vnet up default / down default', () => {
     const list = JSON.parse(r.stdout);
     expect(list).toEqual([expect.objectContaining({ name: 'default', bridge: 'virbr0', state: 'down', subnet: '192.168.122.0/24', source: 'built-in' })]);
     expect(await linkNames(host)).not.toContain('virbr0');
+  });
+
+  it('keeps QEMU\'s bridge.conf in step: one include of vnet.conf, which allows virbr0', async () => {
+    const dir = vnetd.env.VNET_QEMU_CONF_DIR;
+    const conf = readFileSync(path.join(dir, 'bridge.conf'), 'utf8');
+    expect(conf.split('\n').filter((l) => l.startsWith('include '))).toEqual([`include ${path.join(dir, 'vnet.conf')}`]);
+    expect(readFileSync(path.join(dir, 'vnet.conf'), 'utf8')).toMatch(/^allow virbr0$/m);
+    expect(statSync(path.join(dir, 'bridge.conf')).mode & 0o777).toBe(0o644);
   });
 
   it('brings up virbr0 with its address, NAT table and dnsmasq', async () => {

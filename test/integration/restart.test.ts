@@ -211,6 +211,33 @@ describe('SIGKILL between steps', () => {
   });
 });
 
+describe('a failure half way through `vnet up`', () => {
+  it.each(['up:before:start-dnsmasq', 'up:after:apply-ruleset', 'up:after:add-address'])(
+    'failing at %s rolls back what that up made: no bridge, no rules, no dnsmasq, forwarding as it was',
+    async (point) => {
+      await vnetd.stop();
+      await restart();
+      if (((await vnetd.call('status', { name: 'default' })) as { state: string }).state !== 'down') {
+        expect((await vnetd.cli(['down', 'default', '--force'])).exitCode).toBe(0);
+      }
+      const rulesBefore = await host.nftRuleset();
+      await vnetd.stop();
+      await restart({ VNET_FAILPOINT: `throw@${point}` });
+      const r = await vnetd.cli(['up', 'default']);
+      expect(r.exitCode).toBe(1);
+      expect(r.stderr).toMatch(new RegExp(`network "default" could not come up: .*injected failure at ${point}`));
+      expect(vnetd.alive()).toBe(true);
+      expect(await bridges()).toEqual([]);
+      expect(await host.nftRuleset()).toBe(rulesBefore);
+      expect(dnsmasqs()).toHaveLength(0);
+      expect((await host.run('cat', ['/proc/sys/net/ipv4/ip_forward'])).trim()).toBe('0');
+      expect(((await vnetd.call('status', { name: 'default' })) as { state: string }).state).toBe('down');
+      await vnetd.stop();
+      await restart();
+    },
+  );
+});
+
 describe('others changing things under vnet', () => {
   it('`nft flush ruleset` (a firewall reload) is repaired within a few seconds', async () => {
     if ((await vnetd.call('status', { name: 'default' }) as { state: string }).state !== 'up') {
