@@ -2,7 +2,7 @@
 /**
  * `make bench`: vnet's performance figures, measured in a throwaway network namespace.
  *
- *   node bench/run.mjs [--rounds 10] [--per-round 20] [--on-demand 5] [--updown 20] [--idle-s 10] [--vnetd FILE]
+ *   node bench/run.mjs [--rounds 10] [--per-round 20] [--on-demand 5] [--updown 20] [--idle-s 10] [--settle-s 12] [--vnetd FILE]
  *
  * a. Tap hand-off as QEMU sees it (build/handoff): the stock qemu-bridge-helper (as root, its
  *    bridge.conf `allow virbr0` on an overlay over /etc in a private mount namespace) against
@@ -13,7 +13,8 @@
  * b. `vnet up default` / `vnet down default`: wall time of the CLI process (Node start included)
  *    and the daemon's own time (its "network up"/"network down" log lines), median of N each.
  * c. vnetd idle: RSS, threads and wakeups (context switches of all its threads) in 10 s, with no
- *    network up and then with `default` up (dnsmasq's RSS and wakeups too).
+ *    network up and then with `default` up (dnsmasq's RSS and wakeups too), each after 12 s to
+ *    settle (V8 runs a few memory-reducing GCs some seconds after start-up or activity).
  *
  * --vnetd FILE runs another vnetd entry point (a patched copy of bin/vnetd + dist/, say) to compare.
  *
@@ -38,8 +39,8 @@ const TARGET_RATIO = 0.8;
 // ------------------------------------------------------------------ options
 
 function options(argv) {
-  const o = { rounds: 10, perRound: 20, warmup: 10, onDemand: 5, updown: 20, idleS: 10, vnetd: path.join(ROOT, 'bin/vnetd') };
-  const names = { '--rounds': 'rounds', '--per-round': 'perRound', '--updown': 'updown', '--idle-s': 'idleS', '--on-demand': 'onDemand' };
+  const o = { rounds: 10, perRound: 20, warmup: 10, onDemand: 5, updown: 20, idleS: 10, settleS: 12, vnetd: path.join(ROOT, 'bin/vnetd') };
+  const names = { '--rounds': 'rounds', '--per-round': 'perRound', '--updown': 'updown', '--idle-s': 'idleS', '--settle-s': 'settleS', '--on-demand': 'onDemand' };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const v = argv[i + 1];
@@ -164,8 +165,9 @@ function childrenOf(ppid, comm) {
   return out;
 }
 
-async function idleFigures(pid, seconds, extra = []) {
-  await sleep(2000); // let start-up work settle
+async function idleFigures(pid, seconds, settleSeconds, extra = []) {
+  // V8 runs a few memory-reducing GCs in the seconds after start-up or activity: let them pass
+  await sleep(settleSeconds * 1000);
   const before = [pid, ...extra].map(wakeups);
   await sleep(seconds * 1000);
   const after = [pid, ...extra].map(wakeups);
@@ -288,8 +290,8 @@ async function main() {
   const fig = { machine: { cpus: os.cpus().length, kernel: os.release(), node: process.version } };
 
   // c (first half): idle with no network
-  process.stderr.write(`bench: vnetd idle, no network (${opts.idleS} s)\n`);
-  fig.idle_no_network = await idleFigures(pid, opts.idleS);
+  process.stderr.write(`bench: vnetd idle, no network (${opts.settleS} s to settle, ${opts.idleS} s measured)\n`);
+  fig.idle_no_network = await idleFigures(pid, opts.idleS, opts.settleS);
 
   // a. tap hand-off
   process.stderr.write('bench: tap hand-off\n');
@@ -341,10 +343,10 @@ async function main() {
   };
 
   // c (second half): idle with one network up
-  process.stderr.write(`bench: vnetd idle, ${NETWORK} up (${opts.idleS} s)\n`);
+  process.stderr.write(`bench: vnetd idle, ${NETWORK} up (${opts.settleS} s to settle, ${opts.idleS} s measured)\n`);
   await b.cli(['up', NETWORK]);
   const dnsmasq = childrenOf(pid, 'dnsmasq');
-  fig.idle_one_network = await idleFigures(pid, opts.idleS, dnsmasq.slice(0, 1));
+  fig.idle_one_network = await idleFigures(pid, opts.idleS, opts.settleS, dnsmasq.slice(0, 1));
   await b.cli(['down', NETWORK]);
 
   report(fig, opts);
@@ -371,7 +373,7 @@ function report(fig, opts) {
   lines.push(row(['vnet up', u.up_cli_ms, u.up_daemon_ms], [12, 12, 8]));
   lines.push(row(['vnet down', u.down_cli_ms, u.down_daemon_ms], [12, 12, 8]));
   lines.push('');
-  lines.push(`vnetd idle (${opts.idleS} s)`);
+  lines.push(`vnetd idle: ${opts.idleS} s measured after ${opts.settleS} s to settle`);
   const iw = [18, 8, 8, 9, 12, 16];
   lines.push(row(['', 'RSS MB', 'threads', 'wakeups', 'dnsmasq MB', 'dnsmasq wakeups'], iw));
   for (const [name, s] of [

@@ -1,25 +1,11 @@
 /**
- * Advisory whole-file locks across processes: flock(2) through koffi (Node has none).
+ * Advisory whole-file locks across processes: flock(2) from ./libc.ts (Node has none).
  * The lock belongs to the open file description, so two opens of the same file in one
  * process exclude each other too. Waiting polls with LOCK_NB so the event loop never blocks.
  */
 import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
-import koffi from 'koffi';
-
-const LOCK_EX = 2;
-const LOCK_NB = 4;
-const LOCK_UN = 8;
-
-let flockFn: ((fd: number, op: number) => number) | undefined;
-
-function libcFlock(): (fd: number, op: number) => number {
-  if (!flockFn) {
-    const libc = koffi.load('libc.so.6');
-    flockFn = libc.func('int flock(int fd, int operation)') as (fd: number, op: number) => number;
-  }
-  return flockFn;
-}
+import { flock, LOCK_EX, LOCK_NB, LOCK_UN, SyscallError } from './libc.js';
 
 export class LockError extends Error {
   override name = 'LockError';
@@ -37,11 +23,6 @@ export interface FileLock {
   release(): Promise<void>;
 }
 
-function errnoName(code: number): string {
-  for (const [name, value] of Object.entries(koffi.os.errno)) if (value === code) return name;
-  return `errno ${code}`;
-}
-
 /**
  * Take an exclusive flock on `path` (created with `mode` if missing; a symlink there is
  * refused). Waits up to `timeoutMs`, then throws LockError.
@@ -56,16 +37,17 @@ export async function lockFile(path: string, opts: { mode?: number; timeoutMs?: 
     const why = code === 'ELOOP' ? 'is a symlink; refusing to follow it' : `cannot open (${code ?? String(err)})`;
     throw new LockError(path, why, { cause: err });
   }
-  const flock = libcFlock();
   const deadline = Date.now() + timeoutMs;
   let delay = 2;
   for (;;) {
-    if (flock(fh.fd, LOCK_EX | LOCK_NB) === 0) break;
-    const errno = koffi.errno();
-    if (errno !== koffi.os.errno.EWOULDBLOCK && errno !== koffi.os.errno.EINTR) {
+    let locked: boolean;
+    try {
+      locked = flock(fh.fd, LOCK_EX | LOCK_NB, path);
+    } catch (err) {
       await fh.close();
-      throw new LockError(path, `flock failed: ${errnoName(errno)}`);
+      throw new LockError(path, `flock failed: ${err instanceof SyscallError ? err.errno : String(err)}`, { cause: err });
     }
+    if (locked) break;
     if (Date.now() >= deadline) {
       await fh.close();
       throw new LockError(path, `still held by another process after ${timeoutMs} ms`);
@@ -79,7 +61,11 @@ export async function lockFile(path: string, opts: { mode?: number; timeoutMs?: 
     async release() {
       if (released) return;
       released = true;
-      flock(fh.fd, LOCK_UN);
+      try {
+        flock(fh.fd, LOCK_UN, path);
+      } catch {
+        // closing the file below releases the lock in any case
+      }
       await fh.close();
     },
   };

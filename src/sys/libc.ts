@@ -12,7 +12,7 @@ import { constants } from 'node:os';
 import type { PeerCred } from '../model.js';
 import { SyscallError, errnoName } from '../netlink/errors.js';
 
-export { errnoName };
+export { SyscallError, errnoName };
 
 export type { PeerCred };
 
@@ -155,7 +155,7 @@ const sleeper = new Int32Array(new SharedArrayBuffer(4));
  * too, since the peer would see a partial frame.
  */
 export function sendFds(sockFd: number, data: Buffer, fds: readonly number[]): void {
-  if (data.length === 0) throw new RangeError('sendFds needs at least one byte of data');
+  if (data.length === 0) throw new RangeError(`sendmsg fd ${sockFd}: needs at least one byte of data`);
   const control = fds.length > 0 ? rightsCmsg(fds) : null;
   const msg = {
     msg_name: null,

@@ -3,14 +3,8 @@
  * - sdNotify: one datagram to $NOTIFY_SOCKET ("READY=1", "STOPPING=1", "STATUS=...").
  * - listenFds: sockets passed by socket activation ($LISTEN_FDS from fd 3, for $LISTEN_PID).
  */
-import koffi from 'koffi';
+import { AF_UNIX, closeFd, sendto, setCloseOnExec, SOCK_CLOEXEC, SOCK_DGRAM, socket, strerror, SyscallError } from './libc.js';
 
-const AF_UNIX = 1;
-const SOCK_DGRAM = 2;
-const SOCK_CLOEXEC = 0o2000000;
-const MSG_NOSIGNAL = 0x4000;
-const F_SETFD = 2;
-const FD_CLOEXEC = 1;
 const SUN_PATH_MAX = 108;
 const SD_LISTEN_FDS_START = 3;
 
@@ -18,28 +12,9 @@ export class NotifyError extends Error {
   override name = 'NotifyError';
 }
 
-interface Libc {
-  socket(domain: number, type: number, protocol: number): number;
-  sendto(fd: number, buf: Buffer, len: number, flags: number, addr: Buffer, addrlen: number): number;
-  close(fd: number): number;
-  fcntl(fd: number, cmd: number, type: string, arg: number): number;
-  strerror(errnum: number): string;
-}
-
-let libc: Libc | undefined;
-
-function lib(): Libc {
-  if (!libc) {
-    const so = koffi.load('libc.so.6');
-    libc = {
-      socket: so.func('int socket(int domain, int type, int protocol)'),
-      sendto: so.func('intptr_t sendto(int fd, const void *buf, size_t len, int flags, const void *addr, uint32_t addrlen)'),
-      close: so.func('int close(int fd)'),
-      fcntl: so.func('int fcntl(int fd, int cmd, ...)'),
-      strerror: so.func('const char *strerror(int errnum)'),
-    } as Libc;
-  }
-  return libc;
+/** What a failed libc call said, as the C library words it ("No such file or directory"). */
+function reason(err: unknown): string {
+  return err instanceof SyscallError ? strerror(err.errno) : String(err);
 }
 
 /** struct sockaddr_un for a path, or an abstract name when it starts with '@'. */
@@ -63,17 +38,19 @@ export function sdNotify(state: string, env: NodeJS.ProcessEnv = process.env): b
   const target = env.NOTIFY_SOCKET;
   if (!target) return false;
   const { addr, len } = sockaddrUn(target);
-  const c = lib();
-  const fd = c.socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) throw new NotifyError(`sd_notify: socket(AF_UNIX, SOCK_DGRAM) failed: ${c.strerror(koffi.errno())}`);
+  let fd: number;
   try {
-    const body = Buffer.from(state, 'utf8');
-    const n = c.sendto(fd, body, body.length, MSG_NOSIGNAL, addr, len);
-    if (Number(n) < 0)
-      throw new NotifyError(`sd_notify: sending ${JSON.stringify(state)} to ${target} failed: ${c.strerror(koffi.errno())}`);
+    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC);
+  } catch (err) {
+    throw new NotifyError(`sd_notify: socket(AF_UNIX, SOCK_DGRAM) failed: ${reason(err)}`, { cause: err });
+  }
+  try {
+    sendto(fd, Buffer.from(state, 'utf8'), addr, len, target);
     return true;
+  } catch (err) {
+    throw new NotifyError(`sd_notify: sending ${JSON.stringify(state)} to ${target} failed: ${reason(err)}`, { cause: err });
   } finally {
-    c.close(fd);
+    closeFd(fd);
   }
 }
 
@@ -93,10 +70,12 @@ export function listenFds(env: NodeJS.ProcessEnv = process.env): number[] {
   if (!/^[0-9]+$/.test(count)) throw new NotifyError(`LISTEN_FDS=${JSON.stringify(count)}: expected a count`);
   const n = Number(count);
   const fds: number[] = [];
-  const c = lib();
   for (let fd = SD_LISTEN_FDS_START; fd < SD_LISTEN_FDS_START + n; fd++) {
-    if (c.fcntl(fd, F_SETFD, 'int', FD_CLOEXEC) < 0)
-      throw new NotifyError(`LISTEN_FDS=${n}: fd ${fd} is not open: ${c.strerror(koffi.errno())}`);
+    try {
+      setCloseOnExec(fd);
+    } catch (err) {
+      throw new NotifyError(`LISTEN_FDS=${n}: fd ${fd} is not open: ${reason(err)}`, { cause: err });
+    }
     fds.push(fd);
   }
   return fds;

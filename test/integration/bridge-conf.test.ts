@@ -5,15 +5,15 @@
  * private mount namespace only, so /etc/qemu can be bind-mounted even where it is missing.
  */
 import { execa } from 'execa';
-import { chmod, lstat, mkdir, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readFile, readdir, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BridgeConf, BridgeConfError, renderVnetConf } from '../../src/qemu/bridge-conf.js';
 import { writeFileAtomic } from '../../src/sys/atomic-file.js';
 import { cleanupAll, createNetns, tempDir, type Netns } from '../support/netns.js';
 
-const REPO = fileURLToPath(new URL('../..', import.meta.url));
+/** The spawned processes run the compiled module from dist/, which the global setup built. */
+const DIST = path.join(path.resolve(import.meta.dirname, '../..'), 'dist');
 const HELPER = '/usr/lib/qemu/qemu-bridge-helper';
 
 /**
@@ -53,7 +53,6 @@ interface HelperResult {
 }
 
 let ns: Netns;
-let buildDir: string;
 
 /** Run the stock helper for `bridge` in `ns`, with `confDir` mounted over /etc/qemu. */
 async function runHelper(confDir: string, bridge: string): Promise<HelperResult> {
@@ -80,18 +79,10 @@ beforeAll(async () => {
   await ns.run('ip', ['link', 'add', 'other0', 'type', 'bridge']);
   await ns.run('ip', ['link', 'set', 'vnbr0', 'up']);
   await ns.run('ip', ['link', 'set', 'other0', 'up']);
-  // The spawned processes need JS: compile just this module and its imports.
-  buildDir = path.join(REPO, 'node_modules', '.cache', `vnet-bridge-conf-test-${process.pid}`);
-  await execa(
-    'npx',
-    ['tsc', '--outDir', buildDir, '--rootDir', 'src', '--module', 'NodeNext', '--moduleResolution', 'NodeNext', '--target', 'ES2022', '--skipLibCheck', '--types', 'node', 'src/qemu/bridge-conf.ts'],
-    { cwd: REPO },
-  );
 });
 
 afterAll(async () => {
   await cleanupAll();
-  if (buildDir) await rm(buildDir, { recursive: true, force: true });
 });
 
 describe('BridgeConf with the stock qemu-bridge-helper', () => {
@@ -231,7 +222,7 @@ describe('concurrent vnet processes', () => {
     const dir = tempDir();
     await mkdir(dir, { recursive: true });
     await writeFile(path.join(dir, 'bridge.conf'), '# mine\nallow virbr0\n');
-    const mod = path.join(buildDir, 'qemu', 'bridge-conf.js');
+    const mod = path.join(DIST, 'qemu', 'bridge-conf.js');
     const procs = [0, 1, 2, 3, 4].map((i) =>
       execa('node', [
         '--input-type=module',

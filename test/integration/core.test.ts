@@ -100,6 +100,23 @@ describe('vnet up default / down default', () => {
     expect(status.stdout).toMatch(/^default\s+virbr0\s+up\s+192\.168\.122\.0\/24\s+1\s+-$/m);
   });
 
+  it('dnsmasq answers DNS from the bridge only: a query from the wan side gets no answer', async () => {
+    // the guest registers a hostname with its lease; dnsmasq answers for it from its leases
+    const dhcp = await guest.run('busybox', ['udhcpc', '-i', 'eth0', '-n', '-q', '-t', '10', '-T', '1', '-x', 'hostname:vnetguest', '-s', UDHCPC]);
+    const ip = /LEASE (\S+)/.exec(dhcp)![1]!;
+    const fromGuest = await guest.tryRun('busybox', ['timeout', '5', 'nslookup', '-type=a', 'vnetguest', '192.168.122.1']);
+    expect(fromGuest.stdout).toContain(ip);
+    await wan.run('ip', ['route', 'replace', '192.168.122.0/24', 'via', '198.51.100.2']);
+    try {
+      expect((await wan.tryRun('busybox', ['ping', '-c', '1', '-W', '2', '192.168.122.1'])).exitCode).toBe(0);
+      const fromWan = await wan.tryRun('busybox', ['timeout', '5', 'nslookup', '-type=a', 'vnetguest', '192.168.122.1']);
+      expect(fromWan.stdout).not.toContain(ip);
+      expect(fromWan.exitCode).not.toBe(0);
+    } finally {
+      await wan.run('ip', ['route', 'del', '192.168.122.0/24']);
+    }
+  });
+
   it('anyone may read status; only root (or group vnet) may change networks', async () => {
     const s = await vnetd.cli(['status', '--json'], { user: 'nobody' });
     expect(s.exitCode).toBe(0);

@@ -10,7 +10,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { confFilePath, dnsmasqConfig, dnsmasqTestArgs, leaseFilePath } from '../../src/dhcp/dnsmasq.js';
@@ -18,7 +17,7 @@ import { readLeaseFile, readLeases } from '../../src/dhcp/leases.js';
 import type { NetworkDef } from '../../src/model.js';
 import { cleanupAll, createNetns, hostAndWan, tempDir, trackPid, veth, type Netns } from '../support/netns.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const ROOT = path.resolve(import.meta.dirname, '../..');
 const DRIVER = path.join(ROOT, 'test/support/drivers/dhcp-supervisor.mjs');
 const CAP_NET_ADMIN = 1n << 12n;
 
@@ -141,8 +140,9 @@ describe('dnsmasq supervisor in namespaces', () => {
   }
 
   beforeAll(async () => {
-    const build = await execa('npx', ['tsc', '-p', ROOT], { cwd: ROOT, reject: false });
-    if (!existsSync(path.join(ROOT, 'dist/dhcp/supervisor.js'))) throw new Error(`tsc emitted no dist/dhcp: ${build.stdout}`);
+    // the driver runs the compiled DnsmasqSupervisor from dist/, which the global setup built
+    if (!existsSync(path.join(ROOT, 'dist/dhcp/supervisor.js')))
+      throw new Error(`no ${ROOT}/dist/dhcp/supervisor.js: the global setup's make build did not emit it`);
 
     ({ host, wan } = await hostAndWan());
     guest = await createNetns('vg');

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeFrame, FrameReader } from '../../src/api/protocol.js';
 import { cleanupAll, tempDir } from '../support/netns.js';
-import { closeFd, fdOf, recvNow, sendWithFds, SOCK_DGRAM, socketpair } from '../support/scm.js';
+import { closeFd, fdOf, recvFds, sendFds, SOCK_DGRAM, socketpair, SyscallError } from '../../src/sys/libc.js';
 
 const SRC = fileURLToPath(new URL('../../src/helper/vnet-bridge-helper.c', import.meta.url));
 const CFLAGS = ['-std=gnu11', '-O2', '-Wall', '-Wextra', '-Werror', '-D_FORTIFY_SOURCE=2', '-fstack-protector-strong'];
@@ -66,6 +66,19 @@ async function peer(reply: (sock: net.Socket, request: unknown) => void) {
     },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
+}
+
+/**
+ * One recvmsg without waiting: the bytes and every fd that came with them. `data` is empty when the
+ * peer has closed and nothing is left; `empty` when nothing is queued but the peer is still open.
+ */
+function recvNow(sock: number): { data: Buffer; fds: number[]; empty: boolean } {
+  try {
+    return { ...recvFds(sock, 4096, { dontWait: true }), empty: false };
+  } catch (err) {
+    if (err instanceof SyscallError && err.errno === 'EAGAIN') return { data: Buffer.alloc(0), fds: [], empty: true };
+    throw err;
+  }
 }
 
 /** What QEMU's end of the socketpair holds once the helper is gone and our copy of its end is closed. */
@@ -220,7 +233,7 @@ describe('vnet-bridge-helper protocol conformance (against a frame-level peer, n
     const devNull = openSync('/dev/null', 'r');
     const daemon = await peer((sock) => {
       const frame = encodeFrame({ id: 1, ok: true, result: { name: 'tap0' } });
-      sendWithFds(fdOf(sock), frame.subarray(0, 3), [devNull]); // the fd rides on the first bytes
+      sendFds(fdOf(sock), frame.subarray(0, 3), [devNull]); // the fd rides on the first bytes
       setTimeout(() => sock.write(frame.subarray(3, 9)), 30);
       setTimeout(() => sock.end(frame.subarray(9)), 60);
     });

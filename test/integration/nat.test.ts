@@ -13,13 +13,12 @@
 import { execa } from 'execa';
 import { chmodSync, existsSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Nft, NftError } from '../../src/nat/nft.js';
 import { buildRuleset, ruleCount, RULES_PER_NETWORK, type NatNetwork } from '../../src/nat/ruleset.js';
 import { cleanupAll, createNetns, hostAndWan, tempDir, trackPid, untrackPid, veth, type Netns } from '../support/netns.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const root = path.resolve(import.meta.dirname, '../..');
 const driver = path.join(root, 'test/support/drivers/nat-nft.mjs');
 
 const NET0: NatNetwork = { bridge: 'vbr0', cidr: '10.77.0.0/24', address: '10.77.0.1' };
@@ -104,9 +103,8 @@ async function withRouteBack<T>(fn: () => Promise<T>): Promise<T> {
 }
 
 beforeAll(async () => {
-  // the driver runs vnet's compiled Nft class; tsc emits even if other modules have type errors
-  await execa('npx', ['tsc', '-p', root], { cwd: root, reject: false });
-  if (!existsSync(path.join(root, 'dist/nat/nft.js'))) throw new Error('tsc did not emit dist/nat/nft.js');
+  // the driver runs vnet's compiled Nft class from dist/, which the global setup built
+  if (!existsSync(path.join(root, 'dist/nat/nft.js'))) throw new Error(`no ${root}/dist/nat/nft.js: the global setup's make build did not emit it`);
 
   ({ host, wan } = await hostAndWan());
   await host.run('sysctl', ['-qw', 'net.ipv4.ip_forward=1']);

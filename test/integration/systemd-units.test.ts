@@ -5,18 +5,18 @@
  * network definition through vnet's own parser.
  */
 import { execa, type ResultPromise } from 'execa';
-import { chmod, copyFile, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, readFile, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { parseDefinition } from '../../src/config/definition.js';
 import { listenFds, sdNotify, sockaddrUn } from '../../src/sys/notify.js';
 import { cleanupAll, tempDir, trackPid } from '../support/netns.js';
 
-const REPO = fileURLToPath(new URL('../..', import.meta.url));
-let buildDir: string;
+const REPO = path.resolve(import.meta.dirname, '../..');
+/** Spawned processes run the compiled modules from dist/, which the global setup built. */
+const DIST = path.join(REPO, 'dist');
 
 /** A unix datagram receiver (python3): prints "ready", then each datagram as a JSON string. */
 function datagramReceiver(address: string): { proc: ResultPromise; messages: string[]; ready: Promise<void> } {
@@ -58,18 +58,8 @@ async function until(cond: () => boolean, what: string, ms = 10_000): Promise<vo
   }
 }
 
-beforeAll(async () => {
-  buildDir = path.join(REPO, 'node_modules', '.cache', `vnet-units-test-${process.pid}`);
-  await execa(
-    'npx',
-    ['tsc', '--outDir', buildDir, '--rootDir', 'src', '--module', 'NodeNext', '--moduleResolution', 'NodeNext', '--target', 'ES2022', '--skipLibCheck', '--types', 'node', 'src/sys/notify.ts'],
-    { cwd: REPO },
-  );
-});
-
 afterAll(async () => {
   await cleanupAll();
-  if (buildDir) await rm(buildDir, { recursive: true, force: true });
 });
 
 describe('systemd units', () => {
@@ -135,7 +125,7 @@ describe('socket activation and sd_notify (src/sys/notify.ts)', () => {
     await receiver.ready;
     const child = `
       import net from 'node:net';
-      const { listenFds, sdNotify } = await import(${JSON.stringify(path.join(buildDir, 'sys/notify.js'))});
+      const { listenFds, sdNotify } = await import(${JSON.stringify(path.join(DIST, 'sys/notify.js'))});
       const fds = listenFds();
       const envAfter = [process.env.LISTEN_FDS, process.env.LISTEN_PID].filter((v) => v !== undefined);
       const server = net.createServer((c) => {

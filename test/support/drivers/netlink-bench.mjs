@@ -1,8 +1,8 @@
 // Times the kernel-facing steps of vnetd in the current namespace.
 // Usage: node netlink-bench.mjs [N]; prints JSON {bridgeUp: {p50,p90}, tap: {p50,p90}} in ms.
-import { Rtnl } from '/work/main/dist/netlink/links.js';
-import { openTap, prepareTap } from '/work/main/dist/netlink/tun.js';
-import { closeFd } from '/work/main/dist/sys/libc.js';
+import { Rtnl } from '../../../dist/netlink/links.js';
+import { openTap, prepareTap } from '../../../dist/netlink/tun.js';
+import { closeFd } from '../../../dist/sys/libc.js';
 
 const n = Number(process.argv[2] ?? 50);
 const rtnl = new Rtnl();

@@ -2,7 +2,7 @@
 // array of outcomes. Usage: node rtnl.mjs '[["createBridge","br0",{"mtu":1400}],["setUp","@br0",true]]'
 // An argument "@NAME" is replaced by the ifindex of link NAME at call time.
 // Each outcome is {ok:true,value} or {ok:false,error:{name,errno,op,object,message}}; later calls still run.
-import { Rtnl } from '/work/main/dist/netlink/links.js';
+import { Rtnl } from '../../../dist/netlink/links.js';
 
 const calls = JSON.parse(process.argv[2] ?? '[]');
 const rtnl = new Rtnl();

@@ -4,9 +4,9 @@
 // unix socket (1 byte 0x00 + SCM_RIGHTS, like qemu-bridge-helper) and closes its
 // own copy. Otherwise keeps the fd until a line arrives on stdin, then closes it
 // and prints "closed". Exits when stdin ends.
-import { Rtnl } from '/work/main/dist/netlink/links.js';
-import { openTap, prepareTap } from '/work/main/dist/netlink/tun.js';
-import { closeFd, sendFd } from '/work/main/dist/sys/libc.js';
+import { Rtnl } from '../../../dist/netlink/links.js';
+import { openTap, prepareTap } from '../../../dist/netlink/tun.js';
+import { closeFd, sendFd } from '../../../dist/sys/libc.js';
 
 const opts = JSON.parse(process.argv[2] ?? '{}');
 const rtnl = new Rtnl();

@@ -1,5 +1,5 @@
 // Prints "ready", then one JSON line per link event, until stdin closes.
-import { watchLinks } from '/work/main/dist/netlink/events.js';
+import { watchLinks } from '../../../dist/netlink/events.js';
 
 const w = watchLinks((e) => process.stdout.write(JSON.stringify(e) + '\n'), {
   onError: (err) => process.stdout.write(JSON.stringify({ error: err.message }) + '\n'),
