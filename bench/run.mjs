@@ -398,6 +398,7 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
 main()
   .then(cleanup)
   .catch(async (err) => {
+    if (stopping) return; // a signal is cleaning up; what failed was what it killed
     process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
     await cleanup();
     process.exit(1);

@@ -56,6 +56,8 @@ export interface PeerCred {
   pid: number;
   uid: number;
   gid: number;
+  /** supplementary groups, when the transport tells them (SO_PEERGROUPS); else read from /proc */
+  groups?: number[];
 }
 
 export type NetworkState = 'down' | 'stub' | 'starting' | 'up' | 'stopping' | 'failed';

@@ -14,6 +14,7 @@ import { ServiceError } from './service.js';
 export const ADMIN_GROUP = 'vnet';
 
 function credOf(peer: PeerCred): Cred {
+  if (peer.groups) return { uid: peer.uid, gids: [...new Set([peer.gid, ...peer.groups])] };
   try {
     return callerCred(peer);
   } catch (err) {

@@ -21,7 +21,7 @@ import { monitorRuleset, type RulesetMonitor } from '../nat/monitor.js';
 import { buildRuleset, ruleCount, RULES_PER_NETWORK, type NatNetwork } from '../nat/ruleset.js';
 import { watchLinks, type LinkWatcher } from '../netlink/events.js';
 import { Rtnl, type Link } from '../netlink/links.js';
-import { openTap, prepareTap } from '../netlink/tun.js';
+import { attachTap, openTap } from '../netlink/tun.js';
 import { BridgeConf } from '../qemu/bridge-conf.js';
 import { bridgeMac, natNetworkOf, PlanError, planDown, planStub, planUp, type Observed } from '../plan/planner.js';
 import { closeFd } from '../sys/libc.js';
@@ -73,6 +73,8 @@ export class Daemon implements VnetService {
   private forwardingByVnet = false;
   private watcher?: LinkWatcher;
   private rulesetWatch?: RulesetMonitor;
+  private dropCheck?: NodeJS.Timeout;
+  private seenDrops = 0;
   private readonly leaseWatchers = new Map<string, LeaseWatcher>();
   private readonly bridgeConf: BridgeConf;
   private closed = false;
@@ -92,23 +94,11 @@ export class Daemon implements VnetService {
     await mkdir(this.paths.runtimeDir, { recursive: true, mode: 0o755 });
     await mkdir(path.join(this.paths.stateDir, 'dnsmasq'), { recursive: true, mode: 0o755 });
     await mkdir(path.join(this.paths.runtimeDir, 'dnsmasq'), { recursive: true, mode: 0o755 });
-    this.watcher = watchLinks(
-      (e) => {
-        if (e.type === 'del') this.onLinkGone(e.link);
-      },
-      { onError: (err) => this.log.warn({ err }, 'link events: receive error; re-listing links') },
-    );
-    // The kernel drops link events when they come faster than they are read; a lost
-    // RTM_DELLINK would leave a ghost tap. While taps exist, re-list links whenever the
-    // socket's drop counter moved (a /proc read every few seconds, only while VMs run).
-    let seenDrops = 0;
-    setInterval(() => {
-      const drops = this.watcher?.drops() ?? 0;
-      if (drops === seenDrops || this.allTaps().length === 0) return;
-      seenDrops = drops;
-      this.log.warn({ drops }, 'link events were lost: re-listing links');
-      void this.mutex.run(() => this.pruneTaps()).catch((err) => this.log.error({ err }, 'tap resync failed'));
-    }, 3000).unref();
+    this.watcher = watchLinks((e) => this.onLinkGone(e.link), {
+      deletionsOnly: true,
+      onError: (err) => this.log.warn({ err }, 'link events: receive error; re-listing links'),
+    });
+
     await this.mutex.run(async () => {
       await this.reconcile();
       await this.raiseStubs();
@@ -149,6 +139,7 @@ export class Daemon implements VnetService {
       }
     });
     this.watcher?.close();
+    clearInterval(this.dropCheck);
     this.rulesetWatch?.close();
     this.rulesetWatch = undefined;
     for (const w of this.leaseWatchers.values()) w.close();
@@ -215,8 +206,8 @@ export class Daemon implements VnetService {
   async tap(bridge: string, opts: { vnetHdr: boolean }, caller: PeerCred): Promise<TapResult> {
     const problem = ifnameProblem(bridge);
     if (problem) throw new ServiceError('EINVAL', `bridge name ${JSON.stringify(bridge)} ${problem}`);
-    const { networks } = await loadDefinitions(this.paths.networksDir);
-    const def = this.netForBridge(bridge)?.def ?? [...networks.values()].find((d) => d.bridge === bridge);
+    // a running network answers without reading the definitions (the hand-off path is hot)
+    const def = this.netForBridge(bridge)?.def ?? [...(await loadDefinitions(this.paths.networksDir)).networks.values()].find((d) => d.bridge === bridge);
     await authorizeTap({ bridge, def, caller, qemuConfDir: this.paths.qemuConfDir, rtnl: this.rtnl });
     return this.mutex.run(async () => {
       let live = this.allTaps().filter((t) => t.uid === caller.uid).length;
@@ -237,30 +228,34 @@ export class Daemon implements VnetService {
           net = await this.bringUp(def);
         }
       }
-      const bridgeLink = await this.rtnl.getLinkByName(bridge);
-      if (!bridgeLink || bridgeLink.kind !== 'bridge') throw new ServiceError('ENODEV', `${bridge} is not a bridge`);
       const tap = openTap({ vnetHdr: opts.vnetHdr, ownerUid: caller.uid });
       let prepared: Link;
       try {
         failpoint('tap:opened');
-        prepared = await prepareTap(this.rtnl, tap.name, bridgeLink);
+        // synchronous ioctls, no await: the reply goes out before the link events it causes are read
+        prepared = attachTap(tap.name, bridge);
       } catch (err) {
         closeFd(tap.fd);
+        const errno = (err as { errno?: string }).errno;
+        if (errno === 'ENODEV' || errno === 'EOPNOTSUPP') throw new ServiceError('ENODEV', `${bridge} is not a bridge`, { cause: err });
         throw new ServiceError('EIO', `could not attach ${tap.name} to ${bridge}: ${(err as Error).message}`, { cause: err });
       }
-      // The helper asks and exits; the tap lives as long as its parent (QEMU) holds the fd.
-      const holder = parentPid(caller.pid) ?? caller.pid;
-      const info: TapInfo = { name: tap.name, ifindex: prepared.index, uid: caller.uid, pid: holder };
+      const info: TapInfo = { name: tap.name, ifindex: prepared.index, uid: caller.uid, pid: caller.pid };
       if (net) {
         clearTimeout(net.idleTimer);
         net.idleTimer = undefined;
         net.taps.set(tap.name, info);
-        this.emit({ type: 'tap-added', network: net.def.name, tap: info });
       } else {
         this.foreignTaps.set(tap.name, info);
       }
+      this.watchDrops();
       failpoint('tap:prepared');
-      this.log.info({ tap: tap.name, bridge, uid: caller.uid, pid: caller.pid }, 'tap handed out');
+      // after the reply: the helper asks and exits; the tap lives as long as its parent (QEMU) holds the fd
+      setImmediate(() => {
+        info.pid = parentPid(caller.pid) ?? caller.pid;
+        if (net) this.emit({ type: 'tap-added', network: net.def.name, tap: info });
+        this.log.info({ tap: tap.name, bridge, uid: caller.uid, pid: info.pid }, 'tap handed out');
+      });
       return { fd: tap.fd, name: tap.name };
     });
   }
@@ -493,6 +488,28 @@ export class Daemon implements VnetService {
     await this.nft.apply(buildRuleset(this.nat));
   }
 
+  /**
+   * The kernel drops link events when they come faster than they are read; a lost
+   * RTM_DELLINK would leave a ghost tap. While taps exist (never on an idle machine),
+   * re-list links whenever the socket's drop counter moved.
+   */
+  private watchDrops(): void {
+    if (this.dropCheck || this.closed) return;
+    this.dropCheck = setInterval(() => {
+      if (this.allTaps().length === 0) {
+        clearInterval(this.dropCheck);
+        this.dropCheck = undefined;
+        return;
+      }
+      const drops = this.watcher?.drops() ?? 0;
+      if (drops === this.seenDrops) return;
+      this.seenDrops = drops;
+      this.log.warn({ drops }, 'link events were lost: re-listing links');
+      void this.mutex.run(() => this.pruneTaps()).catch((err) => this.log.error({ err }, 'tap resync failed'));
+    }, 3000);
+    this.dropCheck.unref();
+  }
+
   /** Forget taps the kernel no longer has (a lost event); caller holds the mutex. */
   private async pruneTaps(): Promise<void> {
     const links = await this.rtnl.listLinks();
@@ -627,6 +644,7 @@ export class Daemon implements VnetService {
       }
       this.scheduleIdle(net);
     }
+    if (this.allTaps().length) this.watchDrops();
     // Only networks now up keep rules; re-applying restores the table after a flush or a crash mid-apply.
     this.nat = this.nat.filter((n) => [...this.nets.values()].some((net) => net.def.bridge === n.bridge && net.state === 'up'));
     await this.nft.apply(buildRuleset(this.nat));

@@ -6,12 +6,13 @@
  * size. Bytes a client sends never make vnetd throw; fds a client sends are dropped by the
  * kernel, since libuv reads a non-IPC unix socket with read(), not recvmsg().
  */
+import { close } from 'node:fs';
 import { chmod, unlink } from 'node:fs/promises';
 import net from 'node:net';
 import type { Logger } from 'pino';
 import { encodeFrame, FrameReader, parseRequest, type Reply, type Request } from '../api/protocol.js';
 import type { PeerCred } from '../model.js';
-import { closeFd, getPeerCred, sendFd } from '../sys/libc.js';
+import { closeFd, getPeerCred, getPeerGroups, sendFd } from '../sys/libc.js';
 import { ServiceError, type VnetService } from './service.js';
 
 export interface ServerOptions {
@@ -110,7 +111,7 @@ export class Server {
     let cred: PeerCred;
     try {
       if (typeof fd !== 'number' || fd < 0) throw new Error('no fd on accepted socket');
-      cred = getPeerCred(fd);
+      cred = { ...getPeerCred(fd), groups: getPeerGroups(fd) };
     } catch (err) {
       this.opts.log.warn({ err }, 'could not read peer credentials; closing connection');
       socket.destroy();
@@ -236,7 +237,9 @@ export class Server {
     } catch (err) {
       this.opts.log.warn({ err }, 'could not pass the tap fd to the caller');
     } finally {
-      closeFd(fd);
+      // on the thread pool: if ours is the last reference, the kernel tears the tap down
+      // inside close(), which takes tens of milliseconds
+      close(fd, () => undefined);
     }
   }
 }

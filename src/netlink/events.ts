@@ -26,6 +26,8 @@ export interface LinkWatcher {
 }
 
 export interface WatchOptions {
+  /** report only deletions: new-link and change events are not even parsed (they come by the dozen per tap) */
+  deletionsOnly?: boolean;
   /** keep the event loop alive (default true, like a server) */
   ref?: boolean;
   /**
@@ -67,7 +69,7 @@ export function watchLinks(onEvent: (e: LinkEvent) => void, opts: WatchOptions =
   }
   raw.on('message', (msgs) => {
     for (const m of msgs) {
-      if (m.type !== RTM_NEWLINK && m.type !== RTM_DELLINK) continue;
+      if (m.type !== RTM_DELLINK && (m.type !== RTM_NEWLINK || opts.deletionsOnly)) continue;
       let parsed: rtTypes.LinkMessage;
       try {
         parsed = netlink.rt.parseLinkMessage(m.data);

@@ -11,10 +11,9 @@
  * the loop also parses every link notification the new tap causes.
  */
 import fs from 'node:fs';
-import koffi from 'koffi';
-import { NetlinkError, SyscallError, errnoName, wrapError } from './errors.js';
+import { NetlinkError, wrapError } from './errors.js';
 import { bufferToMac, macToBuffer, type Link, type Rtnl } from './links.js';
-import { closeFd, ioctlBuf, ioctlInt } from '../sys/libc.js';
+import { closeFd, ioctlBuf, ioctlInt, socket, SOCK_CLOEXEC, SOCK_DGRAM } from '../sys/libc.js';
 
 export const TUNSETIFF = 0x400454ca;
 export const TUNSETOWNER = 0x400454cc;
@@ -35,8 +34,6 @@ export const SIOCGIFINDEX = 0x8933;
 export const SIOCBRADDIF = 0x89a2;
 const IFF_UP = 0x1;
 const AF_INET = 2;
-const SOCK_DGRAM = 2;
-const SOCK_CLOEXEC = 0o2000000;
 
 const IFNAMSIZ = 16;
 const IFREQ_SIZE = 40;
@@ -111,15 +108,14 @@ export function openTap(opts: OpenTapOptions): Tap {
   }
 }
 
-type SocketCall = (domain: number, type: number, protocol: number) => number;
-let socketCall: SocketCall | undefined;
 
 /** A close-on-exec AF_INET datagram socket: the handle interface ioctls go through. */
 function controlSocket(op: string, object: string): number {
-  socketCall ??= koffi.load('libc.so.6').func('int socket(int domain, int type, int protocol)') as unknown as SocketCall;
-  const fd = socketCall(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) throw new SyscallError(op, object, errnoName(koffi.errno()), { detail: 'socket(AF_INET, SOCK_DGRAM)' });
-  return fd;
+  try {
+    return socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  } catch (err) {
+    throw wrapError(op, object, err);
+  }
 }
 
 /** An ifreq naming `name`, with `value` as its int (ifr_mtu / ifr_ifindex / ifr_flags) when given. */

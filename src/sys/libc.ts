@@ -18,6 +18,8 @@ export type { PeerCred };
 
 const SOL_SOCKET = 1;
 const SO_PEERCRED = 17;
+const SO_PEERGROUPS = 59;
+const ERANGE = 34;
 const SCM_RIGHTS = 1;
 export const AF_UNIX = 1;
 export const SOCK_STREAM = 1;
@@ -134,6 +136,21 @@ export function getPeerCred(fd: number): PeerCred {
   const len = [12];
   if (libc().getsockopt(fd, SOL_SOCKET, SO_PEERCRED, buf, len) < 0) fail('getsockopt SO_PEERCRED', `fd ${fd}`);
   return { pid: buf.readInt32LE(0), uid: buf.readUInt32LE(4), gid: buf.readUInt32LE(8) };
+}
+
+/** Supplementary groups of the peer as they were at connect time (SO_PEERGROUPS, Linux ≥ 4.13). */
+export function getPeerGroups(fd: number): number[] {
+  for (let room = 64; room <= 65536; room *= 4) {
+    const buf = Buffer.alloc(room * 4);
+    const len = [buf.length];
+    if (libc().getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, buf, len) < 0) {
+      if (koffi.errno() === ERANGE) continue;
+      fail('getsockopt SO_PEERGROUPS', `fd ${fd}`);
+    }
+    const n = (len[0] ?? 0) / 4;
+    return Array.from({ length: n }, (_, i) => buf.readUInt32LE(i * 4));
+  }
+  throw new SyscallError('getsockopt SO_PEERGROUPS', `fd ${fd}`, 'ERANGE');
 }
 
 /** One SCM_RIGHTS control message carrying `fds`. */
