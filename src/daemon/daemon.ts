@@ -124,18 +124,17 @@ export class Daemon implements VnetService {
     await this.persist();
   }
 
-  async close(opts: { teardown: boolean } = { teardown: false }): Promise<void> {
+  /**
+   * Stop serving. The dataplane (bridges, rules, taps) stays in the kernel and a
+   * restarted vnetd adopts it; only the dnsmasq children stop (and start again then).
+   */
+  async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     await this.mutex.run(async () => {
       for (const net of this.nets.values()) {
         clearTimeout(net.idleTimer);
-        if (opts.teardown) {
-          await this.takeDown(net, false).catch((err) => this.log.error({ err }, `teardown of ${net.def.name} failed`));
-        } else {
-          // Leave the dataplane in the kernel; a restarted vnetd adopts it.
-          await net.dnsmasq?.stop();
-        }
+        await net.dnsmasq?.stop();
       }
     });
     this.watcher?.close();

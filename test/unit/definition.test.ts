@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync, rmSync, mkdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -181,4 +181,38 @@ describe('loadDefinitions', () => {
     expect([...networks.keys()]).toEqual(['default']);
     expect(errors.size).toBe(0);
   });
+});
+
+describe('loadDefinitions cache', () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vnet-defcache-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const settle = () => new Promise((r) => setTimeout(r, 1100));
+
+  it('sees same-size rewrites, renames over, additions and removals; callers cannot change what others get', async () => {
+    const f = path.join(dir, 'lab.toml');
+    writeFileSync(f, 'bridge = "vnlab1"\naddress = "10.61.0.1/24"\n');
+    await settle();
+    const first = await loadDefinitions(dir);
+    expect(first.networks.get('lab')?.bridge).toBe('vnlab1');
+    first.networks.delete('lab');
+    expect((await loadDefinitions(dir)).networks.get('lab')?.bridge).toBe('vnlab1');
+
+    // same size, new content
+    writeFileSync(f, 'bridge = "vnlab2"\naddress = "10.61.0.1/24"\n');
+    expect((await loadDefinitions(dir)).networks.get('lab')?.bridge).toBe('vnlab2');
+    await settle();
+    expect((await loadDefinitions(dir)).networks.get('lab')?.bridge).toBe('vnlab2');
+
+    // replaced by rename (new inode), then settled
+    writeFileSync(`${f}.new`, 'bridge = "vnlab3"\naddress = "10.61.0.1/24"\n');
+    renameSync(`${f}.new`, f);
+    await settle();
+    expect((await loadDefinitions(dir)).networks.get('lab')?.bridge).toBe('vnlab3');
+
+    writeFileSync(path.join(dir, 'extra.toml'), 'bridge = "vnx1"\naddress = "10.62.0.1/24"\n');
+    await settle();
+    expect([...(await loadDefinitions(dir)).networks.keys()].sort()).toEqual(['default', 'extra', 'lab']);
+    rmSync(f);
+    expect([...(await loadDefinitions(dir)).networks.keys()].sort()).toEqual(['default', 'extra']);
+  }, 15_000);
 });
