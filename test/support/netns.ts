@@ -78,15 +78,17 @@ export async function deleteNetns(ns: Netns): Promise<void> {
   created.delete(ns.name);
 }
 
-/** pids of processes whose command line names one of our temp dirs (a daemon's dnsmasq, say) */
+/** pids of processes whose command line or environment names one of our temp dirs */
 function processesUsing(dirList: string[]): number[] {
   if (!dirList.length) return [];
   const out: number[] = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
     try {
+      // its command line (dnsmasq --conf-file=...) or environment (a vnetd that `vnet up` started)
       const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
-      if (dirList.some((d) => cmdline.includes(d))) out.push(Number(entry));
+      const environ = readFileSync(`/proc/${entry}/environ`, 'utf8');
+      if (dirList.some((d) => cmdline.includes(d) || environ.includes(d))) out.push(Number(entry));
     } catch {
       /* gone */
     }
