@@ -251,7 +251,9 @@ describe('vnetd on a system-like bus', () => {
     }
   });
 
-  it('GetLeases reports the lease a guest took, as a(sssst)', async () => {
+  it('GetLeases reports the lease a guest took, as a(sssst), and LeaseAdded announced it', async () => {
+    const mon = monitor();
+    await new Promise((r) => setTimeout(r, 500));
     await veth(host, 'vgport', guest, 'eth0');
     await host.run('ip', ['link', 'set', 'vgport', 'master', 'virbr0']);
     const dhcp = await guest.run('busybox', ['udhcpc', '-i', 'eth0', '-n', '-q', '-t', '10', '-T', '1', '-s', path.join(ROOT, 'test/support/udhcpc.sh')]);
@@ -270,6 +272,13 @@ describe('vnetd on a system-like bus', () => {
     expect(lip).toBe(ip);
     expect(expires).toBeGreaterThan(Date.now() / 1000);
     expect(await busctlJson(['get-property', DEST, DEFAULT, 'org.vnet.Vnet1.Network', 'Leases'])).toBe(1);
+    try {
+      await until('LeaseAdded', async () => mon.lines().includes(`org.vnet.Vnet1.Manager.LeaseAdded ('default', '${mac}', '${ip}'`)).catch((err) => {
+        throw new Error(`${(err as Error).message}; gdbus monitor saw:\n${mon.lines()}`);
+      });
+    } finally {
+      await mon.stop();
+    }
   });
 
   it('Status returns JSON for scripts', async () => {
