@@ -5,6 +5,7 @@
  * through VnetService.
  */
 import { EventEmitter } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -78,6 +79,9 @@ export class Daemon implements VnetService {
   private readonly leaseWatchers = new Map<string, LeaseWatcher>();
   private readonly bridgeConf: BridgeConf;
   private closed = false;
+  private saving: Promise<void> = Promise.resolve();
+  /** the open bridges last written to vnet.conf */
+  private bridgeConfKey?: string;
 
   constructor(opts: DaemonOptions) {
     this.paths = opts.paths;
@@ -149,6 +153,7 @@ export class Daemon implements VnetService {
 
   async list(): Promise<NetworkStatus[]> {
     const { networks } = await loadDefinitions(this.paths.networksDir);
+    void this.syncBridgeConf(networks);
     const names = new Set([...networks.keys(), ...this.nets.keys()]);
     const out: NetworkStatus[] = [];
     for (const name of [...names].sort()) {
@@ -172,7 +177,6 @@ export class Daemon implements VnetService {
       net.idleTimer = undefined;
       await this.persist();
     });
-    await this.syncBridgeConf();
     return this.statusOf(def);
   }
 
@@ -193,7 +197,6 @@ export class Daemon implements VnetService {
       net.taps.clear();
       await this.takeDown(net, false);
     });
-    await this.syncBridgeConf();
     return this.statusOf(def);
   }
 
@@ -205,8 +208,14 @@ export class Daemon implements VnetService {
   async tap(bridge: string, opts: { vnetHdr: boolean }, caller: PeerCred): Promise<TapResult> {
     const problem = ifnameProblem(bridge);
     if (problem) throw new ServiceError('EINVAL', `bridge name ${JSON.stringify(bridge)} ${problem}`);
-    // a running network answers without reading the definitions (the hand-off path is hot)
-    const def = this.netForBridge(bridge)?.def ?? [...(await loadDefinitions(this.paths.networksDir)).networks.values()].find((d) => d.bridge === bridge);
+    // the definition as it is now on disk (cached by file identity): an edited allow-list
+    // applies at once, even to a network that is already up
+    const running = this.netForBridge(bridge);
+    const { networks } = await loadDefinitions(this.paths.networksDir);
+    const def = (running && networks.get(running.def.name)?.bridge === bridge ? networks.get(running.def.name) : undefined) ??
+      [...networks.values()].find((d) => d.bridge === bridge) ??
+      running?.def;
+    void this.syncBridgeConf(networks); // an edited definition may open or close a bridge to the stock helper
     await authorizeTap({ bridge, def, caller, qemuConfDir: this.paths.qemuConfDir, rtnl: this.rtnl });
     return this.mutex.run(async () => {
       let live = this.allTaps().filter((t) => t.uid === caller.uid).length;
@@ -220,21 +229,28 @@ export class Daemon implements VnetService {
       let net: Net | undefined;
       if (def) {
         net = this.nets.get(def.name);
-        if (!net || (net.state !== 'up' && net.state !== 'starting')) {
+        if (!net || net.state !== 'up') {
           if (!def.onDemand && !net?.pinned)
             throw new ServiceError('ENETDOWN', `network "${def.name}" is down and not on-demand; run \`vnet up ${def.name}\``);
           this.log.info({ network: def.name, uid: caller.uid, pid: caller.pid }, 'bringing network up on demand');
           net = await this.bringUp(def);
         }
       }
-      const tap = openTap({ vnetHdr: opts.vnetHdr, ownerUid: caller.uid });
+      let tap: ReturnType<typeof openTap>;
       let prepared: Link;
+      try {
+        tap = openTap({ vnetHdr: opts.vnetHdr, ownerUid: caller.uid });
+      } catch (err) {
+        if (net) this.scheduleIdle(net); // brought up for this request, maybe: it must not stay up forever
+        throw new ServiceError('EIO', `could not create a tap: ${(err as Error).message}`, { cause: err });
+      }
       try {
         failpoint('tap:opened');
         // synchronous ioctls, no await: the reply goes out before the link events it causes are read
         prepared = attachTap(tap.name, bridge);
       } catch (err) {
         closeFd(tap.fd);
+        if (net) this.scheduleIdle(net);
         const errno = (err as { errno?: string }).errno;
         if (errno === 'ENODEV' || errno === 'EOPNOTSUPP') throw new ServiceError('ENODEV', `${bridge} is not a bridge`, { cause: err });
         throw new ServiceError('EIO', `could not attach ${tap.name} to ${bridge}: ${(err as Error).message}`, { cause: err });
@@ -254,6 +270,8 @@ export class Daemon implements VnetService {
         info.pid = parentPid(caller.pid) ?? caller.pid;
         if (net) this.emit({ type: 'tap-added', network: net.def.name, tap: info });
         this.log.info({ tap: tap.name, bridge, uid: caller.uid, pid: info.pid }, 'tap handed out');
+        // a restarted vnetd must know this network has a VM on it
+        void this.persist().catch((err) => this.log.error({ err }, 'could not save state'));
       });
       return { fd: tap.fd, name: tap.name };
     });
@@ -348,27 +366,30 @@ export class Daemon implements VnetService {
       net = { def, state: 'down', pinned: false, taps: new Map() };
       this.nets.set(def.name, net);
     }
+    const was = net.state;
     net.def = def;
-    this.setState(net, 'starting');
-    await this.persist();
-    const observed = await this.observe();
-    const after = [...this.nat.filter((n) => n.bridge !== def.bridge), natNetworkOf(def)];
-    const forwardingOn = await ipv4ForwardingEnabled();
     const t0 = performance.now();
     try {
-      const plan = planUp(def, observed, { before: this.nat, after }, forwardingOn);
+      this.setState(net, 'starting');
+      await this.persist();
+      const observed = await this.observe();
+      const after = [...this.nat.filter((n) => n.bridge !== def.bridge), natNetworkOf(def)];
+      const plan = planUp(def, observed, { before: this.nat, after }, await ipv4ForwardingEnabled());
       await applyAll(plan, this.applyContext());
     } catch (err) {
+      // never left in "starting": back to the stub it was, gone, or failed (with taps or pinned)
       const message = err instanceof Error ? err.message : String(err);
-      if (net.taps.size === 0 && !net.pinned) this.nets.delete(def.name);
+      if (was === 'stub') this.setState(net, 'stub');
+      else if (net.taps.size === 0 && !net.pinned) this.nets.delete(def.name);
       else this.setState(net, 'failed', message);
-      await this.persist();
+      await this.persist().catch((e) => this.log.error({ err: e }, 'could not save state'));
       if (err instanceof PlanError) throw new ServiceError(err.code, err.message, { cause: err });
       throw new ServiceError('EIO', `network "${def.name}" could not come up: ${message}`, { cause: err });
     }
     this.setState(net, 'up');
     this.log.info({ network: def.name, bridge: def.bridge, ms: +(performance.now() - t0).toFixed(1) }, 'network up');
     await this.persist();
+    void this.syncBridgeConf();
     return net;
   }
 
@@ -404,6 +425,7 @@ export class Daemon implements VnetService {
     }
     this.log.info({ network: def.name, ms: +(performance.now() - t0).toFixed(1), stub: toStub }, 'network down');
     await this.persist();
+    void this.syncBridgeConf();
   }
 
   private async startDnsmasq(name: string): Promise<void> {
@@ -450,12 +472,16 @@ export class Daemon implements VnetService {
    * local user in (a network with allow-users/allow-groups must not be opened to the
    * stock setuid helper), included once from bridge.conf. Failure is logged, not fatal.
    */
-  private async syncBridgeConf(): Promise<void> {
+  private async syncBridgeConf(known?: Map<string, NetworkDef>): Promise<void> {
     try {
-      const { networks } = await loadDefinitions(this.paths.networksDir);
-      const open = [...networks.values()].filter((d) => !d.allowUsers && !d.allowGroups).map((d) => d.bridge);
-      await this.bridgeConf.setBridges(open.sort());
+      const networks = known ?? (await loadDefinitions(this.paths.networksDir)).networks;
+      const open = [...networks.values()].filter((d) => !d.allowUsers && !d.allowGroups).map((d) => d.bridge).sort();
+      const key = open.join(' ');
+      if (known && key === this.bridgeConfKey) return; // nothing changed: no file I/O on the hand-off path
+      this.bridgeConfKey = key;
+      await this.bridgeConf.setBridges(open);
     } catch (err) {
+      this.bridgeConfKey = undefined;
       this.log.warn({ err }, `could not update ${this.bridgeConf.bridgeConfPath}`);
     }
   }
@@ -526,13 +552,33 @@ export class Daemon implements VnetService {
   private onLinkGone(link: Link): void {
     if (this.foreignTaps.get(link.name)?.ifindex === link.index) this.foreignTaps.delete(link.name);
     for (const net of this.nets.values()) {
+      if (net.def.bridge === link.name && this.owned.get(link.name) === link.index) {
+        this.onBridgeGone(net, link);
+        continue;
+      }
       const tap = net.taps.get(link.name);
       if (!tap || tap.ifindex !== link.index) continue;
       net.taps.delete(link.name);
       this.emit({ type: 'tap-removed', network: net.def.name, tap });
       this.log.info({ tap: tap.name, network: net.def.name, uid: tap.uid }, 'tap gone');
+      void this.persist().catch((err) => this.log.error({ err }, 'could not save state'));
       this.scheduleIdle(net);
     }
+  }
+
+  /** Someone else deleted a bridge of ours: the network failed; the next `up` or tap rebuilds it. */
+  private onBridgeGone(net: Net, link: Link): void {
+    this.owned.delete(link.name);
+    if (net.state === 'stopping') return; // our own teardown
+    this.log.warn({ network: net.def.name, bridge: link.name }, 'bridge deleted by someone else');
+    void this.mutex
+      .run(async () => {
+        if (this.nets.get(net.def.name) !== net || net.state === 'down') return;
+        await this.stopDnsmasq(net.def.name);
+        this.setState(net, 'failed', `bridge ${link.name} was deleted by someone else`);
+        await this.persist();
+      })
+      .catch((err) => this.log.error({ err }, 'could not record the lost bridge'));
   }
 
   private scheduleIdle(net: Net): void {
@@ -574,18 +620,24 @@ export class Daemon implements VnetService {
     return s;
   }
 
-  private async persist(): Promise<void> {
-    const state: PersistedState = {
-      version: 1,
-      owned: Object.fromEntries(this.owned),
-      pending: [...this.pending],
-      forwardingByVnet: this.forwardingByVnet,
-      nat: this.nat,
-      networks: Object.fromEntries(
-        [...this.nets.values()].map((n) => [n.def.name, { state: n.state, pinned: n.pinned, bridge: n.def.bridge, taps: [...n.taps.values()] }]),
-      ),
+  /** Save the state; writes are queued, and each one takes its snapshot when its turn comes. */
+  private persist(): Promise<void> {
+    const write = async () => {
+      const state: PersistedState = {
+        version: 1,
+        owned: Object.fromEntries(this.owned),
+        pending: [...this.pending],
+        forwardingByVnet: this.forwardingByVnet,
+        nat: this.nat,
+        networks: Object.fromEntries(
+          [...this.nets.values()].map((n) => [n.def.name, { state: n.state, pinned: n.pinned, bridge: n.def.bridge, taps: [...n.taps.values()] }]),
+        ),
+      };
+      await this.store.save(state);
     };
-    await this.store.save(state);
+    const next = this.saving.then(write, write);
+    this.saving = next.catch(() => undefined);
+    return next;
   }
 
   /**
@@ -627,6 +679,12 @@ export class Daemon implements VnetService {
       }
       const net: Net = { def, state: 'down', pinned: rec.pinned, taps: new Map() };
       for (const t of rec.taps) if (links.some((l) => l.name === t.name && l.index === t.ifindex)) net.taps.set(t.name, t);
+      // taps on our bridge that the record missed (handed out just before a crash) are VMs too
+      const br = links.find((l) => l.name === def.bridge && this.owned.get(def.bridge) === l.index);
+      for (const l of links) {
+        if (br && l.master === br.index && l.kind === 'tun' && !net.taps.has(l.name))
+          net.taps.set(l.name, { name: l.name, ifindex: l.index, uid: tapOwner(l.name), pid: 0 });
+      }
       this.nets.set(name, net);
       try {
         if (rec.state === 'stub') {
@@ -649,5 +707,15 @@ export class Daemon implements VnetService {
     await this.nft.apply(buildRuleset(this.nat));
     this.watchRuleset();
     await this.persist();
+  }
+}
+
+/** The uid a tap belongs to (TUNSETOWNER), from sysfs; -1 when unknown. */
+function tapOwner(name: string): number {
+  try {
+    const v = Number(readFileSync(`/sys/class/net/${name}/owner`, 'utf8').trim());
+    return Number.isInteger(v) ? v : -1;
+  } catch {
+    return -1;
   }
 }

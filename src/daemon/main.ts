@@ -42,10 +42,12 @@ async function main(): Promise<void> {
   const stop = async (why: string) => {
     if (stopping) return;
     stopping = true;
+    // first, in the same tick as the decision to stop: no connection is accepted after it
+    const closing = server.close();
     log.info({ why }, 'vnetd stopping');
     sdNotify('STOPPING=1');
     await dbusApi?.close().catch((err) => log.warn({ err }, 'D-Bus API did not close cleanly'));
-    await server.close();
+    await closing;
     await daemon.close();
     process.exit(0);
   };
@@ -58,7 +60,8 @@ async function main(): Promise<void> {
       if (server.quietMs < idle * 1000) return;
       // a stub is only an UP bridge: it needs no daemon until the next tap request
       const active = (await daemon.list()).some((n) => n.state !== 'down' && n.state !== 'stub');
-      if (!active) void stop(`idle for ${idle} s with no network up`);
+      // checked again after the await, right before stop() closes the listener in this same tick
+      if (!active && server.quietMs >= idle * 1000) void stop(`idle for ${idle} s with no network up`);
     }, Math.min(1000, idle * 250)).unref();
   }
 }

@@ -67,5 +67,6 @@ export async function callerOf(bus: MessageBus, sender: string): Promise<PeerCre
   }
   const creds = parseCredentials(sender, (reply?.body[0] ?? {}) as Record<string, Variant>);
   const gid = (await effectiveGid(creds.pid, creds.uid)) ?? creds.gids[0] ?? UNKNOWN_GID;
-  return { uid: creds.uid, pid: creds.pid, gid };
+  // the groups the bus saw at connect time: no /proc read (the caller may be gone, its pid reused)
+  return { uid: creds.uid, pid: creds.pid, gid, groups: creds.gids };
 }

@@ -68,7 +68,7 @@ export interface Cred {
 export type Caller = Cred;
 
 const TRIM = /^[ \t\r\v\f]+|[ \t\r\v\f]+$/g;
-const BLANK = /[ \t]/;
+const LEADING = /^[ \t\r\v\f]+/;
 
 function bytes(s: string): number {
   return Buffer.byteLength(s, 'utf8');
@@ -85,10 +85,14 @@ export function parseAcl(text: string, file: string): AclFile {
     const n = i + 1;
     if (bytes(raw) > MAX_LINE_BYTES) return bad(n, `longer than ${MAX_LINE_BYTES} bytes`);
     if (raw.includes('\0')) return bad(n, 'contains a NUL byte');
-    const line = raw.replace(TRIM, '');
+    // As qemu-bridge-helper: skip leading blanks, split at the first space (only when
+    // there is none, at the first tab), then trim the argument. So `allow\tbr0 ` has
+    // the verb `allow\tbr0` there, and is malformed here too.
+    const line = raw.replace(LEADING, '');
     if (line === '' || line.startsWith('#')) continue;
-    const gap = line.search(BLANK);
-    if (gap < 0) return bad(n, `\`${line.slice(0, 64)}\` has no argument`);
+    let gap = line.indexOf(' ');
+    if (gap < 0) gap = line.indexOf('\t');
+    if (gap < 0) return bad(n, `\`${line.replace(TRIM, '').slice(0, 64)}\` has no argument`);
     const verb = line.slice(0, gap);
     const arg = line.slice(gap + 1).replace(TRIM, '');
     if (verb !== 'allow' && verb !== 'deny' && verb !== 'include') return bad(n, `unknown keyword \`${verb.slice(0, 64)}\``);

@@ -211,6 +211,45 @@ describe('SIGKILL between steps', () => {
   });
 });
 
+describe('a VM attached through the helper survives a vnetd restart', () => {
+  it('the on-demand network stays up while the tap is held, and idles down after it goes', async () => {
+    await vnetd.stop();
+    await restart();
+    if (((await vnetd.call('status', { name: 'default' })) as { state: string }).state !== 'down') {
+      expect((await vnetd.cli(['down', 'default', '--force'])).exitCode).toBe(0);
+    }
+    writeFileSync(
+      path.join(env.VNET_CONFIG_DIR, 'networks', 'default.toml'),
+      'bridge = "virbr0"\naddress = "192.168.122.1/24"\ndhcp-range = ["192.168.122.2", "192.168.122.254"]\nidle-down = 1\n',
+    );
+    const vm = execa('/usr/bin/python3', [QEMU_SIDE, '--hold', '-1', path.join(ROOT, 'build/vnet-bridge-helper'), 'virbr0'], {
+      env: { VNET_RUNTIME_DIR: env.VNET_RUNTIME_DIR },
+      stdin: 'pipe',
+      buffer: false,
+      reject: false,
+    });
+    try {
+      const line = await new Promise<string>((resolve) => vm.stdout!.once('data', (d: Buffer) => resolve(d.toString())));
+      const tap = JSON.parse(line).tap as string;
+      expect(tap).toMatch(/^tap\d+$/);
+      await vnetd.stop('SIGKILL');
+      await restart();
+      await new Promise((r) => setTimeout(r, 2500)); // longer than idle-down
+      const s = (await vnetd.call('status', { name: 'default' })) as { state: string; taps: Array<{ name: string }> };
+      expect(s.state).toBe('up');
+      expect(s.taps.map((t) => t.name)).toEqual([tap]);
+      expect(await bridges()).toEqual(['virbr0']);
+    } finally {
+      vm.stdin!.end();
+      await vm;
+      rmSync(path.join(env.VNET_CONFIG_DIR, 'networks', 'default.toml'));
+    }
+    await waitFor('idle-down after the VM left', async () => (await bridges()).length === 0);
+    await vnetd.stop();
+    await restart();
+  });
+});
+
 describe('a failure half way through `vnet up`', () => {
   it.each(['up:before:start-dnsmasq', 'up:after:apply-ruleset', 'up:after:add-address'])(
     'failing at %s rolls back what that up made: no bridge, no rules, no dnsmasq, forwarding as it was',

@@ -4,7 +4,7 @@
  * fd leaks. (test/integration/qemu.test.ts boots a real guest through the same path.)
  */
 import { execa } from 'execa';
-import { readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanupAll, hostAndWan, tempDir, trackPid, type Netns } from '../support/netns.js';
@@ -181,6 +181,40 @@ describe('on demand', () => {
     const h = await handoff('vnman0');
     expect(h.result.exit).toBe(1);
     expect(h.result.stderr).toMatch(/^vnet-bridge-helper: network "manual" is down and not on-demand; run `vnet up manual`\n$/);
+  });
+});
+
+describe('definitions and bridges changing under a running network', () => {
+  it('an allow-users list added while the network runs applies to the next request', async () => {
+    const file = path.join(vnetd.env.VNET_CONFIG_DIR, 'networks', 'edit.toml');
+    writeFileSync(file, 'bridge = "vnedit0"\naddress = "10.69.0.1/24"\nidle-down = 1\n');
+    const h = await handoff('vnedit0', { hold: true });
+    try {
+      expect(h.result.exit).toBe(0);
+      writeFileSync(file, 'bridge = "vnedit0"\naddress = "10.69.0.1/24"\nidle-down = 1\nallow-users = ["root"]\n');
+      const denied = await handoff('vnedit0');
+      expect(denied.result.exit).toBe(1);
+      expect(denied.result.stderr).toMatch(/network edit allows users \[root\]/);
+      // and the stock setuid helper is no longer told to allow it
+      await waitFor('vnet.conf without vnedit0', async () => !readFileSync(path.join(vnetd.env.VNET_QEMU_CONF_DIR, 'vnet.conf'), 'utf8').includes('vnedit0'), 5000);
+    } finally {
+      await h.release();
+      await waitFor('idle-down', async () => (await status('edit')).state === 'down');
+      rmSync(file);
+    }
+  });
+
+  it('a bridge of ours deleted by someone else marks the network failed; the next tap rebuilds it', async () => {
+    expect((await vnetd.cli(['up', 'default'])).exitCode).toBe(0);
+    await host.run('ip', ['link', 'del', 'virbr0']);
+    await waitFor('failed', async () => (await status('default')).state === 'failed');
+    expect((await vnetd.call('status', { name: 'default' })) as { reason: string }).toMatchObject({ reason: 'bridge virbr0 was deleted by someone else' });
+    expect(vnetd.children('dnsmasq')).toEqual([]);
+    const h = await handoff('virbr0');
+    expect(h.result.exit, h.result.stderr).toBe(0);
+    expect((await status('default')).state).toBe('up');
+    expect(vnetd.children('dnsmasq')).toHaveLength(1);
+    expect((await vnetd.cli(['down', 'default'])).exitCode).toBe(0);
   });
 });
 
