@@ -48,6 +48,7 @@ export async function authorizeTap(req: TapRequest): Promise<void> {
     return;
   }
   if (!acl.allowed) throw new ServiceError('EACCES', acl.reason);
+  // a bridge vnet does not manage (rare): make sure it is one before a tap is made for it
   const link = await req.rtnl.getLinkByName(req.bridge);
   if (!link) throw new ServiceError('ENODEV', `no bridge named ${req.bridge} (and no vnet network uses it)`);
   if (link.kind !== 'bridge') throw new ServiceError('EACCES', `${req.bridge} is not a bridge; taps go only on bridges`);

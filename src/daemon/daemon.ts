@@ -31,7 +31,7 @@ import { parentPid } from '../sys/proc.js';
 import { ipv4ForwardingEnabled } from '../sys/sysctl.js';
 import { applyAll, applyBestEffort, type ApplyContext } from './apply.js';
 import { authorizeTap, isAdmin } from './authorize.js';
-import { Mutex } from './lock.js';
+import { Mutex } from '../sys/mutex.js';
 import { StateStore, type PersistedState } from './state.js';
 import { ServiceError, type NetworkStatus, type ServiceEvent, type TapResult, type VnetService } from './service.js';
 
@@ -79,7 +79,7 @@ export class Daemon implements VnetService {
   private readonly leaseWatchers = new Map<string, LeaseWatcher>();
   private readonly bridgeConf: BridgeConf;
   private closed = false;
-  private saving: Promise<void> = Promise.resolve();
+  private readonly saving = new Mutex();
   /** the open bridges last written to vnet.conf */
   private bridgeConfKey?: string;
 
@@ -168,7 +168,7 @@ export class Daemon implements VnetService {
   }
 
   async up(name: string, caller: PeerCred): Promise<NetworkStatus> {
-    await this.requireAdmin(caller, `bring up network "${name}"`);
+    this.requireAdmin(caller, `bring up network "${name}"`);
     const def = await this.definition(name);
     await this.mutex.run(async () => {
       const net = await this.bringUp(def);
@@ -181,7 +181,7 @@ export class Daemon implements VnetService {
   }
 
   async down(name: string, caller: PeerCred, opts: { force?: boolean } = {}): Promise<NetworkStatus> {
-    await this.requireAdmin(caller, `bring down network "${name}"`);
+    this.requireAdmin(caller, `bring down network "${name}"`);
     const def = await this.definition(name);
     await this.mutex.run(async () => {
       // looked up under the lock: idle-down or an on-demand up may have replaced the record meanwhile
@@ -210,11 +210,8 @@ export class Daemon implements VnetService {
     if (problem) throw new ServiceError('EINVAL', `bridge name ${JSON.stringify(bridge)} ${problem}`);
     // the definition as it is now on disk (cached by file identity): an edited allow-list
     // applies at once, even to a network that is already up
-    const running = this.netForBridge(bridge);
     const { networks } = await loadDefinitions(this.paths.networksDir);
-    const def = (running && networks.get(running.def.name)?.bridge === bridge ? networks.get(running.def.name) : undefined) ??
-      [...networks.values()].find((d) => d.bridge === bridge) ??
-      running?.def;
+    const def = [...networks.values()].find((d) => d.bridge === bridge) ?? this.netForBridge(bridge)?.def;
     void this.syncBridgeConf(networks); // an edited definition may open or close a bridge to the stock helper
     await authorizeTap({ bridge, def, caller, qemuConfDir: this.paths.qemuConfDir, rtnl: this.rtnl });
     return this.mutex.run(async () => {
@@ -252,10 +249,13 @@ export class Daemon implements VnetService {
         closeFd(tap.fd);
         if (net) this.scheduleIdle(net);
         const errno = (err as { errno?: string }).errno;
-        if (errno === 'ENODEV' || errno === 'EOPNOTSUPP') throw new ServiceError('ENODEV', `${bridge} is not a bridge`, { cause: err });
+        if (errno === 'ENODEV') throw new ServiceError('ENODEV', `no bridge named ${bridge} (and no vnet network uses it)`, { cause: err });
+        if (errno === 'EOPNOTSUPP') throw new ServiceError('EACCES', `${bridge} is not a bridge; taps go only on bridges`, { cause: err });
         throw new ServiceError('EIO', `could not attach ${tap.name} to ${bridge}: ${(err as Error).message}`, { cause: err });
       }
-      const info: TapInfo = { name: tap.name, ifindex: prepared.index, uid: caller.uid, pid: caller.pid };
+      // the helper asks and exits; the tap lives as long as its parent (QEMU) holds the fd:
+      // read before the reply, while the helper surely still exists
+      const info: TapInfo = { name: tap.name, ifindex: prepared.index, uid: caller.uid, pid: parentPid(caller.pid) ?? caller.pid };
       if (net) {
         clearTimeout(net.idleTimer);
         net.idleTimer = undefined;
@@ -265,9 +265,8 @@ export class Daemon implements VnetService {
       }
       this.watchDrops();
       failpoint('tap:prepared');
-      // after the reply: the helper asks and exits; the tap lives as long as its parent (QEMU) holds the fd
+      // after the reply
       setImmediate(() => {
-        info.pid = parentPid(caller.pid) ?? caller.pid;
         if (net) this.emit({ type: 'tap-added', network: net.def.name, tap: info });
         this.log.info({ tap: tap.name, bridge, uid: caller.uid, pid: info.pid }, 'tap handed out');
         // a restarted vnetd must know this network has a VM on it
@@ -275,6 +274,11 @@ export class Daemon implements VnetService {
       });
       return { fd: tap.fd, name: tap.name };
     });
+  }
+
+  /** Is any network up or changing? (A stub is only an UP bridge: it needs no daemon.) */
+  hasActiveNetworks(): boolean {
+    return [...this.nets.values()].some((n) => n.state !== 'down' && n.state !== 'stub');
   }
 
   subscribe(listener: (e: ServiceEvent) => void): () => void {
@@ -312,7 +316,7 @@ export class Daemon implements VnetService {
     return def;
   }
 
-  private async requireAdmin(caller: PeerCred, what: string): Promise<void> {
+  private requireAdmin(caller: PeerCred, what: string): void {
     if (!isAdmin(caller))
       throw new ServiceError('EPERM', `uid ${caller.uid} may not ${what}: needs root or membership of group "vnet"`);
   }
@@ -389,7 +393,6 @@ export class Daemon implements VnetService {
     this.setState(net, 'up');
     this.log.info({ network: def.name, bridge: def.bridge, ms: +(performance.now() - t0).toFixed(1) }, 'network up');
     await this.persist();
-    void this.syncBridgeConf();
     return net;
   }
 
@@ -425,7 +428,6 @@ export class Daemon implements VnetService {
     }
     this.log.info({ network: def.name, ms: +(performance.now() - t0).toFixed(1), stub: toStub }, 'network down');
     await this.persist();
-    void this.syncBridgeConf();
   }
 
   private async startDnsmasq(name: string): Promise<void> {
@@ -440,6 +442,7 @@ export class Daemon implements VnetService {
       config: dnsmasqConfig(net.def, { runtimeDir: this.paths.runtimeDir, stateDir: this.paths.stateDir }),
       binary: this.dnsmasqBinary,
       logger: this.log.child({ dnsmasq: name }),
+      leaseFile: leaseFilePath(this.paths.stateDir, name),
     });
     sup.on('failed', (reason: string) => {
       if (this.nets.get(name) !== net) return;
@@ -477,7 +480,7 @@ export class Daemon implements VnetService {
       const networks = known ?? (await loadDefinitions(this.paths.networksDir)).networks;
       const open = [...networks.values()].filter((d) => !d.allowUsers && !d.allowGroups).map((d) => d.bridge).sort();
       const key = open.join(' ');
-      if (known && key === this.bridgeConfKey) return; // nothing changed: no file I/O on the hand-off path
+      if (key === this.bridgeConfKey) return; // nothing changed: no file I/O (tap() and list() call this)
       this.bridgeConfKey = key;
       await this.bridgeConf.setBridges(open);
     } catch (err) {
@@ -635,9 +638,7 @@ export class Daemon implements VnetService {
       };
       await this.store.save(state);
     };
-    const next = this.saving.then(write, write);
-    this.saving = next.catch(() => undefined);
-    return next;
+    return this.saving.run(write);
   }
 
   /**

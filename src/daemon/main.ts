@@ -19,12 +19,14 @@ async function main(): Promise<void> {
   const fds = listenFds();
   const t0 = performance.now();
   await daemon.start();
+  let arm = () => {}; // the idle-exit timer, when VNET_IDLE_EXIT is set (below)
   const idleMs = Number(process.env.VNET_CLIENT_IDLE_MS || 30_000);
   const server = new Server({
     service: daemon,
     log,
     listen: fds[0] !== undefined ? { fd: fds[0] } : { path: paths.socket },
     idleTimeoutMs: Number.isInteger(idleMs) && idleMs > 0 ? idleMs : 30_000,
+    onQuiet: () => arm(),
   });
   await server.start();
   // VNET_DBUS_ADDRESS: "system", or a bus address (unix:path=...). Without the bus the socket still serves.
@@ -54,15 +56,23 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
 
+  // Idle exit without polling: one timer, armed whenever the last client leaves or a
+  // network changes state, fires only if still nothing is up and nobody is connected.
   const idle = Number(process.env.VNET_IDLE_EXIT || 0);
   if (idle > 0) {
-    setInterval(async () => {
-      if (server.quietMs < idle * 1000) return;
-      // a stub is only an UP bridge: it needs no daemon until the next tap request
-      const active = (await daemon.list()).some((n) => n.state !== 'down' && n.state !== 'stub');
-      // checked again after the await, right before stop() closes the listener in this same tick
-      if (!active && server.quietMs >= idle * 1000) void stop(`idle for ${idle} s with no network up`);
-    }, Math.min(1000, idle * 250)).unref();
+    let timer: NodeJS.Timeout | undefined;
+    const quiet = () => server.connections === 0 && !daemon.hasActiveNetworks();
+    arm = () => {
+      clearTimeout(timer);
+      if (!quiet()) return;
+      timer = setTimeout(() => {
+        // checked again right before stop() closes the listener, in this same tick
+        if (quiet()) void stop(`idle for ${idle} s with no network up`);
+      }, idle * 1000);
+      timer.unref();
+    };
+    daemon.subscribe((e) => e.type === 'network-state' && arm());
+    arm();
   }
 }
 

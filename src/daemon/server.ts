@@ -12,7 +12,7 @@ import net from 'node:net';
 import type { Logger } from 'pino';
 import { encodeFrame, FrameReader, parseRequest, type Reply, type Request } from '../api/protocol.js';
 import type { PeerCred } from '../model.js';
-import { closeFd, getPeerCred, getPeerGroups, sendFd } from '../sys/libc.js';
+import { closeFd, fdOf, getPeerCred, getPeerGroups, sendFd } from '../sys/libc.js';
 import { ServiceError, type VnetService } from './service.js';
 
 export interface ServerOptions {
@@ -22,6 +22,8 @@ export interface ServerOptions {
   listen: { path: string } | { fd: number };
   maxConnectionsPerUid?: number;
   idleTimeoutMs?: number;
+  /** called when the last open connection closes */
+  onQuiet?: () => void;
 }
 
 type Handler = (params: Record<string, unknown>, caller: PeerCred, conn: Conn) => Promise<unknown>;
@@ -50,7 +52,6 @@ export class Server {
   private server?: net.Server;
   private readonly perUid = new Map<number, number>();
   private readonly conns = new Set<net.Socket>();
-  private lastActivity = Date.now();
 
   constructor(private readonly opts: ServerOptions) {}
 
@@ -59,10 +60,6 @@ export class Server {
     return this.conns.size;
   }
 
-  /** ms since a connection last opened or closed */
-  get quietMs(): number {
-    return this.conns.size > 0 ? 0 : Date.now() - this.lastActivity;
-  }
 
   private readonly handlers: Record<string, Handler> = {
     ping: async () => ({ pong: true, pid: process.pid }),
@@ -107,10 +104,10 @@ export class Server {
   }
 
   private accept(socket: net.Socket): void {
-    const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    let fd: number;
     let cred: PeerCred;
     try {
-      if (typeof fd !== 'number' || fd < 0) throw new Error('no fd on accepted socket');
+      fd = fdOf(socket);
       cred = { ...getPeerCred(fd), groups: getPeerGroups(fd) };
     } catch (err) {
       this.opts.log.warn({ err }, 'could not read peer credentials; closing connection');
@@ -126,7 +123,6 @@ export class Server {
     }
     this.perUid.set(cred.uid, count + 1);
     this.conns.add(socket);
-    this.lastActivity = Date.now();
     const conn: Conn = { socket, fd, cred };
     const reader = new FrameReader();
     const queue: Array<{ req: Request } | { fatal: string }> = [];
@@ -148,7 +144,7 @@ export class Server {
       clearTimeout(idle);
       queue.length = 0;
       this.conns.delete(socket);
-      this.lastActivity = Date.now();
+      if (this.conns.size === 0) this.opts.onQuiet?.();
       const n = (this.perUid.get(cred.uid) ?? 1) - 1;
       if (n <= 0) this.perUid.delete(cred.uid);
       else this.perUid.set(cred.uid, n);

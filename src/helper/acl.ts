@@ -64,9 +64,6 @@ export interface Cred {
   gids: number[];
 }
 
-/** Same as Cred: the caller as file permissions see it. */
-export type Caller = Cred;
-
 const TRIM = /^[ \t\r\v\f]+|[ \t\r\v\f]+$/g;
 const LEADING = /^[ \t\r\v\f]+/;
 

@@ -4,6 +4,7 @@
  * naming the operation and the object. The byte encoders the package does not
  * provide (linkinfo, IPv4 and MAC buffers) live here too, exported for tests.
  */
+import { Mutex } from '../sys/mutex.js';
 import netlink from 'netlink';
 import type { RtNetlinkSocket, rt as rtTypes } from 'netlink';
 import { isIPv4 } from 'node:net';
@@ -167,7 +168,8 @@ export class Rtnl {
    * Requests run one at a time: the kernel allows one dump per socket, and the
    * package groups multipart replies without checking sequence numbers.
    */
-  private queue: Promise<unknown> = Promise.resolve();
+  /** one request at a time: the kernel allows one dump per socket */
+  private readonly queue = new Mutex();
 
   /** Opens an rtnetlink socket in the caller's network namespace. */
   constructor() {
@@ -195,9 +197,7 @@ export class Rtnl {
         throw wrapError(op, object, err);
       }
     };
-    const result = this.queue.then(run, run);
-    this.queue = result.catch(() => undefined);
-    return result;
+    return this.queue.run(run);
   }
 
   async listLinks(): Promise<Link[]> {

@@ -10,6 +10,7 @@
  * never follow a symlink; read-modify-write runs under an flock on DIR/.vnet.lock so
  * concurrent vnet processes never lose each other's lines.
  */
+import { Mutex } from '../sys/mutex.js';
 import { chmod, lstat, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { ifnameProblem } from '../config/names.js';
@@ -120,7 +121,8 @@ export class BridgeConf {
   readonly lockPath: string;
   /** the include line's argument, as the bytes appear in bridge.conf */
   private readonly includeArg: string;
-  private queue: Promise<unknown> = Promise.resolve();
+  /** one read-modify-write at a time within this process (flock covers other processes) */
+  private readonly queue = new Mutex();
 
   constructor(dir: string, private readonly opts: { lockTimeoutMs?: number } = {}) {
     this.dir = path.resolve(dir);
@@ -161,9 +163,7 @@ export class BridgeConf {
         throw new BridgeConfError(this.dir, `updating the QEMU bridge ACL failed: ${(err as Error).message}`, { cause: err });
       }
     };
-    const result = this.queue.then(run, run);
-    this.queue = result.catch(() => undefined);
-    return result;
+    return this.queue.run(run);
   }
 
   /** true when the folder exists (created 0755 when `create`). */

@@ -10,7 +10,7 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call } from '../../src/api/client.js';
-import { cleanupAll, createNetns, tempDir, trackPid, type Netns } from '../support/netns.js';
+import { cleanupAll, createNetns, pidsWithArg, tempDir, trackPid, waitFor, type Netns } from '../support/netns.js';
 import { VNETD, vnetEnv, type VnetEnv } from '../support/vnetd.js';
 
 let ns: Netns;
@@ -39,13 +39,6 @@ function comm(pid: number): string {
   }
 }
 
-async function waitFor(what: string, fn: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await fn())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 beforeAll(async () => {
   ns = await createNetns('va');
@@ -94,7 +87,7 @@ describe('socket activation', () => {
     let p = activate();
     const sock = path.join(env.VNET_RUNTIME_DIR, 'vnetd.sock');
     await waitFor('the listening socket', () => existsSync(sock));
-    await call(sock, 'up', { name: 'default' });
+    expect(await call(sock, 'up', { name: 'default' })).toMatchObject({ name: 'default', state: 'up' });
     await new Promise((r) => setTimeout(r, 3500));
     expect(comm(p.pid!)).toBe('node');
 
@@ -110,6 +103,9 @@ describe('socket activation', () => {
     await call(sock, 'down', { name: 'default' });
     const r = await p;
     expect(r.exitCode).toBe(0);
+    // nothing left running or programmed
     expect((await ns.links()).map((l) => l.ifname)).not.toContain('virbr0');
+    expect((await ns.tryRun('nft', ['list', 'table', 'inet', 'vnet'])).exitCode).not.toBe(0);
+    expect(pidsWithArg(`--conf-file=${path.join(env.VNET_RUNTIME_DIR, 'dnsmasq', 'default.conf')}`)).toEqual([]);
   });
 });

@@ -189,6 +189,8 @@ describe('dnsmasq supervisor in namespaces', () => {
 
     // the config is ours alone, 0644, not a symlink
     expect(readFileSync(confPath, 'utf8')).toBe(dnsmasqConfig(def, { runtimeDir, stateDir }));
+    const st2 = lstatSync(confPath);
+    expect({ file: st2.isFile(), mode: st2.mode & 0o777, uid: st2.uid }).toEqual({ file: true, mode: 0o644, uid: 0 });
 
     const r = await udhcpc(['-x', 'hostname:guest1']);
     expect(r.exitCode, r.stderr).toBe(0);

@@ -411,6 +411,10 @@ describe('vnet down racing an idle-down and an on-demand up', () => {
     }
     const [g] = await again.answered(1);
     expect(g).toMatchObject({ exit: 0, master: 'vnlb0' });
+    // the racing down either came after the tap and was refused as busy, or came first and succeeded
+    if (down.code !== undefined) {
+      expect(down).toMatchObject({ code: 'EBUSY', message: expect.stringMatching(/^network "lb" has 1 tap\(s\) in use/) });
+    }
     await sleep(300);
     const lb = (await statuses()).find((s) => s.name === 'lb')!;
     const kernel = await kernelTaps();

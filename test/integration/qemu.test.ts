@@ -77,7 +77,7 @@ describe('QEMU as nobody through vnet-bridge-helper', () => {
     expect((await status()).state).toBe('down');
     const links = await host.links();
     expect(links.map((l) => l.ifname)).not.toContain('virbr0');
-    expect(links.filter((l) => l.linkinfo?.info_kind === 'tun')).toEqual([]);
+    expect(await host.taps()).toEqual([]);
     expect((await host.tryRun('nft', ['list', 'table', 'inet', 'vnet'])).exitCode).not.toBe(0);
     expect(vnetd.children('dnsmasq')).toEqual([]);
   });
@@ -96,7 +96,7 @@ describe('QEMU as nobody through vnet-bridge-helper', () => {
       expect(run.console).toMatch(/vnet-bridge-helper: access denied by acl file: deny virbr0/);
       expect(run.console).toMatch(/bridge helper failed/);
       expect((await status()).state).toBe('down');
-      expect((await host.links()).filter((l) => l.linkinfo?.info_kind === 'tun')).toEqual([]);
+      expect(await host.taps()).toEqual([]);
     } finally {
       writeFileSync(path.join(vnetd.env.VNET_QEMU_CONF_DIR, 'bridge.conf'), '');
     }

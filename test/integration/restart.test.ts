@@ -6,10 +6,10 @@
  * survived, a same-named bridge of the admin's is never adopted.
  */
 import { execa } from 'execa';
-import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanupAll, createNetns, hostAndWan, veth, type Netns } from '../support/netns.js';
+import { cleanupAll, createNetns, hostAndWan, pidsWithArg, veth, waitFor, type Netns } from '../support/netns.js';
 import { ROOT, Vnetd, vnetEnv, type VnetEnv } from '../support/vnetd.js';
 
 const UDHCPC = path.join(ROOT, 'test/support/udhcpc.sh');
@@ -39,19 +39,10 @@ async function bridges(): Promise<string[]> {
   return (await host.links()).filter((l) => l.linkinfo?.info_kind === 'bridge').map((l) => l.ifname).sort();
 }
 
+/** dnsmasq of `default`, whether a vnetd's child or an orphan (not vnet's own orphan finder: that is under test) */
 function dnsmasqs(): number[] {
-  // children of any vnetd, and orphans re-parented away: match our config path
-  const conf = path.join(env.VNET_RUNTIME_DIR, 'dnsmasq', 'default.conf');
-  const out: number[] = [];
-  for (const pid of readdirSync('/proc').filter((f) => /^\d+$/.test(f)).map(Number)) {
-    try {
-      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-      if (argv.includes(`--conf-file=${conf}`) && !argv.includes('--test')) out.push(pid);
-    } catch {
-      /* gone */
-    }
-  }
-  return out;
+  const checks = new Set(pidsWithArg('--test')); // a passing `dnsmasq --test` is not a server
+  return pidsWithArg(`--conf-file=${path.join(env.VNET_RUNTIME_DIR, 'dnsmasq', 'default.conf')}`).filter((pid) => !checks.has(pid));
 }
 
 async function guestPings(): Promise<boolean> {
@@ -63,13 +54,6 @@ async function restart(extra: Record<string, string> = {}): Promise<void> {
   vnetd = await new Vnetd(host, { ...env, ...extra }).start();
 }
 
-async function waitFor(what: string, fn: () => Promise<boolean> | boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await fn())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 beforeAll(async () => {
   ({ host } = await hostAndWan());
@@ -200,7 +184,7 @@ describe('SIGKILL between steps', () => {
       });
       expect(JSON.parse(h.stdout)).toMatchObject({ exit: 1, nfds: 0 });
       await waitFor('vnetd to die', () => !vnetd.alive());
-      expect((await host.links()).filter((l) => l.linkinfo?.info_kind === 'tun')).toEqual([]);
+      expect(await host.taps()).toEqual([]);
       await restart();
       await waitFor('idle-down after restart', async () => (await bridges()).length === 0);
       expect(await vnetRules()).toBe('');
@@ -305,10 +289,18 @@ describe('others changing things under vnet', () => {
     const r = await vnetd.cli(['up', 'default']);
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toMatch(/virbr0 already exists and was not created by vnet/);
-    expect(await bridges()).toEqual(['virbr0']);
+    const untouched = async () => {
+      expect(await bridges()).toEqual(['virbr0']);
+      expect(((await vnetd.call('status', { name: 'default' })) as { state: string }).state).toBe('down');
+      expect(JSON.parse(await host.run('ip', ['-j', '-4', 'addr', 'show', 'dev', 'virbr0']))[0]?.addr_info ?? []).toEqual([]);
+      expect((await host.links()).find((l) => l.ifname === 'virbr0')?.flags).not.toContain('UP');
+      expect(await vnetRules()).toBe('');
+      expect(dnsmasqs()).toEqual([]);
+    };
+    await untouched();
     await vnetd.stop();
     await restart();
-    expect(await bridges()).toEqual(['virbr0']);
+    await untouched();
     await host.run('ip', ['link', 'del', 'virbr0']);
   });
 });

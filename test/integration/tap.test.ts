@@ -7,7 +7,7 @@ import { execa } from 'execa';
 import { readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanupAll, hostAndWan, tempDir, trackPid, type Netns } from '../support/netns.js';
+import { cleanupAll, hostAndWan, tempDir, trackPid, waitFor, type Netns } from '../support/netns.js';
 import { HELPER, ROOT, Vnetd, vnetEnv } from '../support/vnetd.js';
 
 const QEMU_SIDE = path.join(ROOT, 'test/support/qemu-side.py');
@@ -63,17 +63,10 @@ async function hostLinks() {
   return (await host.links()) as Array<{ ifname: string; master?: string; mtu?: number; address?: string; linkinfo?: { info_kind?: string } }>;
 }
 
-async function taps(): Promise<string[]> {
-  return (await hostLinks()).filter((l) => l.linkinfo?.info_kind === 'tun').map((l) => l.ifname);
+function taps(): Promise<string[]> {
+  return host.taps();
 }
 
-async function waitFor(what: string, fn: () => Promise<boolean>, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await fn())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 function vnetdFds(): string[] {
   const dir = `/proc/${vnetd.pid}/fd`;

@@ -112,7 +112,9 @@ describe('openTap + prepareTap', () => {
     const b = startTap(ns, { bridge: 'vbr0', vnetHdr: false });
     const names = [JSON.parse(await a.next()).tap.name, JSON.parse(await b.next()).tap.name].sort();
     expect(names).toEqual(['tap0', 'tap1']);
-    for (const t of await tapLinks(ns)) {
+    const links = await tapLinks(ns);
+    expect(links.map((t) => t.ifname).sort()).toEqual(['tap0', 'tap1']);
+    for (const t of links) {
       expect(Number(await ns.run('cat', [`/sys/class/net/${t.ifname}/tun_flags`]))).toBe(0x1002); // IFF_TAP|IFF_NO_PI
       expect(t).toMatchObject({ master: 'vbr0', mtu: 1500 });
     }

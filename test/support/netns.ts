@@ -44,6 +44,11 @@ export class Netns {
     return JSON.parse(await this.run('ip', ['-d', '-j', 'link', 'show']));
   }
 
+  /** the taps (tun links) in this namespace */
+  async taps(): Promise<string[]> {
+    return (await this.links()).filter((l) => l.linkinfo?.info_kind === 'tun').map((l) => l.ifname);
+  }
+
   async nftRuleset(): Promise<string> {
     return this.run('nft', ['-j', 'list', 'ruleset']);
   }
@@ -76,6 +81,29 @@ export function tempDir(prefix = 'vnet-test-'): string {
 export async function deleteNetns(ns: Netns): Promise<void> {
   await execa('ip', ['netns', 'del', ns.name], { reject: false });
   created.delete(ns.name);
+}
+
+/** pids of processes one of whose arguments is exactly `arg` (e.g. `--conf-file=PATH`); a scan of its own, independent of vnet's */
+export function pidsWithArg(arg: string): number[] {
+  const out: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').includes(arg)) out.push(Number(entry));
+    } catch {
+      /* gone */
+    }
+  }
+  return out;
+}
+
+/** Poll `fn` until it is true; throw naming `what` after `ms`. */
+export async function waitFor(what: string, fn: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await fn())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 /** pids of processes whose command line or environment names one of our temp dirs */
