@@ -30,8 +30,10 @@ export function call(socketPath: string, method: string, params: Record<string, 
     sock.on('connect', () => sock.write(encodeFrame({ id: 1, method, params })));
     sock.on('error', (err: NodeJS.ErrnoException) => {
       const code = err.code ?? 'EIO';
-      if (code === 'ENOENT' || code === 'ECONNREFUSED')
-        done(new ClientError('ENOTRUNNING', `vnetd is not running (no socket at ${socketPath})`, { cause: err }));
+      if (code === 'ENOENT' || code === 'ECONNREFUSED') {
+        const why = code === 'ENOENT' ? `no socket at ${socketPath}` : `nothing listens on ${socketPath}`;
+        done(new ClientError('ENOTRUNNING', `vnetd is not running (${why})`, { cause: err }));
+      }
       else done(new ClientError(code, `cannot talk to vnetd at ${socketPath}: ${err.message}`, { cause: err }));
     });
     sock.on('data', (chunk: Buffer) => {

@@ -62,8 +62,8 @@ async function ensureDaemon(paths: Paths): Promise<void> {
     return;
   } catch (err) {
     if (!(err instanceof ClientError) || err.code !== 'ENOTRUNNING') throw err;
+    if (process.getuid?.() !== 0) throw new ClientError('ENOTRUNNING', `${err.message}; start it as root (\`sudo vnet up NAME\` or \`systemctl start vnetd.socket\`)`);
   }
-  if (process.getuid?.() !== 0) throw new ClientError('ENOTRUNNING', `vnetd is not running (no socket at ${paths.socket}); start it as root (\`sudo vnet up NAME\` or \`systemctl start vnetd.socket\`)`);
   mkdirSync(paths.runtimeDir, { recursive: true, mode: 0o755 });
   const logFile = path.join(paths.runtimeDir, 'vnetd.log');
   const out = openSync(logFile, 'a', 0o640);

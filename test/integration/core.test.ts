@@ -3,7 +3,7 @@
  * "host" namespace whose uplink reaches a "wan" namespace (198.51.100.1); a "guest"
  * namespace on a veth in the bridge gets a DHCP lease and pings the wan through NAT.
  */
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -200,5 +200,23 @@ describe('bad input changes nothing', () => {
     const r = await vnetd.cli(['up', 'nosuch']);
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toMatch(/no network named "nosuch"/);
+  });
+});
+
+describe('no vnetd', () => {
+  it('a user who cannot start it is told why and how; nothing is started', async () => {
+    const none = new Vnetd(host, vnetEnv());
+    const r = await none.cli(['up', 'default'], { user: 'nobody' });
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toBe(
+      `vnet: vnetd is not running (no socket at ${none.socket}); start it as root (\`sudo vnet up NAME\` or \`systemctl start vnetd.socket\`)`,
+    );
+    // a file left where the socket was, nobody listening (vnetd killed): connect is refused
+    mkdirSync(none.env.VNET_RUNTIME_DIR, { recursive: true });
+    writeFileSync(none.socket, '');
+    const s = await none.cli(['status']);
+    expect(s.exitCode).toBe(1);
+    expect(s.stderr).toMatch(/^vnet: vnetd is not running \(nothing listens on .*vnetd\.sock\)/);
+    expect(await linkNames(host)).not.toContain('virbr0');
   });
 });

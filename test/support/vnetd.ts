@@ -120,8 +120,17 @@ export class Vnetd {
     return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
   }
 
-  call(method: string, params: Record<string, unknown> = {}) {
-    return call(this.socket, method, params);
+  /** One API call. When vnetd is not answering, the error says whether it died and ends with its log. */
+  async call(method: string, params: Record<string, unknown> = {}): Promise<unknown> {
+    try {
+      return await call(this.socket, method, params);
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code !== 'ENOTRUNNING' && code !== 'ETIMEDOUT') throw err;
+      const state = this.proc === undefined ? 'not started by this harness' : this.exited ? `exited (${this.proc.exitCode ?? this.proc.signalCode})` : `alive as pid ${this.pid}`;
+      (err as Error).message += `\n-- vnetd ${state}; the end of its log:\n${this.log.slice(-4000)}`;
+      throw err;
+    }
   }
 
   /** pids of this daemon's children whose command is `comm` */
