@@ -10,7 +10,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call } from '../../src/api/client.js';
-import { cleanupAll, createNetns, pidsWithArg, tempDir, trackPid, waitFor, type Netns } from '../support/netns.js';
+import { cleanupAll, createNetns, pidsWithArg, tempDir, trackPid, unixListening, waitFor, type Netns } from '../support/netns.js';
 import { VNETD, vnetEnv, type VnetEnv } from '../support/vnetd.js';
 
 let ns: Netns;
@@ -29,16 +29,6 @@ function activate(): ResultPromise {
   });
   trackPid(p.pid);
   return p;
-}
-
-/** The activation socket accepts connections: bound and listening. systemd-socket-activate
- * binds (the file appears) before it listens; a connect in between is refused. */
-async function listening(sock: string): Promise<boolean> {
-  const r = await ns.tryRun('ss', ['-xlnH']);
-  return r.stdout.split('\n').some((l) => {
-    const f = l.trim().split(/\s+/);
-    return f[1] === 'LISTEN' && f[4] === sock;
-  });
 }
 
 function comm(pid: number): string {
@@ -75,7 +65,7 @@ afterAll(async () => {
 describe('socket activation', () => {
   it('no vnetd until the first client; READY=1 once it serves; idle exit after VNET_IDLE_EXIT', async () => {
     const p = activate();
-    await waitFor('the listening socket', () => listening(path.join(env.VNET_RUNTIME_DIR, 'vnetd.sock')));
+    await waitFor('the listening socket', () => unixListening(path.join(env.VNET_RUNTIME_DIR, 'vnetd.sock'), ns));
     // listening, but no daemon yet: the process is still systemd-socket-activate
     await new Promise((r) => setTimeout(r, 300));
     expect(comm(p.pid!)).toBe('systemd-socket-activate'.slice(0, 15));
@@ -96,7 +86,7 @@ describe('socket activation', () => {
   it('stays while a network is up, exits after it goes down; the next client starts it again and it adopts the network', async () => {
     let p = activate();
     const sock = path.join(env.VNET_RUNTIME_DIR, 'vnetd.sock');
-    await waitFor('the listening socket', () => listening(sock));
+    await waitFor('the listening socket', () => unixListening(sock, ns));
     expect(await call(sock, 'up', { name: 'default' })).toMatchObject({ name: 'default', state: 'up' });
     await new Promise((r) => setTimeout(r, 3500));
     expect(comm(p.pid!)).toBe('node');
@@ -105,7 +95,7 @@ describe('socket activation', () => {
     p.kill('SIGTERM');
     await p;
     p = activate();
-    await waitFor('the listening socket', () => listening(sock));
+    await waitFor('the listening socket', () => unixListening(sock, ns));
     const s = (await call(sock, 'status', { name: 'default' })) as { state: string };
     expect(s.state).toBe('up');
     expect((await ns.links()).map((l) => l.ifname)).toContain('virbr0');

@@ -6,13 +6,12 @@
  */
 import { execa, type ResultPromise } from 'execa';
 import { chmod, copyFile, readFile, writeFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseDefinition } from '../../src/config/definition.js';
 import { listenFds, sdNotify, sockaddrUn } from '../../src/sys/notify.js';
-import { cleanupAll, tempDir, trackPid } from '../support/netns.js';
+import { cleanupAll, tempDir, trackPid, unixListening } from '../support/netns.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
 /** Spawned processes run the compiled modules from dist/, which the global setup built. */
@@ -50,9 +49,9 @@ while True:
   return { proc, messages, ready };
 }
 
-async function until(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
+async function until(cond: () => boolean | Promise<boolean>, what: string, ms = 10_000): Promise<void> {
   const end = Date.now() + ms;
-  while (!cond()) {
+  while (!(await cond())) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
@@ -140,7 +139,7 @@ describe('socket activation and sd_notify (src/sys/notify.ts)', () => {
       { stdin: 'ignore', reject: false },
     );
     trackPid(activator.pid);
-    await until(() => existsSync(sock), `${sock} to appear`);
+    await until(() => unixListening(sock), `${sock} to listen`);
     // The first connection starts the child, which accepts it on the inherited fd.
     const reply = await new Promise<string>((resolve, reject) => {
       const c = net.connect(sock);
@@ -223,7 +222,7 @@ describe('D-Bus policy (etc/dbus-1/system.d/org.vnet.Vnet1.conf) on a private bu
       buffer: false,
     });
     trackPid(bus.pid);
-    await until(() => existsSync(path.join(dir, 'bus')), 'the private bus socket');
+    await until(() => unixListening(path.join(dir, 'bus')), 'the private bus socket');
 
     // A stand-in vnetd owning the name as root: one method, one (writable) property.
     const owner = execa(

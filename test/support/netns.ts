@@ -98,6 +98,21 @@ export function pidsWithArg(arg: string): number[] {
 }
 
 /** Poll `fn` until it is true; throw naming `what` after `ms`. */
+/**
+ * Does a unix stream socket listen at `sock` (in `ns`, or the test runner's namespace)? The
+ * file appears at bind(), before listen(): a connect in between is refused, so "the file
+ * exists" is no readiness check for a socket someone else creates.
+ */
+export async function unixListening(sock: string, ns?: Netns): Promise<boolean> {
+  const r = ns ? await ns.tryRun('ss', ['-xlnH']) : await execa('ss', ['-xlnH'], { reject: false, stdin: 'ignore' });
+  return String(r.stdout ?? '')
+    .split('\n')
+    .some((l) => {
+      const f = l.trim().split(/\s+/);
+      return f[1] === 'LISTEN' && f[4] === sock;
+    });
+}
+
 export async function waitFor(what: string, fn: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
   const end = Date.now() + ms;
   while (!(await fn())) {
