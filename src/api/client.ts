@@ -33,8 +33,7 @@ export function call(socketPath: string, method: string, params: Record<string, 
       if (code === 'ENOENT' || code === 'ECONNREFUSED') {
         const why = code === 'ENOENT' ? `no socket at ${socketPath}` : `nothing listens on ${socketPath}`;
         done(new ClientError('ENOTRUNNING', `vnetd is not running (${why})`, { cause: err }));
-      }
-      else done(new ClientError(code, `cannot talk to vnetd at ${socketPath}: ${err.message}`, { cause: err }));
+      } else done(new ClientError(code, `cannot talk to vnetd at ${socketPath}: ${err.message}`, { cause: err }));
     });
     sock.on('data', (chunk: Buffer) => {
       try {

@@ -3,7 +3,7 @@
  * "host" namespace whose uplink reaches a "wan" namespace (198.51.100.1); a "guest"
  * namespace on a veth in the bridge gets a DHCP lease and pings the wan through NAT.
  */
-import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -211,6 +211,7 @@ describe('no vnetd', () => {
     expect(r.stderr).toBe(
       `vnet: vnetd is not running (no socket at ${none.socket}); start it as root (\`sudo vnet up NAME\` or \`systemctl start vnetd.socket\`)`,
     );
+    expect(existsSync(none.env.VNET_RUNTIME_DIR)).toBe(false); // no vnetd was started for nobody
     // a file left where the socket was, nobody listening (vnetd killed): connect is refused
     mkdirSync(none.env.VNET_RUNTIME_DIR, { recursive: true });
     writeFileSync(none.socket, '');

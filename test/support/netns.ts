@@ -97,7 +97,6 @@ export function pidsWithArg(arg: string): number[] {
   return out;
 }
 
-/** Poll `fn` until it is true; throw naming `what` after `ms`. */
 /**
  * Does a unix stream socket listen at `sock` (in `ns`, or the test runner's namespace)? The
  * file appears at bind(), before listen(): a connect in between is refused, so "the file
@@ -113,6 +112,7 @@ export async function unixListening(sock: string, ns?: Netns): Promise<boolean> 
     });
 }
 
+/** Poll `fn` until it is true; throw naming `what` after `ms`. */
 export async function waitFor(what: string, fn: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
   const end = Date.now() + ms;
   while (!(await fn())) {
