@@ -19,9 +19,12 @@ export interface ApplyContext {
   stopDnsmasq(network: string): Promise<void>;
   /** told after each ruleset apply, so the daemon knows what is in force */
   rulesetApplied(networks: NatNetwork[]): void;
-  /** write-ahead bookkeeping: called before and after every step, including rollback steps */
+  /**
+   * write-ahead bookkeeping: called before and after every step, including rollback steps;
+   * afterStep also when the step failed (ok false: it may have half happened)
+   */
   beforeStep(step: Step): Promise<void>;
-  afterStep(step: Step): Promise<void>;
+  afterStep(step: Step, ok: boolean): Promise<void>;
 }
 
 type Executors = { [A in Action]: (step: Extract<Step, { action: A }>, ctx: ApplyContext) => Promise<void> };
@@ -65,17 +68,23 @@ const executors: Executors = {
 };
 
 /**
- * One step: record the intent, carry it out, record the result. `phase` names the crash
- * points between them for the restart tests ("up:after:add-address").
+ * One step: record the intent, carry it out, record the result (success or failure). `phase`
+ * names the crash points between them for the restart tests ("up:after:add-address").
  */
 export async function execute(step: Step, ctx: ApplyContext, phase: 'up' | 'down' | 'undo'): Promise<void> {
   const fn = executors[step.action] as (s: Step, c: ApplyContext) => Promise<void>;
   ctx.log.debug({ step }, describe(step));
   await ctx.beforeStep(step);
-  failpoint(`${phase}:before:${step.action}`);
-  await fn(step, ctx);
-  failpoint(`${phase}:after:${step.action}`);
-  await ctx.afterStep(step);
+  try {
+    failpoint(`${phase}:before:${step.action}`);
+    await fn(step, ctx);
+    failpoint(`${phase}:after:${step.action}`);
+  } catch (err) {
+    // the step's own error is the one reported; a failed record of it is only logged
+    await ctx.afterStep(step, false).catch((e) => ctx.log.error({ err: e, step }, `could not record the failure of ${describe(step)}`));
+    throw err;
+  }
+  await ctx.afterStep(step, true);
 }
 
 export function describe(step: Step): string {

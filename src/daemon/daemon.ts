@@ -54,6 +54,10 @@ interface Net {
   reason?: string | undefined;
 }
 
+/** restarts of an nft monitor that keeps ending wait 1 s, 2 s, 4 s ... up to a minute */
+const RULESET_RETRY_MIN_MS = 1000;
+const RULESET_RETRY_MAX_MS = 60_000;
+
 export class Daemon implements VnetService {
   readonly paths: Paths;
   private readonly log: Logger;
@@ -74,6 +78,8 @@ export class Daemon implements VnetService {
   private forwardingByVnet = false;
   private watcher?: LinkWatcher;
   private rulesetWatch?: RulesetMonitor;
+  /** wait before the next restart of an nft monitor that ended by itself: doubles, reset by a healthy run */
+  private rulesetRetryMs = RULESET_RETRY_MIN_MS;
   private dropCheck?: NodeJS.Timeout;
   private seenDrops = 0;
   private readonly leaseWatchers = new Map<string, LeaseWatcher>();
@@ -98,9 +104,15 @@ export class Daemon implements VnetService {
     await mkdir(this.paths.runtimeDir, { recursive: true, mode: 0o755 });
     await mkdir(path.join(this.paths.stateDir, 'dnsmasq'), { recursive: true, mode: 0o755 });
     await mkdir(path.join(this.paths.runtimeDir, 'dnsmasq'), { recursive: true, mode: 0o755 });
+    // dnsmasq children of a killed vnetd outlive it; the networks that want one start a fresh one
+    const orphans = await reapOrphans(path.join(this.paths.runtimeDir, 'dnsmasq'));
+    if (orphans.length) this.log.warn({ pids: orphans }, 'killed dnsmasq left behind by a previous vnetd');
     this.watcher = watchLinks((e) => this.onLinkGone(e.link), {
       deletionsOnly: true,
-      onError: (err) => this.log.warn({ err }, 'link events: receive error; re-listing links'),
+      onError: (err) => {
+        this.log.warn({ err }, 'link events: receive error; re-listing links');
+        this.resyncTaps();
+      },
     });
 
     await this.mutex.run(async () => {
@@ -146,6 +158,8 @@ export class Daemon implements VnetService {
     this.rulesetWatch?.close();
     this.rulesetWatch = undefined;
     for (const w of this.leaseWatchers.values()) w.close();
+    // after every queued write (a tap handed out or gone): the caller exits next
+    await this.persist().catch((err) => this.log.error({ err }, 'could not save state'));
     this.rtnl.close();
   }
 
@@ -345,11 +359,16 @@ export class Daemon implements VnetService {
         else return;
         await this.persist();
       },
-      afterStep: async (step) => {
+      afterStep: async (step, ok) => {
         if (step.action === 'create-bridge') {
-          const link = await this.rtnl.getLinkByName(step.bridge);
-          if (link) this.owned.set(step.bridge, link.index);
+          // failed: the name was taken (somebody else's bridge) or a half-made one the rollback deletes
+          if (ok) {
+            const link = await this.rtnl.getLinkByName(step.bridge);
+            if (link) this.owned.set(step.bridge, link.index);
+          }
           this.pending.delete(step.bridge);
+        } else if (!ok) {
+          return;
         } else if (step.action === 'delete-bridge') {
           this.owned.delete(step.bridge);
         } else if (step.action === 'set-forwarding' && !step.enabled) {
@@ -434,8 +453,6 @@ export class Daemon implements VnetService {
     const net = this.nets.get(name);
     if (!net) throw new Error(`network ${name} has no runtime state`);
     const confPath = confFilePath(this.paths.runtimeDir, name);
-    const orphans = await reapOrphans(confPath);
-    if (orphans.length) this.log.warn({ network: name, pids: orphans }, 'killed dnsmasq left behind by a previous vnetd');
     const sup = new DnsmasqSupervisor({
       name,
       confPath,
@@ -497,11 +514,16 @@ export class Daemon implements VnetService {
       return;
     }
     if (this.rulesetWatch) return;
+    const started = Date.now();
     this.rulesetWatch = monitorRuleset(() => void this.mutex.run(() => this.verifyRuleset()).catch((err) => this.log.error({ err }, 'ruleset check failed')), {
-      onExit: (code) => {
-        this.log.warn({ code }, 'nft monitor exited; restarting it');
+      onExit: (code, err) => {
         this.rulesetWatch = undefined;
-        setTimeout(() => this.watchRuleset(), 1000).unref();
+        // one that started and then ran for at least the longest wait was a good start: back to quick restarts
+        if (Date.now() - started >= RULESET_RETRY_MAX_MS) this.rulesetRetryMs = RULESET_RETRY_MIN_MS;
+        const delay = this.rulesetRetryMs;
+        this.rulesetRetryMs = Math.min(delay * 2, RULESET_RETRY_MAX_MS);
+        this.log.warn({ code, err, retryMs: delay }, err ? 'nft monitor could not be started; retrying' : 'nft monitor exited; restarting it');
+        setTimeout(() => this.watchRuleset(), delay).unref();
       },
     });
   }
@@ -533,9 +555,15 @@ export class Daemon implements VnetService {
       if (drops === this.seenDrops) return;
       this.seenDrops = drops;
       this.log.warn({ drops }, 'link events were lost: re-listing links');
-      void this.mutex.run(() => this.pruneTaps()).catch((err) => this.log.error({ err }, 'tap resync failed'));
+      this.resyncTaps();
     }, 3000);
     this.dropCheck.unref();
+  }
+
+  /** Re-list links and forget the taps whose removal event was lost (in the background, under the mutex). */
+  private resyncTaps(): void {
+    if (this.closed) return;
+    void this.mutex.run(() => this.pruneTaps()).catch((err) => this.log.error({ err }, 'tap resync failed'));
   }
 
   /** Forget taps the kernel no longer has (a lost event); caller holds the mutex. */
@@ -650,11 +678,6 @@ export class Daemon implements VnetService {
   private async reconcile(): Promise<void> {
     const saved = await this.store.load();
     if (!saved) return;
-    // dnsmasq children of a killed vnetd outlive it; the networks that want one start a fresh one
-    for (const name of Object.keys(saved.networks)) {
-      const pids = await reapOrphans(confFilePath(this.paths.runtimeDir, name));
-      if (pids.length) this.log.warn({ network: name, pids }, 'killed dnsmasq left behind by a previous vnetd');
-    }
     this.owned = new Map(Object.entries(saved.owned));
     this.forwardingByVnet = saved.forwardingByVnet;
     this.nat = saved.nat;

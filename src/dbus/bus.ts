@@ -47,7 +47,7 @@ export interface DbusOptions {
   /** "system" for the system bus, or a D-Bus address such as "unix:path=/run/x/bus" */
   address: string;
   log: Logger;
-  /** how long to wait for the bus to accept us, ms (default 5000) */
+  /** how long to wait for the bus to accept us, and then to grant the name, ms (default 5000) */
   connectTimeoutMs?: number;
 }
 
@@ -56,8 +56,6 @@ export interface DbusHandle {
   readonly uniqueName: string;
   close(): Promise<void>;
 }
-
-/** A service whose down() takes the force option (Daemon's does; see the report on service.ts). */
 
 /** An error to send back as a D-Bus error reply. */
 class BusError extends Error {
@@ -74,6 +72,24 @@ function busLabel(address: string): string {
   return address === 'system' ? 'the system bus' : `bus ${address}`;
 }
 
+const DEFAULT_TIMEOUT_MS = 5000;
+
+/**
+ * `work`, bounded: rejects with "no answer in MS ms" when it has not settled by then
+ * (dbus-next calls have no timeout of their own, and are not rejected when the stream ends).
+ */
+async function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([work, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /**
  * A connected bus. Errors after the connection is up are logged (once the stream has
  * ended, only the first); `lost` runs when the bus goes away (dbus-daemon stopped).
@@ -81,7 +97,7 @@ function busLabel(address: string): string {
 function connect(opts: DbusOptions, lost: () => void): Promise<MessageBus> {
   const bus = opts.address === 'system' ? dbus.systemBus() : dbus.sessionBus({ busAddress: opts.address });
   const where = busLabel(opts.address);
-  const ms = opts.connectTimeoutMs ?? 5000;
+  const ms = opts.connectTimeoutMs ?? DEFAULT_TIMEOUT_MS;
   let connected = false;
   let ended = false;
   return new Promise((resolve, reject) => {
@@ -219,8 +235,7 @@ class VnetBus {
       }
       case 'Down': {
         const caller = await this.caller(msg, `Down("${name()}")`);
-        const down = this.service.down.bind(this.service);
-        const s = await down(name(), caller, { force: body[1] === true });
+        const s = await this.service.down(name(), caller, { force: body[1] === true });
         this.announcer.refresh(s.name);
         return [networkPath(s.name)];
       }
@@ -310,10 +325,16 @@ class VnetBus {
  */
 export async function startDbus(service: VnetService, opts: DbusOptions): Promise<DbusHandle> {
   const where = busLabel(opts.address);
+  const ms = opts.connectTimeoutMs ?? DEFAULT_TIMEOUT_MS;
   let vnet: VnetBus | undefined;
   let lost = false;
+  let rejectOnLoss: (err: Error) => void = () => undefined;
+  /** rejects when the connection ends: a call pending then would never settle */
+  const loss = new Promise<never>((_, reject) => (rejectOnLoss = reject));
+  loss.catch(() => undefined); // only raced against; nobody may be waiting when it happens
   const bus = await connect(opts, () => {
     lost = true;
+    rejectOnLoss(new Error('the connection ended'));
     opts.log.error({ bus: opts.address }, `D-Bus connection to ${where} lost: the D-Bus API is off until vnetd restarts (the socket still serves)`);
     void vnet?.close();
   });
@@ -322,7 +343,7 @@ export async function startDbus(service: VnetService, opts: DbusOptions): Promis
     await vnet.start();
     let reply: number;
     try {
-      reply = await bus.requestName(BUS_NAME, dbus.NameFlag.DO_NOT_QUEUE);
+      reply = await withTimeout(Promise.race([bus.requestName(BUS_NAME, dbus.NameFlag.DO_NOT_QUEUE), loss]), ms);
     } catch (err) {
       const text = (err as { text?: string }).text ?? (err as Error).message;
       throw new Error(`could not own ${BUS_NAME} on ${where}: ${text}`, { cause: err });
@@ -342,14 +363,7 @@ export async function startDbus(service: VnetService, opts: DbusOptions): Promis
     async close() {
       await v.close();
       // On a dead connection dbus-next never settles the call: skip it, and bound it.
-      if (!lost) {
-        let timer: NodeJS.Timeout | undefined;
-        await Promise.race([
-          bus.releaseName(BUS_NAME).catch(() => undefined),
-          new Promise((r) => (timer = setTimeout(r, 1000))),
-        ]);
-        clearTimeout(timer);
-      }
+      if (!lost) await withTimeout(bus.releaseName(BUS_NAME), 1000).catch(() => undefined);
       bus.disconnect();
     },
   };

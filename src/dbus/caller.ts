@@ -8,9 +8,7 @@ import dbus from 'dbus-next';
 import type { MessageBus, Variant } from 'dbus-next';
 import type { PeerCred } from '../model.js';
 import { ServiceError } from '../daemon/service.js';
-
-/** The overflow gid (nogroup): stands for "primary group unknown"; it grants nothing. */
-const UNKNOWN_GID = 65534;
+import { parseProcStatus } from '../helper/acl.js';
 
 export interface BusCredentials {
   uid: number;
@@ -40,11 +38,9 @@ async function effectiveGid(pid: number, uid: number): Promise<number | undefine
   } catch {
     return undefined;
   }
-  const ids = (key: string) => new RegExp(`^${key}:\\s+(\\d+)\\s+(\\d+)`, 'm').exec(text);
-  const u = ids('Uid');
-  const g = ids('Gid');
-  if (!u || !g || Number(u[2]) !== uid) return undefined;
-  return Number(g[2]);
+  // Uid: and Gid: list real, effective, saved and filesystem ids
+  const { uids, gids } = parseProcStatus(text);
+  return uids[1] === uid ? gids[1] : undefined;
 }
 
 /** The PeerCred of bus peer `sender` (a unique name such as ":1.42"). */
@@ -66,7 +62,14 @@ export async function callerOf(bus: MessageBus, sender: string): Promise<PeerCre
     throw new ServiceError('EPERM', `could not learn who bus peer ${sender} is (${text}); refusing the call`, { cause: err });
   }
   const creds = parseCredentials(sender, (reply?.body[0] ?? {}) as Record<string, Variant>);
-  const gid = (await effectiveGid(creds.pid, creds.uid)) ?? creds.gids[0] ?? UNKNOWN_GID;
-  // the groups the bus saw at connect time: no /proc read (the caller may be gone, its pid reused)
+  // the effective gid from /proc (if the pid still runs as the uid the bus reported), else one of
+  // the groups the bus saw; never an invented one
+  const gid = (await effectiveGid(creds.pid, creds.uid)) ?? creds.gids[0];
+  if (gid === undefined)
+    throw new ServiceError(
+      'EPERM',
+      `could not learn the group of bus peer ${sender} (uid ${creds.uid}, pid ${creds.pid}): the process is gone or changed uid, and the bus reported no groups; refusing the call`,
+    );
+  // groups: as the bus saw them at connect time, not re-read from /proc (the caller may be gone, its pid reused)
   return { uid: creds.uid, pid: creds.pid, gid, groups: creds.gids };
 }

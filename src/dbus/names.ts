@@ -50,12 +50,16 @@ export function networkPath(name: string): string {
   return `${NETWORKS_PATH}/${escapePathElement(name)}`;
 }
 
-/** The network name an object path stands for, or undefined when it is no network path. */
+/**
+ * The network name an object path stands for, or undefined when it is no network path.
+ * Only the canonical escape counts (networkPath(name) === path): "_6c_61_62" is not "lab".
+ */
 export function networkNameOf(path: string): string | undefined {
   if (!path.startsWith(`${NETWORKS_PATH}/`)) return undefined;
   const element = path.slice(NETWORKS_PATH.length + 1);
   if (element.includes('/')) return undefined;
-  return unescapePathElement(element);
+  const name = unescapePathElement(element);
+  return name !== undefined && escapePathElement(name) === element ? name : undefined;
 }
 
 /** ServiceError codes (errno names) and the D-Bus error each becomes. */

@@ -7,13 +7,18 @@ import dbus from 'dbus-next';
 import type { MessageBus } from 'dbus-next';
 import type { Logger } from 'pino';
 import type { NetworkStatus, ServiceEvent, VnetService } from '../daemon/service.js';
+import { Mutex } from '../sys/mutex.js';
 import { MANAGER, NETWORK, networkProps, propertyVariants, signatureOf, type NetworkProps } from './introspect.js';
 import { MANAGER_IFACE, MANAGER_PATH, NETWORK_IFACE, networkPath } from './names.js';
+
+/** The signature of each Manager signal, by name. */
+const MANAGER_SIGNATURES = new Map(MANAGER.signals.map((s) => [s.name, signatureOf(s.args)]));
 
 export class Announcer {
   /** property values last announced (or first seen) per network */
   private readonly known = new Map<string, NetworkProps>();
-  private queue: Promise<void> = Promise.resolve();
+  /** property announcements, one at a time in event order; a failed one does not stop the next */
+  private readonly queue = new Mutex();
   private unsubscribe?: () => void;
   private closed = false;
 
@@ -33,7 +38,7 @@ export class Announcer {
     if (this.closed) return;
     this.closed = true;
     this.unsubscribe?.();
-    await this.queue;
+    await this.queue.run(async () => undefined);
   }
 
   /**
@@ -42,29 +47,33 @@ export class Announcer {
    * read back later could already be the next one, and skip this transition).
    */
   refresh(name: string, override: NetworkProps = {}): void {
-    this.queue = this.queue.then(async () => {
-      if (this.closed) return;
-      let status: NetworkStatus;
-      try {
-        status = await this.service.status(name);
-      } catch {
-        return; // the definition went away: nothing left to describe
-      }
-      const now = { ...networkProps(status), ...override };
-      const before = this.known.get(name);
-      this.known.set(name, now);
-      const changed: NetworkProps = {};
-      for (const p of NETWORK.properties) {
-        if (p.emits === 'const') continue;
-        if (before ? before[p.name] !== now[p.name] : p.emits === 'true') changed[p.name] = now[p.name]!;
-      }
-      if (Object.keys(changed).length === 0) return;
-      this.send(networkPath(name), 'org.freedesktop.DBus.Properties', 'PropertiesChanged', 'sa{sv}as', [
-        NETWORK_IFACE,
-        propertyVariants(changed),
-        [],
-      ]);
-    });
+    void this.queue
+      .run(() => this.announceChanges(name, override))
+      .catch((err) => this.log.error({ err, network: name }, 'could not announce property changes'));
+  }
+
+  private async announceChanges(name: string, override: NetworkProps): Promise<void> {
+    if (this.closed) return;
+    let status: NetworkStatus;
+    try {
+      status = await this.service.status(name);
+    } catch {
+      return; // the definition went away: nothing left to describe
+    }
+    const now = { ...networkProps(status), ...override };
+    const before = this.known.get(name);
+    this.known.set(name, now);
+    const changed: NetworkProps = {};
+    for (const p of NETWORK.properties) {
+      if (p.emits === 'const') continue;
+      if (before ? before[p.name] !== now[p.name] : p.emits === 'true') changed[p.name] = now[p.name]!;
+    }
+    if (Object.keys(changed).length === 0) return;
+    this.send(networkPath(name), 'org.freedesktop.DBus.Properties', 'PropertiesChanged', 'sa{sv}as', [
+      NETWORK_IFACE,
+      propertyVariants(changed),
+      [],
+    ]);
   }
 
   private onEvent(e: ServiceEvent): void {
@@ -89,10 +98,14 @@ export class Announcer {
     }
   }
 
+  /** Runs inside the service's event listener: logs, never throws. */
   private manager(member: string, body: unknown[]): void {
-    const spec = MANAGER.signals.find((s) => s.name === member);
-    if (!spec) throw new Error(`${MANAGER_IFACE} has no signal ${member}`);
-    this.send(MANAGER_PATH, MANAGER_IFACE, member, signatureOf(spec.args), body);
+    const signature = MANAGER_SIGNATURES.get(member);
+    if (signature === undefined) {
+      this.log.error({ member }, `${MANAGER_IFACE} has no signal ${member}; not sent`);
+      return;
+    }
+    this.send(MANAGER_PATH, MANAGER_IFACE, member, signature, body);
   }
 
   private send(path: string, iface: string, member: string, signature: string, body: unknown[]): void {

@@ -277,8 +277,9 @@ int main(int argc, char **argv) {
     deadline.tv_sec += REPLY_TIMEOUT_S; /* the network may come up on demand before the reply */
     set_timeouts(sock, &deadline);
     if (connect(sock, (struct sockaddr *)&addr, sizeof addr) < 0) {
-        if (errno == ENOENT || errno == ECONNREFUSED)
-            die("vnetd is not running (no socket at %s): %s", addr.sun_path, strerror(errno));
+        /* the same words as the CLI (src/api/client.ts) */
+        if (errno == ENOENT) die("vnetd is not running (no socket at %s)", addr.sun_path);
+        if (errno == ECONNREFUSED) die("vnetd is not running (nothing listens on %s)", addr.sun_path);
         die("cannot connect to vnetd at %s: %s", addr.sun_path, strerror(errno));
     }
     send_all(sock, frame, 4 + blen, &deadline);

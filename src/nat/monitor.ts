@@ -11,23 +11,35 @@ export interface RulesetMonitor {
   close(): void;
 }
 
-export function monitorRuleset(onChange: () => void, opts: { binary?: string; debounceMs?: number; onExit?: (code: number | null) => void } = {}): RulesetMonitor {
+export interface MonitorOptions {
+  binary?: string;
+  debounceMs?: number;
+  /**
+   * The monitor ended by itself (not by close()): its exit code, or the error when nft
+   * could not be started at all (ENOENT, EAGAIN; code is then negative).
+   */
+  onExit?: (code: number | null, err?: Error) => void;
+}
+
+export function monitorRuleset(onChange: () => void, opts: MonitorOptions = {}): RulesetMonitor {
   const child: ChildProcess = spawn(opts.binary ?? 'nft', ['-j', 'monitor'], {
     stdio: ['ignore', 'pipe', 'ignore'],
     env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' },
   });
   let timer: NodeJS.Timeout | undefined;
   let closed = false;
+  let spawnError: Error | undefined;
   const lines = createInterface({ input: child.stdout! });
   lines.on('line', () => {
     clearTimeout(timer);
     timer = setTimeout(onChange, opts.debounceMs ?? 300);
   });
-  child.on('exit', (code) => {
+  // 'close', not 'exit': a spawn that fails emits only 'error' and then 'close'
+  child.on('error', (err) => (spawnError ??= err));
+  child.on('close', (code) => {
     clearTimeout(timer);
-    if (!closed) opts.onExit?.(code);
+    if (!closed) opts.onExit?.(code, spawnError);
   });
-  child.on('error', () => undefined);
   return {
     close() {
       closed = true;

@@ -12,7 +12,7 @@
  */
 import fs from 'node:fs';
 import { NetlinkError, wrapError } from './errors.js';
-import { bufferToMac, macToBuffer, type Link, type Rtnl } from './links.js';
+import { bufferToMac, macToBuffer, type Link } from './links.js';
 import { closeFd, ioctlBuf, ioctlInt, socket, SOCK_CLOEXEC, SOCK_DGRAM } from '../sys/libc.js';
 
 export const TUNSETIFF = 0x400454ca;
@@ -157,8 +157,8 @@ export function attachTap(tapName: string, bridge: string): Link {
     step(`SIOCSIFMTU ${tapName} ${mtu}`, SIOCSIFMTU, ifreqFor(tapName, mtu));
     // ifr_hwaddr is a sockaddr: sa_family (u16), then the 6 address bytes
     const hw = step(`SIOCGIFHWADDR ${tapName}`, SIOCGIFHWADDR, ifreqFor(tapName));
-    hw[IFR_DATA + 2] = 0xfe;
-    const mac = bufferToMac(hw.subarray(IFR_DATA + 2, IFR_DATA + 8));
+    const mac = tapMacFor(bufferToMac(hw.subarray(IFR_DATA + 2, IFR_DATA + 8)));
+    macToBuffer(mac).copy(hw, IFR_DATA + 2);
     step(`SIOCSIFHWADDR ${tapName} ${mac}`, SIOCSIFHWADDR, hw);
     const index = step(`SIOCGIFINDEX ${tapName}`, SIOCGIFINDEX, ifreqFor(tapName)).readInt32LE(IFR_DATA);
     step(`SIOCBRADDIF ${bridge} ${tapName}`, SIOCBRADDIF, ifreqFor(bridge, index));
@@ -168,12 +168,4 @@ export function attachTap(tapName: string, bridge: string): Link {
   } finally {
     closeFd(sock);
   }
-}
-
-/**
- * Attach a tap to `bridge`: attachTap for callers that already hold the bridge's Link.
- * Returns the tap's link as it is afterwards.
- */
-export async function prepareTap(_rtnl: Rtnl, tapName: string, bridge: Link): Promise<Link> {
-  return attachTap(tapName, bridge.name);
 }

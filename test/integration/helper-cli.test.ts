@@ -169,7 +169,7 @@ describe('vnet-bridge-helper command line', () => {
     const r = await runHelper(['--use-vnet', '--fd=3', '--br=virbr0'], { fd: theirs, runtimeDir: dir });
     expect(r.code).toBe(1);
     expect(r.stderr).toBe(
-      `vnet-bridge-helper: vnetd is not running (no socket at ${dir}/vnetd.sock): No such file or directory\n`,
+      `vnet-bridge-helper: vnetd is not running (no socket at ${dir}/vnetd.sock)\n`,
     );
     expect(qemuSide(ours, theirs).first.fds).toEqual([]);
   });
@@ -183,7 +183,7 @@ describe('vnet-bridge-helper command line', () => {
     const [ours, theirs] = socketpair();
     const r = await runHelper(['--use-vnet', '--fd=3', '--br=virbr0'], { fd: theirs, runtimeDir: dir });
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe(`vnet-bridge-helper: vnetd is not running (no socket at ${sock}): Connection refused\n`);
+    expect(r.stderr).toBe(`vnet-bridge-helper: vnetd is not running (nothing listens on ${sock})\n`);
     expect(qemuSide(ours, theirs).first).toMatchObject({ fds: [], data: Buffer.alloc(0) });
   });
 });

@@ -80,7 +80,7 @@ async function waitUntil(pred: () => Promise<boolean>, what: string): Promise<vo
   }
 }
 
-describe('openTap + prepareTap', () => {
+describe('openTap + attachTap', () => {
   it('makes a vnet-hdr tap on the bridge with its MTU, an fe: MAC, the owner, up; it goes when the fd is closed', async () => {
     const ns = await bridgeNs(1400);
     const d = startTap(ns, { bridge: 'vbr0', vnetHdr: true, ownerUid: 65534 });

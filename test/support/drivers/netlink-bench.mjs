@@ -1,7 +1,7 @@
 // Times the kernel-facing steps of vnetd in the current namespace.
 // Usage: node netlink-bench.mjs [N]; prints JSON {bridgeUp: {p50,p90}, tap: {p50,p90}} in ms.
 import { Rtnl } from '../../../dist/netlink/links.js';
-import { openTap, prepareTap } from '../../../dist/netlink/tun.js';
+import { attachTap, openTap } from '../../../dist/netlink/tun.js';
 import { closeFd } from '../../../dist/sys/libc.js';
 
 const n = Number(process.argv[2] ?? 50);
@@ -25,7 +25,7 @@ const tap = [];
 for (let i = 0; i < n; i++) {
   const t0 = process.hrtime.bigint();
   const t = openTap({ vnetHdr: true });
-  await prepareTap(rtnl, t.name, bridge);
+  attachTap(t.name, bridge.name);
   tap.push(ms(t0));
   closeFd(t.fd);
 }

@@ -5,7 +5,7 @@
 // own copy. Otherwise keeps the fd until a line arrives on stdin, then closes it
 // and prints "closed". Exits when stdin ends.
 import { Rtnl } from '../../../dist/netlink/links.js';
-import { openTap, prepareTap } from '../../../dist/netlink/tun.js';
+import { attachTap, openTap } from '../../../dist/netlink/tun.js';
 import { closeFd, sendFd } from '../../../dist/sys/libc.js';
 
 const opts = JSON.parse(process.argv[2] ?? '{}');
@@ -14,7 +14,7 @@ try {
   const bridge = await rtnl.getLinkByName(opts.bridge);
   if (!bridge) throw new Error(`driver: no bridge ${opts.bridge}`);
   const tap = openTap({ vnetHdr: Boolean(opts.vnetHdr), ownerUid: opts.ownerUid, ownerGid: opts.ownerGid });
-  const link = await prepareTap(rtnl, tap.name, bridge);
+  const link = attachTap(tap.name, bridge.name);
   process.stdout.write(JSON.stringify({ tap, link }) + '\n');
   let open = true;
   if (opts.handoffFd !== undefined) {
