@@ -12,7 +12,7 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { encodeFrame, FrameReader, MAX_FRAME } from '../../src/api/protocol.js';
 import { fdOf, sendFd } from '../../src/sys/libc.js';
-import { cleanupAll, createNetns, tempDir, trackPid } from '../support/netns.js';
+import { cleanupAll, createNetns, tempDir, trackPid, untrackPid, waitFor } from '../support/netns.js';
 import { Vnetd, vnetEnv } from '../support/vnetd.js';
 
 const IDLE_MS = 500;
@@ -150,33 +150,40 @@ function asUser(uid: number, body: string, input?: string) {
     [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', process.execPath, '--input-type=module', '-e', `${prelude}\n${body}`],
     { env: { SOCK: vnetd.socket, PATH: '/usr/bin:/bin' }, extendEnv: false, reject: false, ...(input === undefined ? { stdin: 'pipe' } : { input }), buffer: true },
   );
-  trackPid(proc.pid);
+  const child = proc.pid;
+  trackPid(child);
+  // once it has exited its pid may be reused: cleanup must not kill that
+  void proc.then(() => untrackPid(child));
   return proc;
 }
 
-async function firstLine(proc: ReturnType<typeof asUser>): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    let out = '';
-    proc.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.includes('\n')) resolve(JSON.parse(out.split('\n')[0]!));
+/** its first line of output, as JSON; throws if it exits first or prints nothing within `ms` (a silent vnetd) */
+async function firstLine(proc: ReturnType<typeof asUser>, ms = 10_000): Promise<unknown> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await new Promise((resolve, reject) => {
+      let out = '';
+      timer = setTimeout(() => reject(new Error(`script gave no result within ${ms} ms: ${out}`)), ms);
+      proc.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (out.includes('\n')) resolve(JSON.parse(out.split('\n')[0]!));
+      });
+      // 'close', not 'exit': by then all of stdout has been read
+      proc.on('close', () => reject(new Error(`script exited without a result: ${out}`)));
     });
-    proc.on('exit', () => reject(new Error(`script exited without a result: ${out}`)));
-  });
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
-async function runAs(uid: number, body: string): Promise<unknown> {
-  const r = await asUser(uid, body, '');
+/** Run a script as `uid` to its end and return its last line, as JSON; a script still running after `ms` is killed and this throws. */
+async function runAs(uid: number, body: string, ms = 30_000): Promise<unknown> {
+  const proc = asUser(uid, body, '');
+  const timer = setTimeout(() => proc.kill('SIGKILL'), ms);
+  const r = await proc.finally(() => clearTimeout(timer));
+  if (r.signal === 'SIGKILL') throw new Error(`script as uid ${uid} was still running after ${ms} ms (vnetd silent?): ${r.stdout}`);
   if (r.exitCode !== 0) throw new Error(`script as uid ${uid} failed (${r.exitCode}): ${r.stderr}`);
   return JSON.parse(String(r.stdout).trim().split('\n').pop()!);
-}
-
-async function waitFor(what: string, ok: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await ok())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
 }
 
 beforeAll(async () => {
@@ -201,7 +208,7 @@ beforeEach(() => {
 
 afterEach(async () => {
   // vnetd is alive and serving, has no more fds than at start, and its memory stayed bounded
-  expect(() => process.kill(pid, 0), `vnetd died:\n${vnetd.log}`).not.toThrow();
+  expect(vnetd.alive(), `vnetd died:\n${vnetd.log}`).toBe(true);
   const pong = (await vnetd.call('ping')) as { pong: boolean; pid: number };
   expect(pong).toEqual({ pong: true, pid });
   await waitFor(`vnetd's fds back to ${baseFds}`, () => fds().length <= baseFds, 3000).catch(() => {
@@ -406,43 +413,48 @@ describe('fds sent to vnetd', () => {
     const marker = path.join(tempDir('vnet-adv-fd-'), 'passed-to-vnetd');
     writeFileSync(marker, 'x');
     const passed = openSync(marker, 'r');
+    const socks: net.Socket[] = [];
+    const open = async () => {
+      const s = net.createConnection(vnetd.socket);
+      socks.push(s);
+      s.on('error', () => undefined);
+      await new Promise((resolve, reject) => {
+        s.once('connect', resolve);
+        s.once('error', reject);
+      });
+      return s;
+    };
     try {
       // 1: fds riding on well-formed requests
-      const sock = net.createConnection(vnetd.socket);
-      await new Promise((r) => sock.on('connect', r));
+      const sock = await open();
       const reader = new FrameReader();
       const replies: Reply[] = [];
       sock.on('data', (d: Buffer) => replies.push(...(reader.push(d) as Reply[])));
       for (let i = 1; i <= 50; i++) sendFd(fdOf(sock), req(i, 'ping'), passed);
-      await waitFor('50 replies', () => replies.length === 50);
+      await waitFor('50 replies', () => replies.length === 50, 5000);
       expect(replies.map((r) => r.id)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
       expect(fds().filter((f) => f === marker)).toEqual([]);
       expect(fds().length).toBeLessThanOrEqual(baseFds + 1);
 
       // 2: an fd on half a frame, left waiting
-      const half = net.createConnection(vnetd.socket);
-      half.on('error', () => undefined);
-      await new Promise((r) => half.on('connect', r));
+      const half = await open();
       sendFd(fdOf(half), header(100), passed);
       await sleep(100);
       expect(fds().filter((f) => f === marker)).toEqual([]);
 
       // 3: an fd on garbage that vnetd refuses
-      const bad = net.createConnection(vnetd.socket);
-      bad.on('error', () => undefined);
-      await new Promise((r) => bad.on('connect', r));
-      const badClosed = new Promise((r) => bad.on('close', r));
+      const bad = await open();
+      let badClosed = false;
+      bad.on('close', () => (badClosed = true));
       bad.resume(); // read, so that vnetd's close is seen
       sendFd(fdOf(bad), Buffer.from([0xff, 0xff, 0xff, 0xff]), passed);
-      await badClosed;
+      await waitFor('vnetd to close the connection that sent garbage', () => badClosed, 5000);
       expect(fds().filter((f) => f === marker)).toEqual([]);
-
-      sock.destroy();
-      half.destroy();
     } finally {
+      for (const s of socks) s.destroy();
       closeSync(passed);
     }
-    await waitFor('fds back to baseline', () => fds().length <= baseFds);
+    await waitFor('fds back to baseline', () => fds().length <= baseFds, 5000);
   });
 });
 
@@ -471,40 +483,53 @@ describe('other users', () => {
     const holder = asUser(
       NOBODY,
       `
+      // a reply, or { timeout: true } when vnetd stays silent
+      const within = (p) => Promise.race([p, new Promise((r) => setTimeout(() => r({ timeout: true }), 5000).unref())]);
       const socks = [];
       for (let i = 0; i < 32; i++) { const s = connect(); await s.ready; s.write(frame({ id: i, method: 'ping' })); socks.push(s); }
-      const first = await Promise.all(socks.map((s) => s.next()));
+      const first = await within(Promise.all(socks.map((s) => s.next())));
       // keep all 32 busy enough not to be idle
       const keep = setInterval(() => socks.forEach((s, i) => { s.write(frame({ id: i, method: 'ping' })); s.next(); }), 100);
       const extra = connect(); await extra.ready;
-      const refused = await extra.next();
-      console.log(JSON.stringify({ served: first.filter((r) => r.ok).length, refused }));
+      const refused = await within(extra.next());
+      console.log(JSON.stringify({ served: Array.isArray(first) ? first.filter((r) => r.ok).length : first, refused }));
       await released;
       clearInterval(keep);
       socks.forEach((s) => s.destroy());
     `,
     );
-    const { served, refused } = (await firstLine(holder)) as { served: number; refused: Reply };
-    expect(served).toBe(32);
-    expect(refused).toEqual({ id: 0, ok: false, error: { code: 'EUSERS', message: 'uid 65534 already has 32 connections open (limit 32)' } });
+    try {
+      const { served, refused } = (await firstLine(holder, 15_000)) as { served: number; refused: Reply };
+      expect(served).toBe(32);
+      expect(refused).toEqual({ id: 0, ok: false, error: { code: 'EUSERS', message: 'uid 65534 already has 32 connections open (limit 32)' } });
 
-    const other = (await runAs(OTHER_UID, `console.log(JSON.stringify(await request({ id: 1, method: 'whoami' })));`)) as Reply;
-    expect(other).toMatchObject({ ok: true, result: { uid: OTHER_UID } });
-    expect(await vnetd.call('whoami')).toMatchObject({ uid: 0 });
-    // root is never limited: 40 at once
-    const many = await Promise.all(Array.from({ length: 40 }, () => vnetd.call('ping')));
-    expect(many).toHaveLength(40);
-    // nobody is still refused while the 32 are held
-    const again = (await runAs(NOBODY, `console.log(JSON.stringify(await request({ id: 1, method: 'ping' })));`)) as Reply;
-    expect(again.error?.code).toBe('EUSERS');
+      const other = (await runAs(OTHER_UID, `console.log(JSON.stringify(await request({ id: 1, method: 'whoami' })));`)) as Reply;
+      expect(other).toMatchObject({ ok: true, result: { uid: OTHER_UID } });
+      expect(await vnetd.call('whoami')).toMatchObject({ uid: 0 });
+      // root is never limited: 40 at once
+      const many = await Promise.all(Array.from({ length: 40 }, () => vnetd.call('ping')));
+      expect(many).toHaveLength(40);
+      // nobody is still refused while the 32 are held
+      const again = (await runAs(NOBODY, `console.log(JSON.stringify(await request({ id: 1, method: 'ping' })));`)) as Reply;
+      expect(again.error?.code).toBe('EUSERS');
 
-    holder.stdin!.end();
-    expect((await holder).exitCode).toBe(0);
+      holder.stdin!.end();
+      expect((await holder).exitCode).toBe(0);
+    } finally {
+      // on any failure above: the 32 connections must not outlive this test
+      holder.stdin!.end();
+      holder.kill('SIGKILL');
+      await holder;
+    }
     // the count goes back down: nobody is served again
-    await waitFor('nobody served again', async () => {
-      const r = (await runAs(NOBODY, `console.log(JSON.stringify(await request({ id: 1, method: 'ping' })));`)) as Reply;
-      return r.ok;
-    });
+    await waitFor(
+      'nobody served again',
+      async () => {
+        const r = (await runAs(NOBODY, `console.log(JSON.stringify(await request({ id: 1, method: 'ping' })));`)) as Reply;
+        return r.ok;
+      },
+      5000,
+    );
   });
 
   it('a flood of 2 000 connect/ping/close from nobody, 48 at a time: each answered or EUSERS; memory and fds bounded', async () => {

@@ -8,7 +8,7 @@ import { execa, type ResultPromise } from 'execa';
 import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { cleanupAll, createNetns, hostAndWan, trackPid, untrackPid, veth, type Netns } from '../support/netns.js';
+import { cleanupAll, createNetns, hostAndWan, trackPid, untrackPid, veth, waitFor, type Netns } from '../support/netns.js';
 import { HELPER, ROOT, Vnetd, vnetEnv } from '../support/vnetd.js';
 
 const HANDOFFS = path.join(ROOT, 'test/support/drivers/load-handoffs.py');
@@ -118,14 +118,6 @@ class Handoffs {
   }
 }
 
-async function waitFor(what: string, fn: () => Promise<boolean>, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await fn())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface KernelLink {
@@ -210,13 +202,7 @@ function netlinkDrops(pid: number): number {
 
 /** vnetd is still the process we started (no crash, no restart) */
 function expectAlive(): void {
-  let alive = true;
-  try {
-    process.kill(vnetd.pid!, 0);
-  } catch {
-    alive = false;
-  }
-  expect(alive, `vnetd died; its log ends:\n${vnetd.log.slice(-600)}`).toBe(true);
+  expect(vnetd.alive(), `vnetd died; its log ends:\n${vnetd.log.slice(-600)}`).toBe(true);
 }
 
 /** error-level (50+) lines vnetd logged */
@@ -270,7 +256,9 @@ afterEach(async (ctx) => {
     }
     await stopVnetd();
     await vnetd.start();
-    await waitFor('a clean daemon again', async () => (await kernelTaps()).size === 0 && (await statuses()).every((s) => s.state === 'down'), 10_000).catch(() => undefined);
+    // a network left pinned by `vnet up` comes back up with the daemon: take every one down
+    for (const s of await statuses()) if (s.state !== 'down') await vnetd.call('down', { name: s.name, force: true });
+    await waitFor('a clean daemon again', async () => (await kernelTaps()).size === 0 && (await statuses()).every((s) => s.state === 'down'), 10_000);
   }
 });
 
@@ -331,9 +319,14 @@ describe('200 hand-offs from 10 uids over 3 networks while one comes and goes (t
         }
       }
     })();
-    const summary = await run.finish();
-    driving = false;
-    await Promise.all([cycler, fast]);
+    let summary: Summary;
+    try {
+      summary = await run.finish();
+    } finally {
+      // a failed run must not leave the loops cycling la into the next tests
+      driving = false;
+      await Promise.allSettled([cycler, fast]);
+    }
 
     expect(summary).toMatchObject({ n: 200, driverErrors: [] });
     expect(run.got).toHaveLength(200);
@@ -376,7 +369,7 @@ describe('200 hand-offs from 10 uids over 3 networks while one comes and goes (t
     expectAlive();
     expect((await vnetd.call('ping')) as { pong: boolean }).toMatchObject({ pong: true });
     // la may be left pinned by the last `vnet up`: the final down must now succeed
-    await waitFor('no taps in the kernel', async () => (await kernelTaps()).size === 0);
+    await waitFor('no taps in the kernel', async () => (await kernelTaps()).size === 0, 10_000);
     expect(await vnetd.cli(['down', 'la'])).toMatchObject({ exitCode: 0 });
     await allDownAndClean();
     expect(daemonErrors()).toEqual([]);
@@ -392,7 +385,7 @@ describe('vnet down racing an idle-down and an on-demand up', () => {
     const first = new Handoffs([{ uid: 1, bridge: 'vnlb0', holdMs: -1 }]);
     await first.answered(1);
     await first.finish();
-    await waitFor('lb without taps', async () => (await statuses()).find((s) => s.name === 'lb')!.taps.length === 0);
+    await waitFor('lb without taps', async () => (await statuses()).find((s) => s.name === 'lb')!.taps.length === 0, 10_000);
     await sleep(800);
     let again: Handoffs;
     let down: { code?: string; message?: string } = {};
@@ -457,7 +450,7 @@ describe('one uid exhausting its taps (threats 19)', () => {
         expect({ exit: g.exit, master: g.master }).toEqual({ exit: 0, master: 'vnla0' });
       }
     }
-    await waitFor('the other uid’s taps gone', async () => (await kernelTaps()).size === QUOTA);
+    await waitFor('the other uid’s taps gone', async () => (await kernelTaps()).size === QUOTA, 10_000);
     await sleep(200);
     const rss1 = rssKb(vnetd.pid!);
     const fds1 = fdCount(vnetd.pid!);
@@ -469,7 +462,7 @@ describe('one uid exhausting its taps (threats 19)', () => {
     expect(la.taps.map((t) => t.uid)).toEqual(Array(QUOTA).fill(hog));
 
     await held.finish();
-    await waitFor('the hog’s taps gone from status', async () => (await vnetdTaps()).size === 0);
+    await waitFor('the hog’s taps gone from status', async () => (await vnetdTaps()).size === 0, 10_000);
     const again = new Handoffs([{ uid: hog, bridge: 'vnla0', holdMs: 0 }]);
     await again.finish();
     expect(again.got[0]).toMatchObject({ exit: 0, master: 'vnla0' });
@@ -589,7 +582,7 @@ describe('a guest cycling 300 MACs against dhcp-lease-max = 20 (threats 21)', ()
     const leaseFile = path.join(vnetd.env.VNET_STATE_DIR, 'dnsmasq', 'ld.leases');
 
     const macs = Array.from({ length: 300 }, (_, i) => `52:54:00:4c:${((i >> 8) & 0xff).toString(16).padStart(2, '0')}:${(i & 0xff).toString(16).padStart(2, '0')}`);
-    const cycling = gd.run('/usr/bin/python3', [DHCP, JSON.stringify({ iface: 'g0', macs, batch: 50, waitMs: 300, leaseFile })]);
+    const cycling = gd.run('/usr/bin/python3', [DHCP, JSON.stringify({ iface: 'g0', macs, batch: 50, waitMs: 2000, leaseFile })]);
     // meanwhile a guest on la asks for leases with three different MACs
     const other: string[] = [];
     for (let i = 0; i < 3; i++) {
@@ -609,7 +602,7 @@ describe('a guest cycling 300 MACs against dhcp-lease-max = 20 (threats 21)', ()
 
     // a guest that holds a lease is still served; a new one is not
     const leased = Object.entries(result.results).find(([, v]) => v.startsWith('ack'))!;
-    const again = JSON.parse(await gd.run('/usr/bin/python3', [DHCP, JSON.stringify({ iface: 'g0', macs: [leased[0], '52:54:00:4d:00:01'], waitMs: 500 })])) as {
+    const again = JSON.parse(await gd.run('/usr/bin/python3', [DHCP, JSON.stringify({ iface: 'g0', macs: [leased[0], '52:54:00:4d:00:01'], waitMs: 2000 })])) as {
       results: Record<string, string>;
     };
     expect(again.results[leased[0]]).toBe(leased[1]);

@@ -8,7 +8,7 @@ import { copyFileSync, chmodSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureGuest, runGuest } from '../support/guest.js';
-import { cleanupAll, hostAndWan, tempDir, type Netns } from '../support/netns.js';
+import { cleanupAll, hostAndWan, tempDir, waitFor, type Netns } from '../support/netns.js';
 import { HELPER, Vnetd, vnetEnv } from '../support/vnetd.js';
 
 let host: Netns;
@@ -72,15 +72,13 @@ describe('QEMU as nobody through vnet-bridge-helper', () => {
     expect(leases).toEqual([expect.objectContaining({ mac: '52:54:00:12:34:56', ip: run.markers.lease, hostname: 'vnetguest' })]);
 
     // QEMU is gone: its tap went with it; after idle-down (2 s) so does the network
-    const end = Date.now() + 15_000;
-    while ((await status()).state !== 'down' && Date.now() < end) await new Promise((r) => setTimeout(r, 200));
-    expect((await status()).state).toBe('down');
+    await waitFor('idle-down after QEMU left', async () => (await status()).state === 'down', 15_000);
     const links = await host.links();
     expect(links.map((l) => l.ifname)).not.toContain('virbr0');
     expect(await host.taps()).toEqual([]);
     expect((await host.tryRun('nft', ['list', 'table', 'inet', 'vnet'])).exitCode).not.toBe(0);
     expect(vnetd.children('dnsmasq')).toEqual([]);
-  });
+  }, 180_000); // the guest may take up to 120 s, idle-down up to 15 s more
 
   it('a user denied by bridge.conf gets the helper\'s one-line refusal from QEMU', async () => {
     writeFileSync(path.join(vnetd.env.VNET_QEMU_CONF_DIR, 'bridge.conf'), 'deny virbr0\n');
@@ -100,5 +98,5 @@ describe('QEMU as nobody through vnet-bridge-helper', () => {
     } finally {
       writeFileSync(path.join(vnetd.env.VNET_QEMU_CONF_DIR, 'bridge.conf'), '');
     }
-  });
+  }, 90_000); // QEMU is given up to 60 s
 });

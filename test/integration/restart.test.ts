@@ -5,15 +5,14 @@
  * address and its connectivity. Also: a firewall flush is repaired, dnsmasq deaths are
  * survived, a same-named bridge of the admin's is never adopted.
  */
-import { execa } from 'execa';
-import { rmSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { handoff } from '../support/handoff.js';
 import { cleanupAll, createNetns, hostAndWan, pidsWithArg, veth, waitFor, type Netns } from '../support/netns.js';
 import { ROOT, Vnetd, vnetEnv, type VnetEnv } from '../support/vnetd.js';
 
 const UDHCPC = path.join(ROOT, 'test/support/udhcpc.sh');
-const QEMU_SIDE = path.join(ROOT, 'test/support/qemu-side.py');
 
 let host: Netns;
 let guest: Netns;
@@ -50,10 +49,35 @@ async function guestPings(): Promise<boolean> {
   return r.exitCode === 0;
 }
 
+/** A new vnetd; the previous one must have exited or been stopped (stop() of an exited one only forgets its pid). */
 async function restart(extra: Record<string, string> = {}): Promise<void> {
+  await vnetd?.stop();
   vnetd = await new Vnetd(host, { ...env, ...extra }).start();
 }
 
+/** The daemon's `nft -j monitor` child has joined a netlink multicast group: it sees ruleset changes from now on. */
+function rulesetMonitorListening(): boolean {
+  return vnetd.children('nft').some((pid) => {
+    try {
+      if (!readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes('monitor')) return false;
+      const inodes = new Set<string>();
+      for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+        const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+        if (m) inodes.add(m[1]!);
+      }
+      // sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode
+      return readFileSync(`/proc/${pid}/net/netlink`, 'utf8')
+        .split('\n')
+        .slice(1)
+        .some((line) => {
+          const f = line.trim().split(/\s+/);
+          return f.length >= 10 && inodes.has(f[9]!) && f[3] !== '00000000';
+        });
+    } catch {
+      return false; // it went away while we looked
+    }
+  });
+}
 
 beforeAll(async () => {
   ({ host } = await hostAndWan());
@@ -71,7 +95,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await vnetd?.stop();
-  for (const pid of dnsmasqs()) process.kill(pid, 'SIGKILL');
+  // cleanupAll also kills what outlived a SIGKILLed vnetd (dnsmasq), by our temp dirs
   await cleanupAll();
 });
 
@@ -178,11 +202,8 @@ describe('SIGKILL between steps', () => {
     try {
       await vnetd.stop();
       await restart({ VNET_FAILPOINT: point });
-      const h = await execa('/usr/bin/python3', [QEMU_SIDE, path.join(ROOT, 'build/vnet-bridge-helper'), 'virbr0'], {
-        env: { VNET_RUNTIME_DIR: env.VNET_RUNTIME_DIR },
-        reject: false,
-      });
-      expect(JSON.parse(h.stdout)).toMatchObject({ exit: 1, nfds: 0 });
+      const h = await handoff('virbr0', { uid: 0, runtimeDir: env.VNET_RUNTIME_DIR });
+      expect(h.result).toMatchObject({ exit: 1, nfds: 0 });
       await waitFor('vnetd to die', () => !vnetd.alive());
       expect(await host.taps()).toEqual([]);
       await restart();
@@ -206,15 +227,11 @@ describe('a VM attached through the helper survives a vnetd restart', () => {
       path.join(env.VNET_CONFIG_DIR, 'networks', 'default.toml'),
       'bridge = "virbr0"\naddress = "192.168.122.1/24"\ndhcp-range = ["192.168.122.2", "192.168.122.254"]\nidle-down = 1\n',
     );
-    const vm = execa('/usr/bin/python3', [QEMU_SIDE, '--hold', '-1', path.join(ROOT, 'build/vnet-bridge-helper'), 'virbr0'], {
-      env: { VNET_RUNTIME_DIR: env.VNET_RUNTIME_DIR },
-      stdin: 'pipe',
-      buffer: false,
-      reject: false,
-    });
+    let vm: Awaited<ReturnType<typeof handoff>> | undefined;
     try {
-      const line = await new Promise<string>((resolve) => vm.stdout!.once('data', (d: Buffer) => resolve(d.toString())));
-      const tap = JSON.parse(line).tap as string;
+      vm = await handoff('virbr0', { uid: 0, hold: true, runtimeDir: env.VNET_RUNTIME_DIR });
+      expect(vm.result).toMatchObject({ exit: 0, nfds: 1 });
+      const tap = vm.result.tap!;
       expect(tap).toMatch(/^tap\d+$/);
       await vnetd.stop('SIGKILL');
       await restart();
@@ -224,8 +241,7 @@ describe('a VM attached through the helper survives a vnetd restart', () => {
       expect(s.taps.map((t) => t.name)).toEqual([tap]);
       expect(await bridges()).toEqual(['virbr0']);
     } finally {
-      vm.stdin!.end();
-      await vm;
+      await vm?.release();
       rmSync(path.join(env.VNET_CONFIG_DIR, 'networks', 'default.toml'));
     }
     await waitFor('idle-down after the VM left', async () => (await bridges()).length === 0);
@@ -267,8 +283,10 @@ describe('others changing things under vnet', () => {
       expect((await vnetd.cli(['up', 'default'])).exitCode).toBe(0);
     }
     await host.run('ip', ['link', 'set', 'vgport', 'master', 'virbr0']);
+    // the repair rests on vnetd's `nft -j monitor`, started with the up: flush only once it listens
+    await waitFor('vnetd’s nft monitor to subscribe', rulesetMonitorListening, 5000);
     await host.run('nft', ['flush', 'ruleset']);
-    await waitFor('the table to come back', async () => (await vnetRules()) === cleanRules, 5000);
+    await waitFor('the table to come back', async () => (await vnetRules()) === cleanRules, 10_000);
     await waitFor('the guest to reach the wan', guestPings, 5000);
   });
 

@@ -7,10 +7,10 @@ import { execa } from 'execa';
 import { readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanupAll, hostAndWan, tempDir, trackPid, waitFor, type Netns } from '../support/netns.js';
+import { handoff as runHandoff, type HandoffOptions } from '../support/handoff.js';
+import { cleanupAll, hostAndWan, tempDir, waitFor, type Netns } from '../support/netns.js';
 import { HELPER, ROOT, Vnetd, vnetEnv } from '../support/vnetd.js';
 
-const QEMU_SIDE = path.join(ROOT, 'test/support/qemu-side.py');
 const HANDOFF = path.join(ROOT, 'build/handoff');
 const IFF_TAP = 0x0002;
 const IFF_NO_PI = 0x1000;
@@ -19,44 +19,9 @@ const IFF_VNET_HDR = 0x4000;
 let host: Netns;
 let vnetd: Vnetd;
 
-interface Handoff {
-  exit: number;
-  stderr: string;
-  byte?: number;
-  nfds?: number;
-  tap?: string;
-  flags?: number;
-}
-
-/** Run the helper through a QEMU-like parent as `uid`; with hold, keep the tap open until release(). */
-async function handoff(bridge: string, opts: { uid?: number; vnet?: boolean; hold?: boolean; runtimeDir?: string } = {}) {
-  const uid = opts.uid ?? 65534;
-  const args = [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', '/usr/bin/python3', QEMU_SIDE];
-  if (opts.hold) args.push('--hold', '-1');
-  if (opts.vnet === false) args.push('--no-vnet');
-  args.push(HELPER, bridge);
-  const proc = execa('setpriv', args, {
-    env: { ...process.env, VNET_RUNTIME_DIR: opts.runtimeDir ?? vnetd.env.VNET_RUNTIME_DIR },
-    stdin: 'pipe',
-    buffer: false,
-    reject: false,
-  });
-  trackPid(proc.pid);
-  const line = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    proc.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.includes('\n')) resolve(out.split('\n')[0]!);
-    });
-    proc.on('exit', () => (out.includes('\n') ? undefined : reject(new Error(`qemu-side exited without a result: ${out}`))));
-  });
-  const result = JSON.parse(line) as Handoff;
-  const release = async () => {
-    proc.stdin!.end();
-    await proc;
-  };
-  if (!opts.hold) await release();
-  return { result, pid: proc.pid!, release };
+/** Run the helper through a QEMU-like parent as `uid` (nobody unless told) against this file's vnetd. */
+function handoff(bridge: string, opts: Omit<HandoffOptions, 'runtimeDir'> & { runtimeDir?: string } = {}) {
+  return runHandoff(bridge, { ...opts, runtimeDir: opts.runtimeDir ?? vnetd.env.VNET_RUNTIME_DIR });
 }
 
 async function hostLinks() {
@@ -67,6 +32,11 @@ function taps(): Promise<string[]> {
   return host.taps();
 }
 
+/** virbr0's ifindex (a bridge deleted and made again gets a new one) */
+async function virbr0Ifindex(): Promise<number> {
+  const [link] = JSON.parse(await host.run('ip', ['-j', 'link', 'show', 'dev', 'virbr0'])) as Array<{ ifindex: number }>;
+  return link!.ifindex;
+}
 
 function vnetdFds(): string[] {
   const dir = `/proc/${vnetd.pid}/fd`;
@@ -152,12 +122,24 @@ describe('on demand', () => {
 
   it('a new tap within idle-down keeps the network up', async () => {
     const a = await handoff('virbr0', { hold: true });
+    expect(a.result.exit).toBe(0);
     await a.release();
+    // the tap is gone from status: the idle-down timer (1 s) is armed from here on
+    await waitFor('status without the tap', async () => (await status('default')).taps.length === 0, 5000);
+    const bridge = await virbr0Ifindex();
+    const dnsmasq = vnetd.children('dnsmasq');
+    expect(dnsmasq).toHaveLength(1);
     const b = await handoff('virbr0', { hold: true });
-    expect(b.result.exit).toBe(0);
-    await new Promise((r) => setTimeout(r, 1500));
-    expect((await status('default')).state).toBe('up');
-    await b.release();
+    try {
+      expect(b.result.exit).toBe(0);
+      await new Promise((r) => setTimeout(r, 1500));
+      expect((await status('default')).state).toBe('up');
+      // the same bridge and the same dnsmasq: not taken down and brought up again on demand
+      expect(await virbr0Ifindex()).toBe(bridge);
+      expect(vnetd.children('dnsmasq')).toEqual(dnsmasq);
+    } finally {
+      await b.release();
+    }
     await waitFor('idle-down', async () => (await status('default')).state === 'down');
   });
 
