@@ -19,9 +19,11 @@ MANIFEST       := $(LIBDIR)/install-manifest
 STAGE          := build/install-root
 FIX_PREFIX     := sed -e '/^[[:space:]]*[\#;]/!s|/usr/local|$(PREFIX)|g'
 
-# Debian packages vnet needs at run time and for its tests.
-RUN_DEBS  := nftables dnsmasq-base iproute2
-TEST_DEBS := $(RUN_DEBS) qemu-system-x86 qemu-system-common busybox-static cpio gcc libc6-dev make python3 util-linux dbus systemd libglib2.0-bin
+# Debian packages vnet needs at run time, to build (the static helper needs libc6-dev's
+# libc.a), and for its tests and benchmarks.
+RUN_DEBS   := nftables dnsmasq-base iproute2
+BUILD_DEBS := gcc libc6-dev make
+TEST_DEBS  := $(RUN_DEBS) $(BUILD_DEBS) qemu-system-x86 qemu-system-common busybox-static cpio python3 util-linux dbus systemd libglib2.0-bin
 
 TS_SRC    := $(shell find src -name '*.ts' 2>/dev/null)
 
@@ -29,10 +31,12 @@ TS_SRC    := $(shell find src -name '*.ts' 2>/dev/null)
 
 all: build
 
-build: node_modules/.stamp dist/.stamp build/vnet-bridge-helper build/handoff
+build: node_modules/.stamp dist/.stamp build/vnet-bridge-helper
 
+# --ignore-scripts: both native dependencies (netlink, koffi) ship prebuilt binaries, so
+# nothing is compiled; package.json's allowScripts says the same only to npm >= 11.16.
 node_modules/.stamp: package.json package-lock.json
-	$(NPM) ci --no-audit --no-fund
+	$(NPM) ci --ignore-scripts --no-audit --no-fund
 	@touch $@
 
 dist/.stamp: node_modules/.stamp tsconfig.json $(TS_SRC)
@@ -45,6 +49,7 @@ build/vnet-bridge-helper: src/helper/vnet-bridge-helper.c Makefile
 	@mkdir -p build
 	$(CC) $(CFLAGS) -static -o $@ $<
 
+# The hand-off timer of `make bench`, also run by test/integration/tap.test.ts; not part of `build`.
 build/handoff: bench/handoff.c
 	@mkdir -p build
 	$(CC) $(CFLAGS) -o $@ $<
@@ -61,7 +66,7 @@ define apt_install
 endef
 
 deps:
-	$(call apt_install,$(RUN_DEBS))
+	$(call apt_install,$(RUN_DEBS) $(BUILD_DEBS))
 
 test-deps:
 	$(call apt_install,$(TEST_DEBS))
@@ -74,13 +79,13 @@ up: deps build
 down:
 	bin/vnet down default
 
-test: test-deps build
+test: test-deps build build/handoff
 	npx vitest run
 
 unit: build
 	npx vitest run test/unit
 
-bench: test-deps build
+bench: test-deps build build/handoff
 	node bench/run.mjs
 
 # `make install`: the program in $(LIBDIR) (dist/, bin/, production node_modules from

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dbusErrorName, escapePathElement, networkNameOf, networkPath, unescapePathElement } from '../../src/dbus/names.js';
 import { DbusDaemon } from '../support/dbus-daemon.js';
-import { cleanupAll, createNetns, hostAndWan, trackPid, untrackPid, veth, type Netns } from '../support/netns.js';
+import { cleanupAll, createNetns, hostAndWan, trackPid, untrackPid, veth, waitFor, type Netns } from '../support/netns.js';
 import { ROOT, Vnetd, vnetEnv } from '../support/vnetd.js';
 
 const DEST = 'org.vnet.Vnet1';
@@ -47,18 +47,21 @@ async function nameOwned(): Promise<boolean> {
   return r.stdout.trim() === 'b true';
 }
 
+/** waitFor that hands back the first truthy value fn returned. */
 async function until<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 10_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  let v: T | undefined | false;
+  await waitFor(what, async () => Boolean((v = await fn())), ms);
+  return v as T;
 }
 
-/** `gdbus monitor` on our name, as nobody: what an unprivileged desktop applet sees. */
-function monitor(): { lines: () => string; stop: () => Promise<void> } {
+/**
+ * `gdbus monitor` on our name, as nobody: what an unprivileged desktop applet sees. `ready`
+ * resolves once it prints "The name org.vnet.Vnet1 is owned by :1.N": gdbus subscribes to the
+ * signals before it asks who owns the name, and the bus handles a connection's messages in
+ * order, so from then on every signal vnetd emits reaches it. It rejects, with what gdbus
+ * printed, if gdbus exits or says the name has no owner first, or after 10 s.
+ */
+function monitor(): { ready: Promise<void>; lines: () => string; stop: () => Promise<void> } {
   const proc: ResultPromise = execa(NOBODY[0]!, [...NOBODY.slice(1), 'gdbus', 'monitor', '--address', bus.address, '--dest', DEST], {
     reject: false,
     stdin: 'ignore',
@@ -66,11 +69,36 @@ function monitor(): { lines: () => string; stop: () => Promise<void> } {
   });
   trackPid(proc.pid);
   let out = '';
-  proc.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-  proc.stderr?.on('data', (d: Buffer) => (out += d.toString()));
+  let settle: ((err?: Error) => void) | undefined;
+  const ready = new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => settle?.(new Error('gdbus monitor was not watching within 10 s')), 10_000);
+    settle = (err) => {
+      settle = undefined;
+      clearTimeout(timer);
+      if (err) reject(new Error(`${err.message}; it printed:\n${out}`));
+      else resolve();
+    };
+  });
+  ready.catch(() => {}); // a caller that never awaits it must not see an unhandled rejection
+  const check = () => {
+    if (out.includes(`The name ${DEST} is owned by :`)) settle?.();
+    else if (out.includes(`The name ${DEST} does not have an owner`)) settle?.(new Error(`gdbus monitor found no owner of ${DEST}`));
+  };
+  proc.stdout?.on('data', (d: Buffer) => {
+    out += d.toString();
+    check();
+  });
+  proc.stderr?.on('data', (d: Buffer) => {
+    out += d.toString();
+    check();
+  });
+  // 'close', not 'exit': by then all it printed has been read
+  proc.once('close', (code, signal) => settle?.(new Error(`gdbus monitor exited (${code ?? signal}) before watching`)));
   return {
+    ready,
     lines: () => out,
     stop: async () => {
+      settle?.(new Error('gdbus monitor stopped before watching'));
       if (proc.pid) process.kill(proc.pid, 'SIGTERM');
       await proc;
       untrackPid(proc.pid);
@@ -208,7 +236,7 @@ describe('vnetd on a system-like bus', () => {
   it('Up as root brings virbr0 up; State becomes "up" and nobody sees the signals', async () => {
     const mon = monitor();
     try {
-      await new Promise((r) => setTimeout(r, 500)); // let gdbus subscribe
+      await mon.ready;
       const path = await busctlJson(['call', DEST, MANAGER, 'org.vnet.Vnet1.Manager', 'Up', 's', 'default']);
       expect(path).toEqual([DEFAULT]);
       expect(await state()).toBe('up');
@@ -229,7 +257,7 @@ describe('vnetd on a system-like bus', () => {
   it('a tap handed out over the socket is announced with TapAdded and TapRemoved, with its uid and holder pid', async () => {
     const mon = monitor();
     try {
-      await new Promise((r) => setTimeout(r, 500));
+      await mon.ready;
       // This client takes no fd from the reply, so the kernel drops the tap fd and the tap goes.
       const r = (await vnetd.call('tap', { bridge: 'virbr0' })) as { tap: string };
       expect(r.tap).toMatch(/^tap\d+$/);
@@ -253,26 +281,26 @@ describe('vnetd on a system-like bus', () => {
 
   it('GetLeases reports the lease a guest took, as a(sssst), and LeaseAdded announced it', async () => {
     const mon = monitor();
-    await new Promise((r) => setTimeout(r, 500));
-    await veth(host, 'vgport', guest, 'eth0');
-    await host.run('ip', ['link', 'set', 'vgport', 'master', 'virbr0']);
-    const dhcp = await guest.run('busybox', ['udhcpc', '-i', 'eth0', '-n', '-q', '-t', '10', '-T', '1', '-s', path.join(ROOT, 'test/support/udhcpc.sh')]);
-    const ip = /LEASE (\S+)/.exec(dhcp)?.[1];
-    expect(ip).toMatch(/^192\.168\.122\.\d+$/);
-    const mac = JSON.parse(await guest.run('ip', ['-j', 'link', 'show', 'eth0']))[0].address as string;
-    const leases = await until('the lease in GetLeases', async () => {
-      const data = (await busctlJson(['call', DEST, MANAGER, 'org.vnet.Vnet1.Manager', 'GetLeases', 's', 'default'], { nobody: true })) as [
-        [string, string, string, string, number][],
-      ];
-      return data[0].length ? data[0] : undefined;
-    });
-    expect(leases).toHaveLength(1);
-    const [lmac, lip, , , expires] = leases[0]!;
-    expect(lmac).toBe(mac);
-    expect(lip).toBe(ip);
-    expect(expires).toBeGreaterThan(Date.now() / 1000);
-    expect(await busctlJson(['get-property', DEST, DEFAULT, 'org.vnet.Vnet1.Network', 'Leases'])).toBe(1);
     try {
+      await mon.ready;
+      await veth(host, 'vgport', guest, 'eth0');
+      await host.run('ip', ['link', 'set', 'vgport', 'master', 'virbr0']);
+      const dhcp = await guest.run('busybox', ['udhcpc', '-i', 'eth0', '-n', '-q', '-t', '10', '-T', '1', '-s', path.join(ROOT, 'test/support/udhcpc.sh')]);
+      const ip = /LEASE (\S+)/.exec(dhcp)?.[1];
+      expect(ip).toMatch(/^192\.168\.122\.\d+$/);
+      const mac = JSON.parse(await guest.run('ip', ['-j', 'link', 'show', 'eth0']))[0].address as string;
+      const leases = await until('the lease in GetLeases', async () => {
+        const data = (await busctlJson(['call', DEST, MANAGER, 'org.vnet.Vnet1.Manager', 'GetLeases', 's', 'default'], { nobody: true })) as [
+          [string, string, string, string, number][],
+        ];
+        return data[0].length ? data[0] : undefined;
+      });
+      expect(leases).toHaveLength(1);
+      const [lmac, lip, , , expires] = leases[0]!;
+      expect(lmac).toBe(mac);
+      expect(lip).toBe(ip);
+      expect(expires).toBeGreaterThan(Date.now() / 1000);
+      expect(await busctlJson(['get-property', DEST, DEFAULT, 'org.vnet.Vnet1.Network', 'Leases'])).toBe(1);
       await until('LeaseAdded', async () => mon.lines().includes(`org.vnet.Vnet1.Manager.LeaseAdded ('default', '${mac}', '${ip}'`)).catch((err) => {
         throw new Error(`${(err as Error).message}; gdbus monitor saw:\n${mon.lines()}`);
       });
@@ -318,7 +346,8 @@ describe('vnetd on a system-like bus', () => {
       props.on('PropertiesChanged', (iface: string, c: Record<string, { value: unknown }>) => {
         if (iface === 'org.vnet.Vnet1.Network' && c.State) changed.push(c.State.value);
       });
-      await new Promise((r) => setTimeout(r, 200)); // AddMatch round trips
+      // No wait for the AddMatch replies: on() writes AddMatch on this connection before Down
+      // below, and the bus handles a connection's messages in order.
       expect(await manager.Down!('default', false)).toBe(DEFAULT);
       await until('the down signals', async () => states.includes('default:down') && changed.includes('down'));
       expect(states).toEqual(['default:stopping', 'default:down']);

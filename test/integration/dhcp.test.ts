@@ -15,9 +15,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { confFilePath, dnsmasqConfig, dnsmasqTestArgs, leaseFilePath } from '../../src/dhcp/dnsmasq.js';
 import { readLeaseFile, readLeases } from '../../src/dhcp/leases.js';
 import type { NetworkDef } from '../../src/model.js';
-import { cleanupAll, createNetns, hostAndWan, tempDir, trackPid, veth, type Netns } from '../support/netns.js';
+import { cleanupAll, createNetns, hostAndWan, pidsWithArg, tempDir, trackPid, veth, type Netns } from '../support/netns.js';
+import { ROOT } from '../support/vnetd.js';
 
-const ROOT = path.resolve(import.meta.dirname, '../..');
 const DRIVER = path.join(ROOT, 'test/support/drivers/dhcp-supervisor.mjs');
 const CAP_NET_ADMIN = 1n << 12n;
 
@@ -69,19 +69,10 @@ class Driver {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** pids of live processes whose command line names this config file */
+/** pids of live processes whose command line names this config file (a `dnsmasq --test` check is not a server) */
 function processesUsing(confPath: string): number[] {
-  const found: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
-      if (argv.includes(`--conf-file=${confPath}`) && !argv.includes('--test')) found.push(Number(entry));
-    } catch {
-      /* gone */
-    }
-  }
-  return found;
+  const checks = new Set(pidsWithArg('--test'));
+  return pidsWithArg(`--conf-file=${confPath}`).filter((pid) => !checks.has(pid));
 }
 
 function procStatus(pid: number): Record<string, string> {
@@ -298,7 +289,7 @@ describe('dnsmasq supervisor in namespaces', () => {
     await addBridge(host, 'br-f', '10.91.0.1/24');
     const def2 = net('flaky', 'br-f', 91);
     const conf = confFilePath(runtimeDir, def2.name);
-    // symlinks planted at the config and lease paths: their targets must stay untouched
+    // a symlink planted at the lease path (the config path has its own test above): its target must stay untouched
     const precious = path.join(scratch, 'precious');
     writeFileSync(precious, 'precious\n');
     const leases2 = leaseFilePath(stateDir, def2.name);

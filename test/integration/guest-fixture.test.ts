@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BUILD_SCRIPT, ensureGuest, runGuest, type GuestImage, type GuestResult } from '../support/guest.js';
-import { cleanupAll, hostAndWan, tempDir, trackPid, type Topology } from '../support/netns.js';
+import { cleanupAll, hostAndWan, tempDir, trackPid, waitFor, type Topology } from '../support/netns.js';
 
 const GUEST_TIMEOUT_MS = 90_000;
 
@@ -25,14 +25,6 @@ function ipInRange(ip: string | undefined, first: number, last: number): boolean
 
 function explain(r: GuestResult): string {
   return `exit ${String(r.exitCode)}, timedOut ${r.timedOut}, console:\n${r.console}`;
-}
-
-async function waitFor(what: string, check: () => boolean, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 beforeAll(async () => {

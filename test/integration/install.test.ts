@@ -10,13 +10,11 @@ import { execa } from 'execa';
 import { existsSync, lstatSync, readdirSync } from 'node:fs';
 import { chmod, copyFile, mkdir, readFile, readlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call } from '../../src/api/client.js';
 import { cleanupAll, createNetns, tempDir, trackPid, untrackPid } from '../support/netns.js';
-import { vnetEnv } from '../support/vnetd.js';
+import { ROOT as REPO, vnetEnv } from '../support/vnetd.js';
 
-const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const PREFIX = '/usr/local';
 
 /** Environment for make: none of a calling make's flags or variables (`make test PREFIX=...`). */

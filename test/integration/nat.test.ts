@@ -17,9 +17,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Nft, NftError } from '../../src/nat/nft.js';
 import { buildRuleset, ruleCount, RULES_PER_NETWORK, type NatNetwork } from '../../src/nat/ruleset.js';
 import { cleanupAll, createNetns, hostAndWan, tempDir, trackPid, untrackPid, veth, type Netns } from '../support/netns.js';
+import { ROOT } from '../support/vnetd.js';
 
-const root = path.resolve(import.meta.dirname, '../..');
-const driver = path.join(root, 'test/support/drivers/nat-nft.mjs');
+const driver = path.join(ROOT, 'test/support/drivers/nat-nft.mjs');
 
 const NET0: NatNetwork = { bridge: 'vbr0', cidr: '10.77.0.0/24', address: '10.77.0.1' };
 const NET1: NatNetwork = { bridge: 'vbr1', cidr: '10.78.0.0/24', address: '10.78.0.1' };
@@ -104,7 +104,7 @@ async function withRouteBack<T>(fn: () => Promise<T>): Promise<T> {
 
 beforeAll(async () => {
   // the driver runs vnet's compiled Nft class from dist/, which the global setup built
-  if (!existsSync(path.join(root, 'dist/nat/nft.js'))) throw new Error(`no ${root}/dist/nat/nft.js: the global setup's make build did not emit it`);
+  if (!existsSync(path.join(ROOT, 'dist/nat/nft.js'))) throw new Error(`no ${ROOT}/dist/nat/nft.js: the global setup's make build did not emit it`);
 
   ({ host, wan } = await hostAndWan());
   await host.run('sysctl', ['-qw', 'net.ipv4.ip_forward=1']);

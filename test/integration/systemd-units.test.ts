@@ -11,9 +11,10 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseDefinition } from '../../src/config/definition.js';
 import { listenFds, sdNotify, sockaddrUn } from '../../src/sys/notify.js';
-import { cleanupAll, tempDir, trackPid, unixListening } from '../support/netns.js';
+import { DbusDaemon } from '../support/dbus-daemon.js';
+import { cleanupAll, tempDir, trackPid, unixListening, untrackPid, waitFor } from '../support/netns.js';
+import { ROOT as REPO } from '../support/vnetd.js';
 
-const REPO = path.resolve(import.meta.dirname, '../..');
 /** Spawned processes run the compiled modules from dist/, which the global setup built. */
 const DIST = path.join(REPO, 'dist');
 
@@ -47,14 +48,6 @@ while True:
     proc.once('exit', () => reject(new Error('datagram receiver exited early')));
   });
   return { proc, messages, ready };
-}
-
-async function until(cond: () => boolean | Promise<boolean>, what: string, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 afterAll(async () => {
@@ -139,7 +132,7 @@ describe('socket activation and sd_notify (src/sys/notify.ts)', () => {
       { stdin: 'ignore', reject: false },
     );
     trackPid(activator.pid);
-    await until(() => unixListening(sock), `${sock} to listen`);
+    await waitFor(`${sock} to listen`, () => unixListening(sock));
     // The first connection starts the child, which accepts it on the inherited fd.
     const reply = await new Promise<string>((resolve, reject) => {
       const c = net.connect(sock);
@@ -152,7 +145,7 @@ describe('socket activation and sd_notify (src/sys/notify.ts)', () => {
       throw new Error(`no reply from the activated child: ${err.message}; its stderr: ${(await activator).stderr}`, { cause: err });
     });
     expect(JSON.parse(reply)).toEqual({ fds: [3], envAfter: [] });
-    await until(() => receiver.messages.length > 0, 'READY=1 on the notify socket');
+    await waitFor('READY=1 on the notify socket', () => receiver.messages.length > 0);
     expect(receiver.messages).toEqual(['READY=1']);
     const done = await activator;
     expect(done.exitCode).toBe(0);
@@ -164,7 +157,7 @@ describe('socket activation and sd_notify (src/sys/notify.ts)', () => {
     const receiver = datagramReceiver(name);
     await receiver.ready;
     expect(sdNotify('STATUS=2 networks up', { NOTIFY_SOCKET: name })).toBe(true);
-    await until(() => receiver.messages.length > 0, 'the status datagram');
+    await waitFor('the status datagram', () => receiver.messages.length > 0);
     expect(receiver.messages).toEqual(['STATUS=2 networks up']);
     receiver.proc.kill();
   });
@@ -186,96 +179,72 @@ describe('socket activation and sd_notify (src/sys/notify.ts)', () => {
 
 describe('D-Bus policy (etc/dbus-1/system.d/org.vnet.Vnet1.conf) on a private bus', () => {
   it('lets only root own org.vnet.Vnet1 and lets anyone call Manager methods and read properties, not set them', async () => {
-    const dir = tempDir('vnet-dbus-');
-    await chmod(dir, 0o755);
-    const address = `unix:path=${dir}/bus`;
-    // The system bus's default policy (deny own, deny method calls), then vnet's file.
-    await writeFile(
-      path.join(dir, 'bus.conf'),
-      `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>${address}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
-  </policy>
-  <include>${path.join(REPO, 'etc/dbus-1/system.d/org.vnet.Vnet1.conf')}</include>
-</busconfig>
-`,
-    );
-    const bus = execa('dbus-daemon', ['--config-file', path.join(dir, 'bus.conf'), '--nofork', '--print-address'], {
-      stdin: 'ignore',
-      reject: false,
-      buffer: false,
-    });
-    trackPid(bus.pid);
-    await until(() => unixListening(path.join(dir, 'bus')), 'the private bus socket');
+    // test/fixtures/dbus-system-test.conf: the system bus's default policy (deny own, deny
+    // method calls), then the repository's etc/dbus-1/system.d, i.e. vnet's file.
+    const bus = await DbusDaemon.start();
+    const address = bus.address;
+    let owner: ResultPromise | undefined;
+    try {
+      // A stand-in vnetd owning the name as root: one method, one (writable) property.
+      owner = execa(
+        process.execPath,
+        [
+          '--input-type=module',
+          '-e',
+          `import dbus from 'dbus-next';
+           const { Interface, ACCESS_READWRITE } = dbus.interface;
+           class Manager extends Interface {
+             constructor() { super('org.vnet.Vnet1.Manager'); this._v = 'orig'; }
+             Ping() { return 'pong'; }
+             get Version() { return this._v; }
+             set Version(v) { this._v = v; }
+           }
+           Manager.configureMembers({ methods: { Ping: { inSignature: '', outSignature: 's' } },
+             properties: { Version: { signature: 's', access: ACCESS_READWRITE } } });
+           const b = dbus.sessionBus({ busAddress: ${JSON.stringify(address)} });
+           b.export('/org/vnet/Vnet1', new Manager());
+           await b.requestName('org.vnet.Vnet1', 0);
+           console.log('owned');`,
+        ],
+        { cwd: REPO, stdin: 'ignore', reject: false, buffer: false },
+      );
+      trackPid(owner.pid);
+      const standIn = owner;
+      let standInErr = '';
+      standIn.stderr?.on('data', (d: Buffer) => (standInErr += d.toString()));
+      await new Promise<void>((resolve, reject) => {
+        standIn.stdout?.on('data', (d: Buffer) => d.toString().includes('owned') && resolve());
+        standIn.once('exit', () => reject(new Error(`the stand-in vnetd exited: ${standInErr}\ndbus-daemon log:\n${bus.log}`)));
+      });
 
-    // A stand-in vnetd owning the name as root: one method, one (writable) property.
-    const owner = execa(
-      process.execPath,
-      [
-        '--input-type=module',
-        '-e',
-        `import dbus from 'dbus-next';
-         const { Interface, ACCESS_READWRITE } = dbus.interface;
-         class Manager extends Interface {
-           constructor() { super('org.vnet.Vnet1.Manager'); this._v = 'orig'; }
-           Ping() { return 'pong'; }
-           get Version() { return this._v; }
-           set Version(v) { this._v = v; }
-         }
-         Manager.configureMembers({ methods: { Ping: { inSignature: '', outSignature: 's' } },
-           properties: { Version: { signature: 's', access: ACCESS_READWRITE } } });
-         const b = dbus.sessionBus({ busAddress: ${JSON.stringify(address)} });
-         b.export('/org/vnet/Vnet1', new Manager());
-         await b.requestName('org.vnet.Vnet1', 0);
-         console.log('owned');`,
-      ],
-      { cwd: REPO, stdin: 'ignore', reject: false, buffer: false },
-    );
-    trackPid(owner.pid);
-    await new Promise<void>((resolve, reject) => {
-      owner.stdout?.on('data', (d: Buffer) => d.toString().includes('owned') && resolve());
-      owner.once('exit', () => reject(new Error('the stand-in vnetd exited')));
-    });
+      const asNobody = (cmd: string, args: string[]) =>
+        execa('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', cmd, ...args], { reject: false, stdin: 'ignore' });
+      const call = (method: string, ...args: string[]) =>
+        asNobody('gdbus', ['call', '--address', address, '--dest', 'org.vnet.Vnet1', '--object-path', '/org/vnet/Vnet1', '--method', method, ...args]);
 
-    const asNobody = (cmd: string, args: string[]) =>
-      execa('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', cmd, ...args], { reject: false, stdin: 'ignore' });
-    const call = (method: string, ...args: string[]) =>
-      asNobody('gdbus', ['call', '--address', address, '--dest', 'org.vnet.Vnet1', '--object-path', '/org/vnet/Vnet1', '--method', method, ...args]);
-
-    const ping = await call('org.vnet.Vnet1.Manager.Ping');
-    expect(ping.stdout).toBe("('pong',)");
-    const get = await call('org.freedesktop.DBus.Properties.Get', 'org.vnet.Vnet1.Manager', 'Version');
-    expect(get.stdout).toBe("(<'orig'>,)");
-    const set = await call('org.freedesktop.DBus.Properties.Set', 'org.vnet.Vnet1.Manager', 'Version', "<'evil'>");
-    expect(set.exitCode).not.toBe(0);
-    expect(set.stderr).toMatch(/AccessDenied/);
-    const other = await asNobody('gdbus', ['call', '--address', address, '--dest', 'org.vnet.Vnet1', '--object-path', '/org/vnet/Vnet1', '--method', 'org.example.Other.Do']);
-    expect(other.stderr).toMatch(/AccessDenied/);
-    const own = await asNobody('dbus-send', [
-      `--bus=${address}`, '--print-reply', '--dest=org.freedesktop.DBus', '/org/freedesktop/DBus',
-      'org.freedesktop.DBus.RequestName', 'string:org.vnet.Vnet1', 'uint32:0',
-    ]);
-    expect(own.exitCode).not.toBe(0);
-    expect(own.stderr).toMatch(/AccessDenied|not allowed to own/);
-
-    owner.kill();
-    bus.kill();
+      const ping = await call('org.vnet.Vnet1.Manager.Ping');
+      expect(ping.stdout).toBe("('pong',)");
+      const get = await call('org.freedesktop.DBus.Properties.Get', 'org.vnet.Vnet1.Manager', 'Version');
+      expect(get.stdout).toBe("(<'orig'>,)");
+      const set = await call('org.freedesktop.DBus.Properties.Set', 'org.vnet.Vnet1.Manager', 'Version', "<'evil'>");
+      expect(set.exitCode).not.toBe(0);
+      expect(set.stderr).toMatch(/AccessDenied/);
+      const other = await asNobody('gdbus', ['call', '--address', address, '--dest', 'org.vnet.Vnet1', '--object-path', '/org/vnet/Vnet1', '--method', 'org.example.Other.Do']);
+      expect(other.stderr).toMatch(/AccessDenied/);
+      const own = await asNobody('dbus-send', [
+        `--bus=${address}`, '--print-reply', '--dest=org.freedesktop.DBus', '/org/freedesktop/DBus',
+        'org.freedesktop.DBus.RequestName', 'string:org.vnet.Vnet1', 'uint32:0',
+      ]);
+      expect(own.exitCode).not.toBe(0);
+      expect(own.stderr).toMatch(/AccessDenied|not allowed to own/);
+    } finally {
+      if (owner) {
+        owner.kill();
+        await owner;
+        untrackPid(owner.pid);
+      }
+      await bus.stop();
+    }
   });
 
   it('activation file names the bus name, root and vnetd.service', async () => {

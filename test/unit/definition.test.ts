@@ -192,10 +192,21 @@ describe('loadDefinitions cache', () => {
     const f = path.join(dir, 'lab.toml');
     writeFileSync(f, 'bridge = "vnlab1"\naddress = "10.61.0.1/24"\n');
     await settle();
+    // the first load reads the file and caches the set; the second is served from the cache
+    // (the same parsed definitions, in maps of its own); changing what the hit returned must
+    // not change what the third load gets
     const first = await loadDefinitions(dir);
     expect(first.networks.get('lab')?.bridge).toBe('vnlab1');
-    first.networks.delete('lab');
-    expect((await loadDefinitions(dir)).networks.get('lab')?.bridge).toBe('vnlab1');
+    const hit = await loadDefinitions(dir);
+    expect(hit.networks.get('lab')).toBe(first.networks.get('lab'));
+    expect(hit.networks).not.toBe(first.networks);
+    hit.networks.delete('lab');
+    hit.networks.set('intruder', first.networks.get('default')!);
+    hit.errors.set('lab', new DefinitionError(f, undefined, undefined, 'planted'));
+    const third = await loadDefinitions(dir);
+    expect([...third.networks.keys()].sort()).toEqual(['default', 'lab']);
+    expect(third.networks.get('lab')?.bridge).toBe('vnlab1');
+    expect(third.errors.size).toBe(0);
 
     // same size, new content
     writeFileSync(f, 'bridge = "vnlab2"\naddress = "10.61.0.1/24"\n');
