@@ -7,7 +7,8 @@ import { mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { call, ClientError } from '../api/client.js';
-import { loadDefinitions } from '../config/networks.js';
+import { readDefinitionSet } from '../config/networks.js';
+import { summary } from '../spec/parse.js';
 import { pathsFromEnv, type Paths } from '../config/paths.js';
 import type { NetworkStatus } from '../daemon/service.js';
 import type { Lease } from '../model.js';
@@ -132,8 +133,8 @@ export async function run(argv: string[]): Promise<number> {
     }
     case 'check': {
       if (rest.length) throw new UsageError('`vnet check` takes no arguments');
-      const { networks, errors } = await loadDefinitions(paths.networksDir);
-      for (const def of networks.values()) print(`ok     ${def.name} (${def.source}): ${def.bridge} ${def.ipv4.address}/${def.ipv4.prefix}`);
+      const { networks, errors } = readDefinitionSet(paths.networksDir);
+      for (const def of networks.values()) print(`ok     ${def.name} (${def.source}): ${summary(def)}`);
       for (const err of errors.values()) process.stderr.write(`error  ${err.message}\n`);
       return errors.size ? 1 : 0;
     }

@@ -11,19 +11,18 @@
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import type { NetworkDef } from '../model.js';
-import { builtinDefault, cidrsOverlap, DefinitionError, parseDefinition } from './definition.js';
+import { overlaps, subnetOf } from '../net/ip.js';
+import { builtinDefault, DefinitionError, parseDefinition } from '../spec/parse.js';
+import type { NetworkSpec } from '../spec/spec.js';
 
 export interface DefinitionSet {
-  networks: Map<string, NetworkDef>;
+  networks: Map<string, NetworkSpec>;
   /** per network name, why its file was refused */
   errors: Map<string, DefinitionError>;
 }
 
 /** Files changed this recently (ms) are read again even when their stat looks unchanged. */
 const SETTLE_MS = 1000;
-
-const cache = new Map<string, { key: string; set: DefinitionSet }>();
 
 /** Copies, so a caller changing the maps cannot change what the next caller gets. */
 function copyOf(set: DefinitionSet): DefinitionSet {
@@ -34,8 +33,7 @@ function copyOf(set: DefinitionSet): DefinitionSet {
  * What the set was computed from: each .toml file's name, inode, size, mtime and ctime.
  * Undefined when it cannot be trusted (a file vanished, or changed less than SETTLE_MS ago).
  */
-function fingerprint(networksDir: string, entries: string[]): string | undefined {
-  const now = Date.now();
+function fingerprint(networksDir: string, entries: string[], now: number): string | undefined {
   const parts: string[] = [];
   for (const entry of entries) {
     const st = statSync(path.join(networksDir, entry), { bigint: true, throwIfNoEntry: false });
@@ -47,26 +45,43 @@ function fingerprint(networksDir: string, entries: string[]): string | undefined
   return parts.join('\n');
 }
 
-export async function loadDefinitions(networksDir: string): Promise<DefinitionSet> {
-  let entries: string[] = [];
+function listEntries(networksDir: string): string[] {
   try {
-    entries = readdirSync(networksDir).filter((f) => f.endsWith('.toml')).sort();
+    return readdirSync(networksDir).filter((f) => f.endsWith('.toml')).sort();
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    return [];
   }
-  const key = fingerprint(networksDir, entries);
-  const hit = cache.get(networksDir);
-  if (key !== undefined && hit?.key === key) return copyOf(hit.set);
-  const set = readDefinitions(networksDir, entries);
-  if (key !== undefined) cache.set(networksDir, { key, set });
-  else cache.delete(networksDir);
-  return copyOf(set);
+}
+
+/** Every definition in `networksDir`, read now (no cache): what `vnet check` shows. */
+export function readDefinitionSet(networksDir: string): DefinitionSet {
+  return readDefinitions(networksDir, listEntries(networksDir));
+}
+
+/** The definitions of one folder, read again only when a file changed. */
+export class Definitions {
+  private cached?: { key: string; set: DefinitionSet };
+
+  constructor(
+    readonly networksDir: string,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  load(): DefinitionSet {
+    const entries = listEntries(this.networksDir);
+    const key = fingerprint(this.networksDir, entries, this.now());
+    if (key !== undefined && this.cached?.key === key) return copyOf(this.cached.set);
+    const set = readDefinitions(this.networksDir, entries);
+    this.cached = key === undefined ? undefined : { key, set };
+    return copyOf(set);
+  }
 }
 
 function readDefinitions(networksDir: string, entries: string[]): DefinitionSet {
-  const networks = new Map<string, NetworkDef>();
+  const networks = new Map<string, NetworkSpec>();
   const errors = new Map<string, DefinitionError>();
-  const parsed: NetworkDef[] = [];
+  const parsed: NetworkSpec[] = [];
   for (const entry of entries) {
     const name = entry.slice(0, -'.toml'.length);
     const file = path.join(networksDir, entry);
@@ -82,23 +97,26 @@ function readDefinitions(networksDir: string, entries: string[]): DefinitionSet 
   }
   if (!entries.includes('default.toml')) parsed.unshift(builtinDefault());
   for (const def of parsed) {
-    const clash = [...networks.values()].find((o) => o.bridge === def.bridge || cidrsOverlap(o.ipv4.cidr, def.ipv4.cidr));
+    const clash = clashOf(def, [...networks.values()]);
     if (clash) {
-      const sameBridge = clash.bridge === def.bridge;
-      errors.set(
-        def.name,
-        new DefinitionError(
-          def.source,
-          sameBridge ? 'bridge' : 'address',
-          sameBridge ? def.bridge : def.ipv4.cidr,
-          sameBridge
-            ? `bridge is already used by network "${clash.name}" (${clash.source})`
-            : `subnet overlaps ${clash.ipv4.cidr} of network "${clash.name}" (${clash.source})`,
-        ),
-      );
+      errors.set(def.name, clash);
       continue;
     }
     networks.set(def.name, def);
   }
   return { networks, errors };
+}
+
+/** Why `def` cannot stand beside `others`: the same bridge, or a subnet (v4 or v6) that overlaps. */
+export function clashOf(def: NetworkSpec, others: NetworkSpec[]): DefinitionError | undefined {
+  for (const o of others) {
+    if (o.bridge.name === def.bridge.name)
+      return new DefinitionError(def.source, 'bridge', def.bridge.name, `bridge is already used by network "${o.name}" (${o.source})`);
+    for (const a of def.addresses) {
+      const b = o.addresses.find((x) => overlaps(subnetOf(a), subnetOf(x)));
+      if (b)
+        return new DefinitionError(def.source, a.family === 4 ? 'address' : 'address6', a.cidr, `subnet overlaps ${b.cidr} of network "${o.name}" (${o.source})`);
+    }
+  }
+  return undefined;
 }

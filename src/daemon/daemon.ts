@@ -1,39 +1,39 @@
 /**
- * vnetd's state owner. Holds what each network is doing, turns requests into plans,
- * runs them through the applier, hands out taps and takes on-demand networks down
- * when their last tap goes. Every adapter (socket, D-Bus) talks to this class only
- * through VnetService.
+ * vnetd's wiring: the network runtime, the tap registry and the reconciler with its backends,
+ * plus the watchers that feed them (link deletions, DHCP servers, leases, the ruleset guard) and
+ * the state file. Implements VnetService, the one API every adapter (socket, D-Bus) talks to.
  */
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
+import { Definitions } from '../config/networks.js';
 import type { Paths } from '../config/paths.js';
-import { loadDefinitions } from '../config/networks.js';
-import { ifnameProblem } from '../config/names.js';
-import { confFilePath, dnsmasqConfig, leaseFilePath } from '../dhcp/dnsmasq.js';
+import { contributors } from '../desired/desired.js';
+import { leaseFilePath } from '../dhcp/dnsmasq.js';
+import { readLeases } from '../dhcp/leases.js';
 import { reapOrphans } from '../dhcp/orphans.js';
-import { readLeases, watchLeases, type LeaseWatcher } from '../dhcp/leases.js';
-import { DnsmasqSupervisor } from '../dhcp/supervisor.js';
-import type { Lease, NetworkDef, NetworkState, PeerCred, TapInfo } from '../model.js';
-import { Nft } from '../nat/nft.js';
-import { monitorRuleset, type RulesetMonitor } from '../nat/monitor.js';
-import { buildRuleset, ruleCount, RULES_PER_NETWORK, type NatNetwork } from '../nat/ruleset.js';
+import { DnsmasqServers } from '../dhcp/servers.js';
+import { Nft } from '../firewall/nft.js';
+import type { Lease, PeerCred } from '../model.js';
 import { watchLinks, type LinkWatcher } from '../netlink/events.js';
-import { Rtnl, type Link } from '../netlink/links.js';
-import { attachTap, openTap } from '../netlink/tun.js';
+import { Rtnl } from '../netlink/rtnl.js';
+import { isAdmin } from '../policy/access.js';
 import { BridgeConf } from '../qemu/bridge-conf.js';
-import { bridgeMac, natNetworkOf, PlanError, planDown, planStub, planUp, type Observed } from '../plan/planner.js';
-import { closeFd } from '../sys/libc.js';
-import { failpoint } from '../sys/failpoint.js';
-import { parentPid } from '../sys/proc.js';
-import { ipv4ForwardingEnabled } from '../sys/sysctl.js';
-import { applyAll, applyBestEffort, type ApplyContext } from './apply.js';
-import { authorizeTap, isAdmin } from './authorize.js';
-import { Mutex } from '../sys/mutex.js';
-import { StateStore, type PersistedState } from './state.js';
-import { ServiceError, type NetworkStatus, type ServiceEvent, type TapResult, type VnetService } from './service.js';
+import { Reconciler } from '../reconcile/reconciler.js';
+import { BridgeAclSync } from '../runtime/bridge-acl-sync.js';
+import { LeaseWatch } from '../runtime/lease-watch.js';
+import { NetworkRuntime, RuntimeError } from '../runtime/network-runtime.js';
+import { RulesetGuard } from '../runtime/ruleset-guard.js';
+import { StateFile, type SavedNetwork } from '../runtime/state-file.js';
+import { TapRegistry } from '../runtime/tap-registry.js';
+import type { NetworkSpec } from '../spec/spec.js';
+import { systemClock, type Clock } from '../sys/clock.js';
+import { Mutex, type Lock } from '../sys/mutex.js';
+import { ProcSysctl } from '../sys/sysctl.js';
+import { handOut, type TapDeps } from './taps.js';
+import { ServiceError, statusOf, type NetworkStatus, type ServiceEvent, type TapResult, type VnetService } from './service.js';
 
 export interface DaemonOptions {
   paths: Paths;
@@ -42,64 +42,46 @@ export interface DaemonOptions {
   tapQuota?: number;
   /** dnsmasq binary */
   dnsmasq?: string;
+  clock?: Clock;
 }
-
-interface Net {
-  def: NetworkDef;
-  state: NetworkState;
-  pinned: boolean;
-  taps: Map<string, TapInfo>;
-  idleTimer?: NodeJS.Timeout | undefined;
-  dnsmasq?: DnsmasqSupervisor | undefined;
-  reason?: string | undefined;
-}
-
-/** restarts of an nft monitor that keeps ending wait 1 s, 2 s, 4 s ... up to a minute */
-const RULESET_RETRY_MIN_MS = 1000;
-const RULESET_RETRY_MAX_MS = 60_000;
 
 export class Daemon implements VnetService {
   readonly paths: Paths;
   private readonly log: Logger;
-  private readonly rtnl = new Rtnl();
-  private readonly nft = new Nft();
+  private readonly clock: Clock;
   private readonly mutex = new Mutex();
   private readonly events = new EventEmitter();
-  private readonly nets = new Map<string, Net>();
-  /** taps on bridges vnet does not manage (allowed by bridge.conf): counted for quotas */
-  private readonly foreignTaps = new Map<string, TapInfo>();
-  private readonly store: StateStore;
+  private readonly definitions: Definitions;
+  private readonly rtnl = new Rtnl();
+  private readonly servers: DnsmasqServers;
+  private readonly stateFile: StateFile;
+  private readonly taps = new TapRegistry();
+  private readonly leaseWatch: LeaseWatch;
+  private readonly acl: BridgeAclSync;
+  private readonly guard: RulesetGuard;
   private readonly tapQuota: number;
-  private readonly dnsmasqBinary: string;
-  private nat: NatNetwork[] = [];
-  private owned = new Map<string, number>();
-  /** bridges being created right now (write-ahead: adopted after a crash if they carry vnet's MAC) */
-  private readonly pending = new Set<string>();
-  private forwardingByVnet = false;
+  private reconciler!: Reconciler;
+  private runtime!: NetworkRuntime;
   private watcher?: LinkWatcher;
-  private rulesetWatch?: RulesetMonitor;
-  /** wait before the next restart of an nft monitor that ended by itself: doubles, reset by a healthy run */
-  private rulesetRetryMs = RULESET_RETRY_MIN_MS;
   private dropCheck?: NodeJS.Timeout;
   private seenDrops = 0;
-  private readonly leaseWatchers = new Map<string, LeaseWatcher>();
-  private readonly bridgeConf: BridgeConf;
   private closed = false;
-  private readonly saving = new Mutex();
-  /** the open bridges last written to vnet.conf */
-  private bridgeConfKey?: string;
 
   constructor(opts: DaemonOptions) {
     this.paths = opts.paths;
     this.log = opts.log;
+    this.clock = opts.clock ?? systemClock;
     this.tapQuota = opts.tapQuota ?? 64;
-    this.dnsmasqBinary = opts.dnsmasq ?? 'dnsmasq';
-    this.store = new StateStore(path.join(opts.paths.runtimeDir, 'state.json'));
-    this.bridgeConf = new BridgeConf(opts.paths.qemuConfDir);
+    this.definitions = new Definitions(opts.paths.networksDir);
+    this.servers = new DnsmasqServers({ log: opts.log, ...(opts.dnsmasq ? { binary: opts.dnsmasq } : {}) });
+    this.stateFile = new StateFile(path.join(opts.paths.runtimeDir, 'state.json'));
+    this.leaseWatch = new LeaseWatch(opts.log);
+    this.acl = new BridgeAclSync(new BridgeConf(opts.paths.qemuConfDir), opts.log);
+    this.guard = new RulesetGuard({ log: opts.log, clock: this.clock, check: () => this.mutex.run((lock) => this.repairRuleset(lock)) });
     this.events.setMaxListeners(0);
   }
 
-  /** Create folders, watch links, adopt what a previous vnetd left. */
+  /** Create folders, watch links, adopt what a previous vnetd left, raise stubs. */
   async start(): Promise<void> {
     await mkdir(this.paths.runtimeDir, { recursive: true, mode: 0o755 });
     await mkdir(path.join(this.paths.stateDir, 'dnsmasq'), { recursive: true, mode: 0o755 });
@@ -107,57 +89,88 @@ export class Daemon implements VnetService {
     // dnsmasq children of a killed vnetd outlive it; the networks that want one start a fresh one
     const orphans = await reapOrphans(path.join(this.paths.runtimeDir, 'dnsmasq'));
     if (orphans.length) this.log.warn({ pids: orphans }, 'killed dnsmasq left behind by a previous vnetd');
-    this.watcher = watchLinks((e) => this.onLinkGone(e.link), {
+    const saved = await this.stateFile.load();
+    this.reconciler = new Reconciler({
+      backends: { links: this.rtnl, firewall: new Nft(), sysctl: new ProcSysctl(), dhcp: this.servers },
+      contributors: contributors({ runtimeDir: this.paths.runtimeDir, stateDir: this.paths.stateDir }),
+      log: this.log,
+      journal: saved.journal,
+      save: () => this.persist(),
+    });
+    this.runtime = new NetworkRuntime({ reconciler: this.reconciler, mutex: this.mutex, clock: this.clock, log: this.log, tapsOn: (n) => this.taps.onNetwork(n).length });
+    this.wireEvents();
+    this.watcher = watchLinks((e) => this.onLinkGone(e.link.name, e.link.index), {
       deletionsOnly: true,
       onError: (err) => {
         this.log.warn({ err }, 'link events: receive error; re-listing links');
         this.resyncTaps();
       },
     });
-
-    await this.mutex.run(async () => {
-      await this.reconcile();
-      await this.raiseStubs();
+    const { networks } = this.definitions.load();
+    await this.mutex.run(async (lock) => {
+      await this.reconciler.settle(lock);
+      const links = await this.rtnl.listLinks();
+      for (const [name, rec] of Object.entries(saved.networks)) this.adoptSaved(name, rec, networks.get(name), links);
+      for (const t of saved.foreignTaps) if (links.some((l) => l.name === t.name && l.index === t.ifindex)) this.taps.restore(t);
+      const stubs = [...networks.values()].filter((s) => s.lifecycle.onDemand && s.lifecycle.standby === 'stub');
+      await this.runtime.restore(lock, stubs);
+      this.guard.watch(this.runtime.all().some((r) => r.level === 'up'));
     });
-    await this.syncBridgeConf();
+    if (this.taps.size) this.watchDrops();
+    await this.acl.sync(networks.values());
   }
 
-  /** On-demand networks with standby = "stub" show an UP bridge from the start (gnome-boxes looks for one). */
-  private async raiseStubs(): Promise<void> {
-    const { networks } = await loadDefinitions(this.paths.networksDir);
-    for (const def of networks.values()) {
-      if (!def.onDemand || def.standby !== 'stub' || this.nets.has(def.name)) continue;
-      const net: Net = { def, state: 'down', pinned: false, taps: new Map() };
-      this.nets.set(def.name, net);
-      try {
-        await applyAll(planStub(def, await this.observe()), this.applyContext());
-        this.setState(net, 'stub');
-      } catch (err) {
-        this.nets.delete(def.name);
-        this.log.error({ err, network: def.name }, 'could not raise the stub bridge');
-      }
+  /** A network the previous vnetd ran: adopted with the taps still alive on its bridge, if its definition still wants that bridge. */
+  private adoptSaved(name: string, rec: SavedNetwork, spec: NetworkSpec | undefined, links: ReadonlyArray<{ name: string; index: number; master?: number; kind?: string }>): void {
+    if (!spec || spec.bridge.name !== rec.bridge) {
+      this.log.warn({ network: name }, 'network recorded as running has no definition any more: removing it');
+      return; // its bridge and rules are swept: nothing wants them
     }
-    await this.persist();
+    this.runtime.adopt(spec, rec);
+    for (const t of rec.taps) if (links.some((l) => l.name === t.name && l.index === t.ifindex)) this.taps.restore({ ...t, network: name });
+    // taps on our bridge that the record missed (handed out just before a crash) are VMs too
+    const br = links.find((l) => l.name === spec.bridge.name && this.reconciler.owned().get(spec.bridge.name) === l.index);
+    for (const l of links) {
+      if (br && l.master === br.index && l.kind === 'tun' && !this.taps.all().some((t) => t.name === l.name))
+        this.taps.restore({ name: l.name, ifindex: l.index, uid: tapOwner(l.name), pid: 0, network: name });
+    }
+  }
+
+  private wireEvents(): void {
+    this.runtime.on('state', (name, state, reason) => {
+      this.emit({ type: 'network-state', name, state, ...(reason ? { reason } : {}) });
+      this.guard.watch(this.runtime.all().some((r) => r.level === 'up'));
+    });
+    this.runtime.on('changed', () => void this.persist().catch((err) => this.log.error({ err }, 'could not save state')));
+    this.taps.on('added', (t) => t.network && this.emit({ type: 'tap-added', network: t.network, tap: t }));
+    this.taps.on('removed', (t) => {
+      this.log.info({ tap: t.name, network: t.network, uid: t.uid }, 'tap gone');
+      void this.persist().catch((err) => this.log.error({ err }, 'could not save state'));
+      if (!t.network) return;
+      this.emit({ type: 'tap-removed', network: t.network, tap: t });
+      const r = this.runtime.get(t.network);
+      if (r) this.runtime.scheduleIdle(r as Parameters<NetworkRuntime['scheduleIdle']>[0]);
+    });
+    this.servers.on('started', (c) => this.leaseWatch.started(c));
+    this.servers.on('stopped', (n) => this.leaseWatch.stopped(n));
+    this.servers.on('failed', (n, reason) => this.runtime.dhcpFailed(n, reason));
+    this.leaseWatch.on('added', (network, lease) => this.emit({ type: 'lease-added', network, lease }));
+    this.leaseWatch.on('removed', (network, lease) => this.emit({ type: 'lease-removed', network, lease }));
   }
 
   /**
-   * Stop serving. The dataplane (bridges, rules, taps) stays in the kernel and a
-   * restarted vnetd adopts it; only the dnsmasq children stop (and start again then).
+   * Stop serving. The dataplane (bridges, rules, taps) stays in the kernel and a restarted vnetd
+   * adopts it; only the dnsmasq children stop (and start again then).
    */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.mutex.run(async () => {
-      for (const net of this.nets.values()) {
-        clearTimeout(net.idleTimer);
-        await net.dnsmasq?.stop();
-      }
-    });
+    this.runtime?.close();
+    await this.mutex.run(() => this.servers.stopAll());
     this.watcher?.close();
     clearInterval(this.dropCheck);
-    this.rulesetWatch?.close();
-    this.rulesetWatch = undefined;
-    for (const w of this.leaseWatchers.values()) w.close();
+    this.guard.close();
+    this.leaseWatch.close();
     // after every queued write (a tap handed out or gone): the caller exits next
     await this.persist().catch((err) => this.log.error({ err }, 'could not save state'));
     this.rtnl.close();
@@ -166,133 +179,80 @@ export class Daemon implements VnetService {
   // ---- VnetService ----
 
   async list(): Promise<NetworkStatus[]> {
-    const { networks } = await loadDefinitions(this.paths.networksDir);
-    void this.syncBridgeConf(networks);
-    const names = new Set([...networks.keys(), ...this.nets.keys()]);
+    const { networks } = this.definitions.load();
+    void this.acl.sync(networks.values());
+    const names = new Set([...networks.keys(), ...this.runtime.all().map((r) => r.spec.name)]);
     const out: NetworkStatus[] = [];
     for (const name of [...names].sort()) {
-      const def = this.nets.get(name)?.def ?? networks.get(name);
-      if (def) out.push(await this.statusOf(def));
+      const spec = this.runtime.get(name)?.spec ?? networks.get(name);
+      if (spec) out.push(await this.statusOf(spec));
     }
     return out;
   }
 
   async status(name: string): Promise<NetworkStatus> {
-    return this.statusOf(await this.definition(name));
+    return this.statusOf(this.definition(name));
   }
 
   async up(name: string, caller: PeerCred): Promise<NetworkStatus> {
     this.requireAdmin(caller, `bring up network "${name}"`);
-    const def = await this.definition(name);
-    await this.mutex.run(async () => {
-      const net = await this.bringUp(def);
-      net.pinned = true;
-      clearTimeout(net.idleTimer);
-      net.idleTimer = undefined;
-      await this.persist();
-    });
-    return this.statusOf(def);
+    const spec = this.definition(name);
+    await this.mutex.run((lock) => this.runtime.up(lock, spec, { pin: true })).catch(rethrow);
+    return this.statusOf(spec);
   }
 
   async down(name: string, caller: PeerCred, opts: { force?: boolean } = {}): Promise<NetworkStatus> {
     this.requireAdmin(caller, `bring down network "${name}"`);
-    const def = await this.definition(name);
-    await this.mutex.run(async () => {
-      // looked up under the lock: idle-down or an on-demand up may have replaced the record meanwhile
-      const net = this.nets.get(name);
-      if (!net) return;
-      await this.pruneTaps();
-      if (net.taps.size > 0 && !opts.force) {
-        const list = [...net.taps.values()].map((t) => `${t.name} (uid ${t.uid}, pid ${t.pid})`).join(', ');
-        throw new ServiceError('EBUSY', `network "${name}" has ${net.taps.size} tap(s) in use: ${list}; stop the VMs first or use --force`);
-      }
-      // forced: the taps live on without a bridge until their VMs close them, and still count for quotas
-      for (const t of net.taps.values()) this.foreignTaps.set(t.name, t);
-      net.taps.clear();
-      await this.takeDown(net, false);
-    });
-    return this.statusOf(def);
+    const spec = this.definition(name);
+    await this.mutex
+      .run(async (lock) => {
+        // looked up under the lock: idle-down or an on-demand up may have replaced the record meanwhile
+        if (!this.runtime.get(name)) return;
+        await this.pruneTaps();
+        const taps = this.taps.onNetwork(name);
+        if (taps.length > 0 && !opts.force) {
+          const list = taps.map((t) => `${t.name} (uid ${t.uid}, pid ${t.pid})`).join(', ');
+          throw new ServiceError('EBUSY', `network "${name}" has ${taps.length} tap(s) in use: ${list}; stop the VMs first or use --force`);
+        }
+        // forced: the taps live on without a bridge until their VMs close them, and still count for quotas
+        this.taps.detach(name);
+        await this.runtime.down(lock, name);
+      })
+      .catch(rethrow);
+    return this.statusOf(spec);
   }
 
   async leases(name: string): Promise<Lease[]> {
-    const def = await this.definition(name);
-    return readLeases(leaseFilePath(this.paths.stateDir, def.name));
+    const spec = this.definition(name);
+    return readLeases(leaseFilePath(this.paths.stateDir, spec.name));
   }
 
   async tap(bridge: string, opts: { vnetHdr: boolean }, caller: PeerCred): Promise<TapResult> {
-    const problem = ifnameProblem(bridge);
-    if (problem) throw new ServiceError('EINVAL', `bridge name ${JSON.stringify(bridge)} ${problem}`);
-    // the definition as it is now on disk (cached by file identity): an edited allow-list
-    // applies at once, even to a network that is already up
-    const { networks } = await loadDefinitions(this.paths.networksDir);
-    const def = [...networks.values()].find((d) => d.bridge === bridge) ?? this.netForBridge(bridge)?.def;
-    void this.syncBridgeConf(networks); // an edited definition may open or close a bridge to the stock helper
-    await authorizeTap({ bridge, def, caller, qemuConfDir: this.paths.qemuConfDir, rtnl: this.rtnl });
-    return this.mutex.run(async () => {
-      let live = this.allTaps().filter((t) => t.uid === caller.uid).length;
-      if (live >= this.tapQuota) {
-        // before refusing, make sure none of them is a ghost whose removal event was lost
-        await this.pruneTaps();
-        live = this.allTaps().filter((t) => t.uid === caller.uid).length;
-      }
-      if (live >= this.tapQuota)
-        throw new ServiceError('EDQUOT', `uid ${caller.uid} already holds ${live} taps, the most one user may hold (quota ${this.tapQuota})`);
-      let net: Net | undefined;
-      if (def) {
-        net = this.nets.get(def.name);
-        if (!net || net.state !== 'up') {
-          if (!def.onDemand && !net?.pinned)
-            throw new ServiceError('ENETDOWN', `network "${def.name}" is down and not on-demand; run \`vnet up ${def.name}\``);
-          this.log.info({ network: def.name, uid: caller.uid, pid: caller.pid }, 'bringing network up on demand');
-          net = await this.bringUp(def);
-        }
-      }
-      let tap: ReturnType<typeof openTap>;
-      let prepared: Link;
-      try {
-        tap = openTap({ vnetHdr: opts.vnetHdr, ownerUid: caller.uid });
-      } catch (err) {
-        if (net) this.scheduleIdle(net); // brought up for this request, maybe: it must not stay up forever
-        throw new ServiceError('EIO', `could not create a tap: ${(err as Error).message}`, { cause: err });
-      }
-      try {
-        failpoint('tap:opened');
-        // synchronous ioctls, no await: the reply goes out before the link events it causes are read
-        prepared = attachTap(tap.name, bridge);
-      } catch (err) {
-        closeFd(tap.fd);
-        if (net) this.scheduleIdle(net);
-        const errno = (err as { errno?: string }).errno;
-        if (errno === 'ENODEV') throw new ServiceError('ENODEV', `no bridge named ${bridge} (and no vnet network uses it)`, { cause: err });
-        if (errno === 'EOPNOTSUPP') throw new ServiceError('EACCES', `${bridge} is not a bridge; taps go only on bridges`, { cause: err });
-        throw new ServiceError('EIO', `could not attach ${tap.name} to ${bridge}: ${(err as Error).message}`, { cause: err });
-      }
-      // the helper asks and exits; the tap lives as long as its parent (QEMU) holds the fd:
-      // read before the reply, while the helper surely still exists
-      const info: TapInfo = { name: tap.name, ifindex: prepared.index, uid: caller.uid, pid: parentPid(caller.pid) ?? caller.pid };
-      if (net) {
-        clearTimeout(net.idleTimer);
-        net.idleTimer = undefined;
-        net.taps.set(tap.name, info);
-      } else {
-        this.foreignTaps.set(tap.name, info);
-      }
-      this.watchDrops();
-      failpoint('tap:prepared');
-      // after the reply
-      setImmediate(() => {
-        if (net) this.emit({ type: 'tap-added', network: net.def.name, tap: info });
-        this.log.info({ tap: tap.name, bridge, uid: caller.uid, pid: info.pid }, 'tap handed out');
-        // a restarted vnetd must know this network has a VM on it
+    const deps: TapDeps = {
+      definitions: this.definitions,
+      runtime: this.runtime,
+      taps: this.taps,
+      mutex: this.mutex,
+      log: this.log,
+      quota: this.tapQuota,
+      qemuConfDir: this.paths.qemuConfDir,
+      syncAcl: (specs) => void this.acl.sync(specs),
+      pruneTaps: () => this.pruneTaps(),
+      linkKind: async (name) => {
+        const l = await this.rtnl.getLinkByName(name);
+        return l ? (l.kind ?? '') : undefined;
+      },
+      handedOut: () => {
+        this.watchDrops();
         void this.persist().catch((err) => this.log.error({ err }, 'could not save state'));
-      });
-      return { fd: tap.fd, name: tap.name };
-    });
+      },
+    };
+    return handOut(deps, bridge, opts, caller).catch(rethrow);
   }
 
-  /** Is any network up or changing? (A stub is only an UP bridge: it needs no daemon.) */
+  /** Is any network up or changing? */
   hasActiveNetworks(): boolean {
-    return [...this.nets.values()].some((n) => n.state !== 'down' && n.state !== 'stub');
+    return this.runtime.active();
   }
 
   subscribe(listener: (e: ServiceEvent) => void): () => void {
@@ -306,247 +266,63 @@ export class Daemon implements VnetService {
     this.events.emit('event', e);
   }
 
-  private setState(net: Net, state: NetworkState, reason?: string): void {
-    net.state = state;
-    net.reason = reason;
-    this.emit({ type: 'network-state', name: net.def.name, state, ...(reason ? { reason } : {}) });
-  }
-
-  private netForBridge(bridge: string): Net | undefined {
-    return [...this.nets.values()].find((n) => n.def.bridge === bridge);
-  }
-
-  private async definition(name: string): Promise<NetworkDef> {
-    const running = this.nets.get(name);
-    if (running) return running.def;
-    const { networks, errors } = await loadDefinitions(this.paths.networksDir);
+  /** The running copy of a network, else its definition on disk. */
+  private definition(name: string): NetworkSpec {
+    const running = this.runtime.get(name);
+    if (running) return running.spec;
+    const { networks, errors } = this.definitions.load();
     const err = errors.get(name);
     if (err) throw new ServiceError('EINVAL', err.message, { cause: err });
-    const def = networks.get(name);
-    if (!def) {
+    const spec = networks.get(name);
+    if (!spec) {
       const known = [...networks.keys()].join(', ') || 'none';
       throw new ServiceError('ENOENT', `no network named "${name}" (defined: ${known}; definitions live in ${this.paths.networksDir})`);
     }
-    return def;
+    return spec;
   }
 
   private requireAdmin(caller: PeerCred, what: string): void {
-    if (!isAdmin(caller))
-      throw new ServiceError('EPERM', `uid ${caller.uid} may not ${what}: needs root or membership of group "vnet"`);
+    if (!isAdmin(caller)) throw new ServiceError('EPERM', `uid ${caller.uid} may not ${what}: needs root or membership of group "vnet"`);
   }
 
-  private async observe(): Promise<Observed> {
-    const [links, addresses, routes] = await Promise.all([this.rtnl.listLinks(), this.rtnl.listAddresses4(), this.rtnl.listRoutes4()]);
-    const owned = new Set<string>();
-    for (const [name, index] of this.owned) if (links.some((l) => l.name === name && l.index === index)) owned.add(name);
-    return { links, addresses, routes, owned };
-  }
-
-  private applyContext(): ApplyContext {
-    return {
-      rtnl: this.rtnl,
-      nft: this.nft,
-      log: this.log,
-      startDnsmasq: (name) => this.startDnsmasq(name),
-      stopDnsmasq: (name) => this.stopDnsmasq(name),
-      rulesetApplied: (networks) => {
-        this.nat = networks;
-        this.watchRuleset();
-      },
-      beforeStep: async (step) => {
-        if (step.action === 'create-bridge') this.pending.add(step.bridge);
-        else if (step.action === 'set-forwarding' && step.enabled) this.forwardingByVnet = true;
-        else return;
-        await this.persist();
-      },
-      afterStep: async (step, ok) => {
-        if (step.action === 'create-bridge') {
-          // failed: the name was taken (somebody else's bridge) or a half-made one the rollback deletes
-          if (ok) {
-            const link = await this.rtnl.getLinkByName(step.bridge);
-            if (link) this.owned.set(step.bridge, link.index);
-          }
-          this.pending.delete(step.bridge);
-        } else if (!ok) {
-          return;
-        } else if (step.action === 'delete-bridge') {
-          this.owned.delete(step.bridge);
-        } else if (step.action === 'set-forwarding' && !step.enabled) {
-          this.forwardingByVnet = false;
-        } else if (step.action !== 'apply-ruleset') {
-          return;
-        }
-        await this.persist();
-      },
-    };
-  }
-
-  /** Bring a network fully up (from down, stub or failed). Caller holds the mutex. */
-  private async bringUp(def: NetworkDef): Promise<Net> {
-    let net = this.nets.get(def.name);
-    if (net?.state === 'up') return net;
-    if (!net) {
-      net = { def, state: 'down', pinned: false, taps: new Map() };
-      this.nets.set(def.name, net);
+  private async statusOf(spec: NetworkSpec): Promise<NetworkStatus> {
+    const r = this.runtime.get(spec.name);
+    let leases = 0;
+    if (r && (r.state === 'up' || r.state === 'starting')) {
+      const now = this.clock.now() / 1000;
+      leases = (await readLeases(leaseFilePath(this.paths.stateDir, spec.name))).filter((l) => l.expires === 0 || l.expires > now).length;
     }
-    const was = net.state;
-    net.def = def;
-    const t0 = performance.now();
-    try {
-      this.setState(net, 'starting');
-      await this.persist();
-      const observed = await this.observe();
-      const after = [...this.nat.filter((n) => n.bridge !== def.bridge), natNetworkOf(def)];
-      const plan = planUp(def, observed, { before: this.nat, after }, await ipv4ForwardingEnabled());
-      await applyAll(plan, this.applyContext());
-    } catch (err) {
-      // never left in "starting": back to the stub it was, gone, or failed (with taps or pinned)
-      const message = err instanceof Error ? err.message : String(err);
-      if (was === 'stub') this.setState(net, 'stub');
-      else if (net.taps.size === 0 && !net.pinned) this.nets.delete(def.name);
-      else this.setState(net, 'failed', message);
-      await this.persist().catch((e) => this.log.error({ err: e }, 'could not save state'));
-      if (err instanceof PlanError) throw new ServiceError(err.code, err.message, { cause: err });
-      throw new ServiceError('EIO', `network "${def.name}" could not come up: ${message}`, { cause: err });
-    }
-    this.setState(net, 'up');
-    this.log.info({ network: def.name, bridge: def.bridge, ms: +(performance.now() - t0).toFixed(1) }, 'network up');
-    await this.persist();
-    return net;
+    return statusOf(spec, r, this.taps.onNetwork(spec.name), leases);
   }
 
-  /** Take a network down (to nothing, or to its stub). Caller holds the mutex. */
-  private async takeDown(net: Net, toStub: boolean): Promise<void> {
-    const def = net.def;
-    clearTimeout(net.idleTimer);
-    net.idleTimer = undefined;
-    this.setState(net, 'stopping');
-    await this.persist();
-    const t0 = performance.now();
-    const observed = await this.observe();
-    const after = this.nat.filter((n) => n.bridge !== def.bridge);
-    const plan = planDown(def, observed, { after }, {
-      toStub,
-      restoreForwarding: this.forwardingByVnet && after.length === 0,
-      dnsmasqRunning: !!net.dnsmasq,
-      rulesetHasIt: this.nat.some((n) => n.bridge === def.bridge),
+  /** A full repair after someone else changed the ruleset: only when vnet's table differs by content. */
+  private async repairRuleset(lock: Lock): Promise<void> {
+    const targets = this.runtime.targets();
+    if (await this.reconciler.firewallIntact(lock, targets)) return;
+    this.log.warn('vnet nft table was changed by someone else: repairing it');
+    await this.reconciler.converge(lock, targets, { names: this.runtime.healthy(), sweep: true }, 'best-effort');
+  }
+
+  private persist(): Promise<void> {
+    return this.stateFile.save(() => {
+      const networks: Record<string, SavedNetwork> = {};
+      for (const r of this.runtime?.all() ?? []) {
+        networks[r.spec.name] = { state: r.state, pinned: r.pinned, level: r.level, bridge: r.spec.bridge.name, taps: this.taps.onNetwork(r.spec.name).map(({ network: _n, ...t }) => t) };
+      }
+      const foreignTaps = this.taps.all().filter((t) => !t.network);
+      return { journal: this.reconciler.journalNow(), networks, foreignTaps };
     });
-    try {
-      await applyBestEffort(plan, this.applyContext());
-    } catch (err) {
-      this.setState(net, 'failed', (err as Error).message);
-      await this.persist();
-      throw new ServiceError('EIO', `network "${def.name}" did not come down cleanly: ${(err as Error).message}`, { cause: err });
-    }
-    net.pinned = false;
-    if (toStub) {
-      this.setState(net, 'stub');
-    } else {
-      this.setState(net, 'down');
-      this.nets.delete(def.name);
-    }
-    this.log.info({ network: def.name, ms: +(performance.now() - t0).toFixed(1), stub: toStub }, 'network down');
-    await this.persist();
-  }
-
-  private async startDnsmasq(name: string): Promise<void> {
-    const net = this.nets.get(name);
-    if (!net) throw new Error(`network ${name} has no runtime state`);
-    const confPath = confFilePath(this.paths.runtimeDir, name);
-    const sup = new DnsmasqSupervisor({
-      name,
-      confPath,
-      config: dnsmasqConfig(net.def, { runtimeDir: this.paths.runtimeDir, stateDir: this.paths.stateDir }),
-      binary: this.dnsmasqBinary,
-      logger: this.log.child({ dnsmasq: name }),
-      leaseFile: leaseFilePath(this.paths.stateDir, name),
-    });
-    sup.on('failed', (reason: string) => {
-      if (this.nets.get(name) !== net) return;
-      this.log.error({ network: name, reason }, 'dnsmasq keeps failing; network marked failed');
-      this.setState(net, 'failed', `dnsmasq keeps failing: ${reason}`);
-    });
-    await sup.start();
-    net.dnsmasq = sup;
-    this.leaseWatchers.get(name)?.close();
-    this.leaseWatchers.set(
-      name,
-      watchLeases(leaseFilePath(this.paths.stateDir, name), (e) =>
-        this.emit({ type: e.type === 'added' ? 'lease-added' : 'lease-removed', network: name, lease: e.lease }),
-      ),
-    );
-  }
-
-  private async stopDnsmasq(name: string): Promise<void> {
-    const net = this.nets.get(name);
-    const sup = net?.dnsmasq;
-    this.leaseWatchers.get(name)?.close();
-    this.leaseWatchers.delete(name);
-    if (!sup) return;
-    net.dnsmasq = undefined;
-    await sup.stop();
   }
 
   /**
-   * bridge.conf upkeep: an `allow` line in vnet.conf for every network that lets every
-   * local user in (a network with allow-users/allow-groups must not be opened to the
-   * stock setuid helper), included once from bridge.conf. Failure is logged, not fatal.
-   */
-  private async syncBridgeConf(known?: Map<string, NetworkDef>): Promise<void> {
-    try {
-      const networks = known ?? (await loadDefinitions(this.paths.networksDir)).networks;
-      const open = [...networks.values()].filter((d) => !d.allowUsers && !d.allowGroups).map((d) => d.bridge).sort();
-      const key = open.join(' ');
-      if (key === this.bridgeConfKey) return; // nothing changed: no file I/O (tap() and list() call this)
-      this.bridgeConfKey = key;
-      await this.bridgeConf.setBridges(open);
-    } catch (err) {
-      this.bridgeConfKey = undefined;
-      this.log.warn({ err }, `could not update ${this.bridgeConf.bridgeConfPath}`);
-    }
-  }
-
-  /** While vnet has a table, watch for others changing the ruleset and restore ours. */
-  private watchRuleset(): void {
-    if (this.nat.length === 0 || this.closed) {
-      this.rulesetWatch?.close();
-      this.rulesetWatch = undefined;
-      return;
-    }
-    if (this.rulesetWatch) return;
-    const started = Date.now();
-    this.rulesetWatch = monitorRuleset(() => void this.mutex.run(() => this.verifyRuleset()).catch((err) => this.log.error({ err }, 'ruleset check failed')), {
-      onExit: (code, err) => {
-        this.rulesetWatch = undefined;
-        // one that started and then ran for at least the longest wait was a good start: back to quick restarts
-        if (Date.now() - started >= RULESET_RETRY_MAX_MS) this.rulesetRetryMs = RULESET_RETRY_MIN_MS;
-        const delay = this.rulesetRetryMs;
-        this.rulesetRetryMs = Math.min(delay * 2, RULESET_RETRY_MAX_MS);
-        this.log.warn({ code, err, retryMs: delay }, err ? 'nft monitor could not be started; retrying' : 'nft monitor exited; restarting it');
-        setTimeout(() => this.watchRuleset(), delay).unref();
-      },
-    });
-  }
-
-  private async verifyRuleset(): Promise<void> {
-    if (this.nat.length === 0) return;
-    const table = await this.nft.listTable();
-    const want = RULES_PER_NETWORK * this.nat.length;
-    const have = table === undefined ? 0 : ruleCount(table);
-    if (have === want) return;
-    this.log.warn({ have, want }, 'vnet nft table was changed by someone else: re-applying it');
-    await this.nft.apply(buildRuleset(this.nat));
-  }
-
-  /**
-   * The kernel drops link events when they come faster than they are read; a lost
-   * RTM_DELLINK would leave a ghost tap. While taps exist (never on an idle machine),
-   * re-list links whenever the socket's drop counter moved.
+   * The kernel drops link events when they come faster than they are read; a lost RTM_DELLINK
+   * would leave a ghost tap. While taps exist (never on an idle machine), re-list links whenever
+   * the socket's drop counter moved.
    */
   private watchDrops(): void {
     if (this.dropCheck || this.closed) return;
     this.dropCheck = setInterval(() => {
-      if (this.allTaps().length === 0) {
+      if (this.taps.size === 0) {
         clearInterval(this.dropCheck);
         this.dropCheck = undefined;
         return;
@@ -560,178 +336,27 @@ export class Daemon implements VnetService {
     this.dropCheck.unref();
   }
 
-  /** Re-list links and forget the taps whose removal event was lost (in the background, under the mutex). */
   private resyncTaps(): void {
     if (this.closed) return;
     void this.mutex.run(() => this.pruneTaps()).catch((err) => this.log.error({ err }, 'tap resync failed'));
   }
 
-  /** Forget taps the kernel no longer has (a lost event); caller holds the mutex. */
+  /** Forget taps the kernel no longer has (a lost event). */
   private async pruneTaps(): Promise<void> {
-    const links = await this.rtnl.listLinks();
-    const alive = (t: TapInfo) => links.some((l) => l.name === t.name && l.index === t.ifindex);
-    for (const t of [...this.foreignTaps.values()]) if (!alive(t)) this.foreignTaps.delete(t.name);
-    for (const net of this.nets.values()) {
-      for (const t of [...net.taps.values()]) if (!alive(t)) this.onLinkGone({ index: t.ifindex, name: t.name, up: false, mtu: 0 });
-    }
+    this.taps.prune(await this.rtnl.listLinks());
   }
 
-  private allTaps(): TapInfo[] {
-    return [...this.foreignTaps.values(), ...[...this.nets.values()].flatMap((n) => [...n.taps.values()])];
+  private onLinkGone(name: string, index: number): void {
+    if (this.taps.linkGone(name, index)) return;
+    const r = this.runtime.all().find((x) => x.spec.bridge.name === name);
+    if (!r || this.reconciler.owned().get(name) !== index) return;
+    void this.mutex.run((lock) => this.runtime.bridgeLost(lock, r.spec.name, name)).catch((err) => this.log.error({ err }, 'could not record the lost bridge'));
   }
+}
 
-  private onLinkGone(link: Link): void {
-    if (this.foreignTaps.get(link.name)?.ifindex === link.index) this.foreignTaps.delete(link.name);
-    for (const net of this.nets.values()) {
-      if (net.def.bridge === link.name && this.owned.get(link.name) === link.index) {
-        this.onBridgeGone(net, link);
-        continue;
-      }
-      const tap = net.taps.get(link.name);
-      if (!tap || tap.ifindex !== link.index) continue;
-      net.taps.delete(link.name);
-      this.emit({ type: 'tap-removed', network: net.def.name, tap });
-      this.log.info({ tap: tap.name, network: net.def.name, uid: tap.uid }, 'tap gone');
-      void this.persist().catch((err) => this.log.error({ err }, 'could not save state'));
-      this.scheduleIdle(net);
-    }
-  }
-
-  /** Someone else deleted a bridge of ours: the network failed; the next `up` or tap rebuilds it. */
-  private onBridgeGone(net: Net, link: Link): void {
-    this.owned.delete(link.name);
-    if (net.state === 'stopping') return; // our own teardown
-    this.log.warn({ network: net.def.name, bridge: link.name }, 'bridge deleted by someone else');
-    void this.mutex
-      .run(async () => {
-        if (this.nets.get(net.def.name) !== net || net.state === 'down') return;
-        await this.stopDnsmasq(net.def.name);
-        this.setState(net, 'failed', `bridge ${link.name} was deleted by someone else`);
-        await this.persist();
-      })
-      .catch((err) => this.log.error({ err }, 'could not record the lost bridge'));
-  }
-
-  private scheduleIdle(net: Net): void {
-    if (net.taps.size > 0 || net.pinned || !net.def.onDemand || this.closed) return;
-    clearTimeout(net.idleTimer);
-    net.idleTimer = setTimeout(() => {
-      net.idleTimer = undefined;
-      void this.mutex
-        .run(async () => {
-          if (net.taps.size > 0 || net.pinned || this.nets.get(net.def.name) !== net) return;
-          this.log.info({ network: net.def.name }, 'last tap gone: taking network down');
-          await this.takeDown(net, net.def.standby === 'stub');
-        })
-        .catch((err) => this.log.error({ err }, 'idle-down failed'));
-    }, net.def.idleDown * 1000);
-  }
-
-  private async statusOf(def: NetworkDef): Promise<NetworkStatus> {
-    const net = this.nets.get(def.name);
-    let leases = 0;
-    if (net && (net.state === 'up' || net.state === 'starting')) {
-      const now = Date.now() / 1000;
-      leases = (await readLeases(leaseFilePath(this.paths.stateDir, def.name))).filter((l) => l.expires === 0 || l.expires > now).length;
-    }
-    const s: NetworkStatus = {
-      name: def.name,
-      bridge: def.bridge,
-      state: net?.state ?? 'down',
-      subnet: def.ipv4.cidr,
-      address: def.ipv4.address,
-      forward: def.forward,
-      onDemand: def.onDemand,
-      pinned: net?.pinned ?? false,
-      leases,
-      taps: net ? [...net.taps.values()] : [],
-      source: def.source,
-    };
-    if (net?.reason) s.reason = net.reason;
-    return s;
-  }
-
-  /** Save the state; writes are queued, and each one takes its snapshot when its turn comes. */
-  private persist(): Promise<void> {
-    const write = async () => {
-      const state: PersistedState = {
-        version: 1,
-        owned: Object.fromEntries(this.owned),
-        pending: [...this.pending],
-        forwardingByVnet: this.forwardingByVnet,
-        nat: this.nat,
-        networks: Object.fromEntries(
-          [...this.nets.values()].map((n) => [n.def.name, { state: n.state, pinned: n.pinned, bridge: n.def.bridge, taps: [...n.taps.values()] }]),
-        ),
-      };
-      await this.store.save(state);
-    };
-    return this.saving.run(write);
-  }
-
-  /**
-   * Adopt what a previous vnetd left: its bridges (same name and ifindex as recorded),
-   * its NAT set, its forwarding flag and the taps still alive. Networks that were up
-   * are brought up again (idempotent: only what is missing is made); networks no
-   * definition wants any more are removed.
-   */
-  private async reconcile(): Promise<void> {
-    const saved = await this.store.load();
-    if (!saved) return;
-    this.owned = new Map(Object.entries(saved.owned));
-    this.forwardingByVnet = saved.forwardingByVnet;
-    this.nat = saved.nat;
-    const { networks } = await loadDefinitions(this.paths.networksDir);
-    const links = await this.rtnl.listLinks();
-    // A crash between creating a bridge and recording it: adopt it only if it is a
-    // bridge carrying the MAC vnet gives that name; anything else is the admin's.
-    for (const name of saved.pending ?? []) {
-      const link = links.find((l) => l.name === name);
-      if (link?.kind === 'bridge' && link.mac === bridgeMac(name)) this.owned.set(name, link.index);
-    }
-    for (const [name, index] of this.owned) if (!links.some((l) => l.name === name && l.index === index)) this.owned.delete(name);
-    for (const [name, rec] of Object.entries(saved.networks)) {
-      const def = networks.get(name);
-      if (!def || def.bridge !== rec.bridge) {
-        this.log.warn({ network: name }, 'network recorded as running has no definition any more: removing it');
-        const index = this.owned.get(rec.bridge);
-        const link = links.find((l) => l.name === rec.bridge && l.index === index);
-        if (link) await this.rtnl.deleteLink(link.index);
-        this.owned.delete(rec.bridge);
-        this.nat = this.nat.filter((n) => n.bridge !== rec.bridge);
-        continue;
-      }
-      const net: Net = { def, state: 'down', pinned: rec.pinned, taps: new Map() };
-      for (const t of rec.taps) if (links.some((l) => l.name === t.name && l.index === t.ifindex)) net.taps.set(t.name, t);
-      // taps on our bridge that the record missed (handed out just before a crash) are VMs too
-      const br = links.find((l) => l.name === def.bridge && this.owned.get(def.bridge) === l.index);
-      for (const l of links) {
-        if (br && l.master === br.index && l.kind === 'tun' && !net.taps.has(l.name))
-          net.taps.set(l.name, { name: l.name, ifindex: l.index, uid: tapOwner(l.name), pid: 0 });
-      }
-      this.nets.set(name, net);
-      try {
-        if (rec.state === 'stub') {
-          await applyAll(planStub(def, await this.observe()), this.applyContext());
-          this.setState(net, 'stub');
-        } else if (rec.state === 'stopping') {
-          await this.takeDown(net, false);
-          continue;
-        } else {
-          await this.bringUp(def);
-        }
-      } catch (err) {
-        this.log.error({ err, network: name }, 'could not restore network');
-      }
-      this.scheduleIdle(net);
-    }
-    if (this.allTaps().length) this.watchDrops();
-    // Only networks now up keep rules; re-applying restores the table after a flush or a crash mid-apply.
-    this.nat = this.nat.filter((n) => [...this.nets.values()].some((net) => net.def.bridge === n.bridge && net.state === 'up'));
-    await this.nft.apply(buildRuleset(this.nat));
-    this.watchRuleset();
-    await this.persist();
-  }
+function rethrow(err: unknown): never {
+  if (err instanceof RuntimeError) throw new ServiceError(err.code, err.message, { cause: err });
+  throw err;
 }
 
 /** The uid a tap belongs to (TUNSETOWNER), from sysfs; -1 when unknown. */

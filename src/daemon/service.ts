@@ -1,8 +1,10 @@
 /**
- * The one API of vnetd. The unix-socket server, the D-Bus object and the bridge
- * helper's tap requests are all thin adapters over this interface.
+ * The one API of vnetd. The unix-socket server, the D-Bus object and the bridge helper's tap
+ * requests are all thin adapters over this interface.
  */
 import type { Lease, NetworkState, PeerCred, TapInfo } from '../model.js';
+import type { NetworkRecord } from '../runtime/network-runtime.js';
+import { primary4, type NetworkSpec } from '../spec/spec.js';
 
 export interface NetworkStatus {
   name: string;
@@ -11,6 +13,8 @@ export interface NetworkStatus {
   /** "192.168.122.0/24" */
   subnet: string;
   address: string;
+  /** every address of the bridge, "192.168.122.1/24", "fd00:1::1/64" */
+  addresses: string[];
   forward: string;
   onDemand: boolean;
   /** true when brought up by `vnet up` (stays until `vnet down`) */
@@ -58,4 +62,25 @@ export interface VnetService {
   tap(bridge: string, opts: { vnetHdr: boolean }, caller: PeerCred): Promise<TapResult>;
   /** Subscribe to events; returns an unsubscribe function. */
   subscribe(listener: (e: ServiceEvent) => void): () => void;
+}
+
+/** What status says about a network, from its spec and (when it has one) its runtime record. */
+export function statusOf(spec: NetworkSpec, r: Readonly<NetworkRecord> | undefined, taps: readonly TapInfo[], leases: number): NetworkStatus {
+  const v4 = primary4(spec);
+  const s: NetworkStatus = {
+    name: spec.name,
+    bridge: spec.bridge.name,
+    state: r?.state ?? 'down',
+    subnet: v4?.cidr ?? '',
+    address: v4?.address ?? '',
+    addresses: spec.addresses.map((a) => `${a.address}/${a.prefix}`),
+    forward: spec.forward.mode,
+    onDemand: spec.lifecycle.onDemand,
+    pinned: r?.pinned ?? false,
+    leases,
+    taps: taps.map((t) => ({ name: t.name, ifindex: t.ifindex, uid: t.uid, pid: t.pid })),
+    source: spec.source,
+  };
+  if (r?.reason) s.reason = r.reason;
+  return s;
 }

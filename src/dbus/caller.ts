@@ -8,7 +8,7 @@ import dbus from 'dbus-next';
 import type { MessageBus, Variant } from 'dbus-next';
 import type { PeerCred } from '../model.js';
 import { ServiceError } from '../daemon/service.js';
-import { parseProcStatus } from '../helper/acl.js';
+import { parseProcStatus } from '../sys/proc.js';
 
 export interface BusCredentials {
   uid: number;

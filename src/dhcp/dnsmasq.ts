@@ -7,7 +7,8 @@
  * parser gives meaning to newlines, commas, quotes, backslashes and " #".
  */
 import path from 'node:path';
-import type { NetworkDef } from '../model.js';
+import { prefixToMask as maskOf } from '../net/ip.js';
+import { primary4, type NetworkSpec } from '../spec/spec.js';
 
 /** DHCP lease time written into dhcp-range. */
 export const LEASE_TIME = '1h';
@@ -90,9 +91,11 @@ function positiveInt(key: string, value: unknown): number {
 
 /** 24 -> "255.255.255.0" */
 export function prefixToMask(prefix: number): string {
-  if (!Number.isInteger(prefix) || prefix < 0 || prefix > 32) throw new DnsmasqConfigError('ipv4.prefix', prefix, 'must be 0..32');
-  const bits = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
-  return [24, 16, 8, 0].map((s) => (bits >>> s) & 0xff).join('.');
+  try {
+    return maskOf(prefix);
+  } catch {
+    throw new DnsmasqConfigError('ipv4.prefix', prefix, 'must be 0..32');
+  }
 }
 
 /** Where dnsmasq keeps the leases of network `name`. */
@@ -111,14 +114,15 @@ export function confFilePath(runtimeDir: string, name: string): string {
  * supervises the child directly).
  */
 export function dnsmasqConfig(
-  net: NetworkDef,
+  net: NetworkSpec,
   paths: { runtimeDir: string; stateDir: string },
   opts: { user?: string; group?: string } = {},
 ): string {
   const name = networkName('name', net.name);
-  const bridge = ifname('bridge', net.bridge);
-  const address = ipv4('ipv4.address', net.ipv4.address);
-  const mask = prefixToMask(net.ipv4.prefix);
+  const bridge = ifname('bridge', net.bridge.name);
+  const v4 = primary4(net);
+  const address = ipv4('ipv4.address', v4?.address);
+  const mask = prefixToMask(v4?.prefix ?? -1);
   const user = account('user', opts.user ?? 'nobody');
   const group = account('group', opts.group ?? 'nogroup');
 
@@ -135,20 +139,20 @@ export function dnsmasqConfig(
     `user=${user}`,
     `group=${group}`,
   ];
-  if (net.domain !== undefined) {
-    const domain = domainName('domain', net.domain);
+  if (net.dns.domain !== undefined) {
+    const domain = domainName('domain', net.dns.domain);
     lines.push(`domain=${domain}`, `local=/${domain}/`);
   }
-  if (net.dhcpRange) {
-    const start = ipv4('dhcpRange.start', net.dhcpRange.start);
-    const end = ipv4('dhcpRange.end', net.dhcpRange.end);
+  if (net.dhcp.range4) {
+    const start = ipv4('dhcpRange.start', net.dhcp.range4.start);
+    const end = ipv4('dhcpRange.end', net.dhcp.range4.end);
     lines.push(
       `dhcp-range=${start},${end},${mask},${LEASE_TIME}`,
       'dhcp-no-override',
       'dhcp-authoritative',
       // no ICMP probe before an offer: dnsmasq then needs no CAP_NET_RAW, and offers at once
       'no-ping',
-      `dhcp-lease-max=${positiveInt('dhcpLeaseMax', net.dhcpLeaseMax)}`,
+      `dhcp-lease-max=${positiveInt('dhcpLeaseMax', net.dhcp.leaseMax)}`,
       `dhcp-leasefile=${leaseFilePath(paths.stateDir, name)}`,
     );
   }

@@ -9,7 +9,7 @@ import netlink from 'netlink';
 import { setSockOptInt } from '../sys/libc.js';
 import type { rt as rtTypes } from 'netlink';
 import { wrapError, type NetlinkError } from './errors.js';
-import { linkFromMessage, type Link } from './links.js';
+import { linkFromMessage, type Link } from './encode.js';
 
 export interface LinkEvent {
   type: 'new' | 'del';

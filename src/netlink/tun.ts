@@ -12,7 +12,7 @@
  */
 import fs from 'node:fs';
 import { NetlinkError, wrapError } from './errors.js';
-import { bufferToMac, macToBuffer, type Link } from './links.js';
+import { bufferToMac, macToBuffer, type Link } from './encode.js';
 import { closeFd, ioctlBuf, ioctlInt, socket, SOCK_CLOEXEC, SOCK_DGRAM } from '../sys/libc.js';
 
 export const TUNSETIFF = 0x400454ca;

@@ -14,6 +14,7 @@ import { Mutex } from '../sys/mutex.js';
 import { chmod, lstat, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { ifnameProblem } from '../config/names.js';
+import { splitLine } from './acl-grammar.js';
 import { AtomicFileError, readFileNoFollow, refuseSymlink, removeFile, writeFileAtomic } from '../sys/atomic-file.js';
 import { withFileLock } from '../sys/flock.js';
 
@@ -69,17 +70,10 @@ function splitLines(text: string): string[] {
   return text.match(/[^\n]*\n|[^\n]+$/g) ?? [];
 }
 
-const QEMU_SPACE = /^[ \t\n\v\f\r]+|[ \t\n\v\f\r]+$/g;
-
-/** Is `line` an `include includePath` line, split the way qemu-bridge-helper splits it? */
+/** Is `line` (with or without its line end) an `include includePath` line, split the way the reader splits it? */
 export function isIncludeLine(line: string, includePath: string): boolean {
-  const content = line.replace(/^[ \t\n\v\f\r]+/, '');
-  if (content === '' || content.startsWith('#')) return false;
-  let sep = content.indexOf(' ');
-  if (sep < 0) sep = content.indexOf('\t');
-  if (sep < 0) return false;
-  if (content.slice(0, sep) !== 'include') return false;
-  return content.slice(sep + 1).replace(QEMU_SPACE, '') === includePath;
+  const split = splitLine(line.replace(/\r?\n$/, ''));
+  return split !== undefined && !('problem' in split) && split.verb === 'include' && split.arg === includePath;
 }
 
 /**

@@ -1,17 +1,29 @@
-/** The sysctls vnet changes, all in the daemon's own network namespace. */
+/**
+ * /proc/sys of vnetd's own network namespace, by key path ("net/ipv4/ip_forward"). Keys come
+ * from vnet's own contributors, with interface names already validated (no "/" or "..").
+ */
 import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { SysctlBackend } from '../reconcile/backends.js';
 
-const IP_FORWARD = '/proc/sys/net/ipv4/ip_forward';
+export class ProcSysctl implements SysctlBackend {
+  constructor(private readonly root = '/proc/sys') {}
 
-export async function ipv4ForwardingEnabled(): Promise<boolean> {
-  return (await readFile(IP_FORWARD, 'utf8')).trim() === '1';
-}
+  private file(key: string): string {
+    if (key.split('/').some((p) => p === '' || p === '.' || p === '..')) throw new RangeError(`sysctl key ${JSON.stringify(key)} is not a plain path`);
+    return path.join(this.root, key);
+  }
 
-export async function setIpv4Forwarding(enabled: boolean): Promise<void> {
-  await writeFile(IP_FORWARD, enabled ? '1\n' : '0\n');
-}
+  async read(key: string): Promise<string | undefined> {
+    try {
+      return (await readFile(this.file(key), 'utf8')).trim();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
 
-/** Turn IPv6 off on one interface (its name arrives validated: no "/" or ".."). */
-export async function disableIpv6(ifname: string): Promise<void> {
-  await writeFile(`/proc/sys/net/ipv6/conf/${ifname}/disable_ipv6`, '1\n');
+  async write(key: string, value: string): Promise<void> {
+    await writeFile(this.file(key), `${value}\n`);
+  }
 }

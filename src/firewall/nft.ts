@@ -1,6 +1,6 @@
 /**
- * Thin applier for the rulesets built in ruleset.ts: hands the JSON to one `nft -j -f FILE`
- * run (one atomic transaction) and reads vnet's table back. No policy here.
+ * The nft backend: hands a transaction (firewall/table.ts) to one `nft -j -f FILE` run (one
+ * atomic transaction) and reads vnet's table back. No policy here.
  *
  * Why a file and not `-f -`: nft 1.0.6 opens "/dev/stdin" by path, and Node's stdio pipes
  * are unix sockets, which cannot be opened that way (ENXIO). The file lives in a fresh
@@ -10,7 +10,8 @@ import { execa } from 'execa';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { TABLE, type NftCommands } from './ruleset.js';
+import { TABLE } from './layout.js';
+import { emptyTable, parseListing, type TableState, type Transaction } from './table.js';
 
 export class NftError extends Error {
   override name = 'NftError';
@@ -57,7 +58,7 @@ export class Nft {
   }
 
   /** Apply one transaction: all of it or nothing. */
-  async apply(cmds: NftCommands): Promise<void> {
+  async apply(cmds: Transaction): Promise<void> {
     let dir: string;
     try {
       dir = await mkdtemp(path.join(this.tmpDir, 'vnet-nft-'));
@@ -78,15 +79,13 @@ export class Nft {
     }
   }
 
-  /** `nft -j list table inet vnet` parsed; undefined when the table does not exist. */
-  async listTable(): Promise<unknown | undefined> {
+  /** What vnet's table holds now (an empty state when there is no table). */
+  async list(): Promise<TableState> {
+    if (!(await this.hasTable())) return emptyTable();
     const args = ['-j', 'list', 'table', TABLE.family, TABLE.name];
     const r = await this.run(args);
-    if (r.exitCode !== 0) {
-      if (/No such file or directory/.test(r.stderr)) return undefined;
-      throw new NftError(`nft ${args.join(' ')} failed: ${r.stderr.trim() || `exit code ${r.exitCode}`}`, { cause: r });
-    }
-    return parseJson(r.stdout, args);
+    if (r.exitCode !== 0) throw new NftError(`nft ${args.join(' ')} failed: ${r.stderr.trim() || `exit code ${r.exitCode}`}`, { cause: r });
+    return parseListing(parseJson(r.stdout, args));
   }
 
   /** Whether vnet's table exists (read from the table list, not inferred from an error). */

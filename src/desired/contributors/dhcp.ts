@@ -1,0 +1,26 @@
+/** One dnsmasq per network that is up: DHCP (when it has a range) and DNS for its guests. */
+import { confFilePath, dnsmasqConfig, leaseFilePath } from '../../dhcp/dnsmasq.js';
+import type { Contributor } from '../model.js';
+
+export interface DhcpContext {
+  runtimeDir: string;
+  stateDir: string;
+  user?: string;
+  group?: string;
+}
+
+export function dhcp(ctx: DhcpContext): Contributor {
+  return {
+    name: 'dhcp',
+    network(n) {
+      if (n.level !== 'up') return;
+      const opts = { ...(ctx.user ? { user: ctx.user } : {}), ...(ctx.group ? { group: ctx.group } : {}) };
+      n.dhcp = {
+        network: n.name,
+        text: dnsmasqConfig(n.spec, { runtimeDir: ctx.runtimeDir, stateDir: ctx.stateDir }, opts),
+        confPath: confFilePath(ctx.runtimeDir, n.name),
+        ...(n.spec.dhcp.range4 ? { leaseFile: leaseFilePath(ctx.stateDir, n.name) } : {}),
+      };
+    },
+  };
+}

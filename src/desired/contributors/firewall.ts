@@ -1,0 +1,12 @@
+/** The network's chains and map entries in vnet's table, by forward mode, while it is up. */
+import { firewallPart } from '../../firewall/rules.js';
+import type { Contributor } from '../model.js';
+
+export const firewall: Contributor = {
+  name: 'firewall',
+  network(n) {
+    if (n.level !== 'up') return;
+    const part = firewallPart(n.spec);
+    if (part) n.firewall = part;
+  },
+};

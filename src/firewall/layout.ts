@@ -1,0 +1,70 @@
+/**
+ * The shape of vnet's one table, `inet vnet`: a few base chains whose only rules dispatch, by
+ * verdict map, to chains of each network. A network's rules live in chains of its own and
+ * its entries in the maps, so adding, changing or removing one network touches only its own
+ * objects: the cost of a change does not grow with the number of networks, and traffic of the
+ * other networks never sees a half-made table.
+ *
+ * Order matters only inside the base chains: in `forward`, traffic TO a vnet bridge meets that
+ * bridge's chain before traffic FROM a bridge meets its own, so one vnet network can never open
+ * connections into another (the target's rules refuse first), as libvirt's rule groups do.
+ */
+import { addr, meta, vmap, type Rule } from './expr.js';
+
+export const TABLE = { family: 'inet', name: 'vnet' } as const;
+
+export type MapName = 'to_bridge' | 'from_bridge' | 'in_bridge' | 'guard4' | 'nat4';
+
+export interface MapDef {
+  name: MapName;
+  /** nft key type */
+  type: 'ifname' | 'ipv4_addr';
+  /** interval maps hold prefixes (subnets) */
+  interval: boolean;
+}
+
+export interface BaseChainDef {
+  name: 'forward' | 'input' | 'postrouting';
+  type: 'filter' | 'nat';
+  hook: 'forward' | 'input' | 'postrouting';
+  prio: number;
+  /** every base chain accepts what no rule decides: vnet never drops traffic that is not its own */
+  policy: 'accept';
+  rules: Rule[];
+}
+
+export const MAPS: readonly MapDef[] = [
+  { name: 'to_bridge', type: 'ifname', interval: false },
+  { name: 'from_bridge', type: 'ifname', interval: false },
+  { name: 'in_bridge', type: 'ifname', interval: false },
+  { name: 'guard4', type: 'ipv4_addr', interval: false },
+  { name: 'nat4', type: 'ipv4_addr', interval: true },
+];
+
+export const BASE_CHAINS: readonly BaseChainDef[] = [
+  {
+    name: 'forward',
+    type: 'filter',
+    hook: 'forward',
+    prio: 0,
+    policy: 'accept',
+    rules: [[vmap(meta('oifname'), 'to_bridge')], [vmap(meta('iifname'), 'from_bridge')]],
+  },
+  {
+    name: 'input',
+    type: 'filter',
+    hook: 'input',
+    prio: 0,
+    policy: 'accept',
+    rules: [[vmap(meta('iifname'), 'in_bridge')], [vmap(addr(4, 'daddr'), 'guard4')]],
+  },
+  { name: 'postrouting', type: 'nat', hook: 'postrouting', prio: 100, policy: 'accept', rules: [[vmap(addr(4, 'saddr'), 'nat4')]] },
+];
+
+export function mapDef(name: MapName): MapDef {
+  return MAPS.find((m) => m.name === name)!;
+}
+
+export function isBaseChain(name: string): boolean {
+  return BASE_CHAINS.some((c) => c.name === name);
+}

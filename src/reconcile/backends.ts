@@ -1,0 +1,46 @@
+/**
+ * The backends the reconciler observes and changes the host through, as interfaces given to its
+ * constructor: the real ones (netlink, nft, /proc/sys, dnsmasq) in vnetd, fakes in fast tests.
+ */
+import type { DhcpConfig } from '../desired/model.js';
+import type { TableState, Transaction } from '../firewall/table.js';
+import type { Link, LinkAddress, LinkChange, Route } from '../netlink/rtnl.js';
+
+export interface LinkBackend {
+  listLinks(): Promise<Link[]>;
+  getLinkByName(name: string): Promise<Link | undefined>;
+  listAddresses(): Promise<LinkAddress[]>;
+  listRoutes(): Promise<Route[]>;
+  createBridge(name: string, opts: { mtu?: number; mac?: string }): Promise<Link>;
+  deleteLink(index: number): Promise<void>;
+  configureLink(index: number, change: LinkChange): Promise<void>;
+  addAddress(index: number, address: string, prefix: number): Promise<void>;
+  delAddress(index: number, address: string, prefix: number): Promise<void>;
+}
+
+/** vnet's own nft table. */
+export interface FirewallBackend {
+  list(): Promise<TableState>;
+  apply(tx: Transaction): Promise<void>;
+}
+
+/** /proc/sys, by dotted key; read gives undefined when the key does not exist. */
+export interface SysctlBackend {
+  read(key: string): Promise<string | undefined>;
+  write(key: string, value: string): Promise<void>;
+}
+
+/** The DHCP/DNS servers, one per network. */
+export interface DhcpBackend {
+  /** running servers by network, with the configuration each was started with */
+  running(): Map<string, DhcpConfig>;
+  start(config: DhcpConfig): Promise<void>;
+  stop(network: string): Promise<void>;
+}
+
+export interface Backends {
+  links: LinkBackend;
+  firewall: FirewallBackend;
+  sysctl: SysctlBackend;
+  dhcp: DhcpBackend;
+}

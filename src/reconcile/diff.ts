@@ -1,0 +1,210 @@
+/**
+ * diff(): the steps that take the host from what it holds (Observed) to what it should hold
+ * (Desired), for the networks in scope. Pure. Bring-up steps carry their undo; the order is
+ * the one a careful admin would follow: servers and rules go before the links they use, links
+ * and addresses come before the rules and servers that use them.
+ */
+import type { Desired, DesiredNetwork } from '../desired/model.js';
+import { chainsOf } from '../firewall/rules.js';
+import { baseIntact, changePart, holdsAny, partIntact, rebuild, removeStrays, simulate, strays, type Part, type TableState } from '../firewall/table.js';
+import { overlaps, parseIfAddress, parseSubnet, subnetOf } from '../net/ip.js';
+import type { Observed } from './observed.js';
+import type { PlannedStep } from './steps.js';
+
+export class PlanError extends Error {
+  override name = 'PlanError';
+  constructor(
+    /** EEXIST (the bridge name is taken), EADDRINUSE (the subnet is in use) */
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Which networks a diff may change; `sweep` also removes what of vnet's no network accounts for
+ * (rules and bridges left by a crash or by a definition that was deleted).
+ */
+export interface Scope {
+  names: ReadonlySet<string>;
+  sweep: boolean;
+}
+
+const inScope = (scope: Scope, name: string) => scope.names.has(name);
+
+/** Refuse a network whose bridge or subnet something else on the host already uses. */
+export function checkConflicts(n: DesiredNetwork, o: Observed): void {
+  const { spec } = n;
+  const bridge = spec.bridge.name;
+  const link = o.links.find((l) => l.name === bridge);
+  if (spec.bridge.managed && link && o.journal.owned.get(bridge) !== link.index) {
+    throw new PlanError(
+      'EEXIST',
+      `network "${spec.name}": interface ${bridge} already exists and was not created by vnet; ` +
+        `vnet never adopts or deletes it (is libvirt's network running? try \`virsh net-destroy\`, or choose another \`bridge\` in ${spec.source})`,
+    );
+  }
+  const ours = link?.index;
+  const nameOf = (index: number | undefined) => o.links.find((l) => l.index === index)?.name ?? `ifindex ${index}`;
+  for (const a of spec.addresses) {
+    const net = subnetOf(a);
+    const key = a.family === 4 ? 'address' : 'address6';
+    for (const r of o.routes) {
+      const dst = parseSubnet(r.dst);
+      if (!dst || dst.prefix === 0 || r.oif === ours || !overlaps(dst, net)) continue;
+      throw new PlanError(
+        'EADDRINUSE',
+        `network "${spec.name}": subnet ${a.cidr} is already in use by interface ${nameOf(r.oif)} (route ${r.dst}); choose another \`${key}\` in ${spec.source}`,
+      );
+    }
+    for (const x of o.addresses) {
+      if (x.index === ours || x.family !== a.family) continue;
+      const theirs = parseIfAddress(`${x.address}/${x.prefix}`);
+      if (!theirs || !overlaps(net, subnetOf(theirs))) continue;
+      throw new PlanError(
+        'EADDRINUSE',
+        `network "${spec.name}": subnet ${a.cidr} is already in use by interface ${nameOf(x.index)} (address ${x.address}/${x.prefix}); choose another \`${key}\` in ${spec.source}`,
+      );
+    }
+  }
+}
+
+/** Link, link sysctls, MTU, addresses and the UP flag of one network. */
+function linkSteps(n: DesiredNetwork, o: Observed): { down: PlannedStep[]; up: PlannedStep[] } {
+  const down: PlannedStep[] = [];
+  const up: PlannedStep[] = [];
+  const name = n.name;
+  const bridge = n.spec.bridge.name;
+  const link = o.links.find((l) => l.name === bridge);
+  const owned = !!link && o.journal.owned.get(bridge) === link.index;
+  if (!n.bridge) {
+    if (link && owned && n.spec.bridge.managed) down.push({ step: { kind: 'delete-bridge', network: name, bridge } });
+    return { down, up };
+  }
+  const want = n.bridge;
+  if (!link) {
+    if (!want.managed) throw new PlanError('ENODEV', `network "${name}": bridge ${bridge} does not exist`);
+    up.push({
+      step: { kind: 'create-bridge', network: name, bridge, mac: want.mac, ...(want.mtu !== undefined ? { mtu: want.mtu } : {}) },
+      undo: { kind: 'delete-bridge', network: name, bridge },
+    });
+  } else if (want.mtu !== undefined && link.mtu !== want.mtu) {
+    up.push({ step: { kind: 'set-link', network: name, bridge, mtu: want.mtu } });
+  }
+  for (const s of n.linkSysctls) {
+    // a bridge about to be made has the kernel's defaults
+    if (link && o.sysctls.get(s.key) === s.value) continue;
+    up.push({ step: { kind: 'set-sysctl', key: s.key, value: s.value } });
+  }
+  const have = link ? o.addresses.filter((a) => a.index === link.index) : [];
+  for (const a of have) {
+    if (a.family === 6 && a.address.startsWith('fe80:')) continue; // the kernel's link-local address
+    if (n.addresses.some((w) => w.address === a.address && w.prefix === a.prefix)) continue;
+    down.push({ step: { kind: 'delete-address', network: name, bridge, address: a.address, prefix: a.prefix } });
+  }
+  for (const w of n.addresses) {
+    if (have.some((a) => a.address === w.address && a.prefix === w.prefix)) continue;
+    const addr = { network: name, bridge, address: w.address, prefix: w.prefix };
+    up.push({ step: { kind: 'add-address', ...addr }, undo: { kind: 'delete-address', ...addr } });
+  }
+  if (!link?.up) up.push({ step: { kind: 'set-link', network: name, bridge, up: true } });
+  return { down, up };
+}
+
+/** The firewall steps: per network in scope, or the whole table when its base is not vnet's. */
+function firewallSteps(d: Desired, o: Observed, scope: Scope): { down: PlannedStep[]; up: PlannedStep[] } {
+  const down: PlannedStep[] = [];
+  const up: PlannedStep[] = [];
+  const fw: TableState = o.firewall;
+  const nets = [...d.networks.values()];
+  const wanted: Part[] = nets.flatMap((n) => (n.firewall ? [n.firewall] : []));
+  if (wanted.length === 0) {
+    if (fw.exists) down.push({ step: { kind: 'firewall', what: 'remove the vnet table', tx: rebuild([]) } });
+    return { down, up };
+  }
+  if (!baseIntact(fw)) {
+    const changed = nets.filter((n) => inScope(scope, n.name) && n.firewall).map((n) => n.firewall!);
+    const before = wanted.filter((p) => !changed.includes(p));
+    up.push({ step: { kind: 'firewall', what: 'build the vnet table', tx: rebuild(wanted) }, undo: { kind: 'firewall', what: 'restore the vnet table', tx: rebuild(before) } });
+    return { down, up };
+  }
+  let state = fw;
+  for (const n of nets) {
+    if (!inScope(scope, n.name)) continue;
+    const names = chainsOf(n.spec.bridge.name);
+    if (n.firewall) {
+      if (partIntact(state, n.firewall)) continue;
+      const tx = changePart(state, names, n.firewall);
+      const after = simulate(state, tx);
+      up.push({ step: { kind: 'firewall', what: `rules of ${n.name}`, tx }, undo: { kind: 'firewall', what: `remove the rules of ${n.name}`, tx: changePart(after, names) } });
+      state = after;
+    } else if (holdsAny(state, names)) {
+      const tx = changePart(state, names);
+      down.push({ step: { kind: 'firewall', what: `remove the rules of ${n.name}`, tx } });
+      state = simulate(state, tx);
+    }
+  }
+  if (scope.sweep) {
+    const st = strays(state, wanted);
+    if (st.chains.length || st.elements.length) down.push({ step: { kind: 'firewall', what: 'remove rules no network accounts for', tx: removeStrays(st) } });
+  }
+  return { down, up };
+}
+
+/** Host-wide sysctls: set what a network needs (journaling the old value), restore what none needs any more. */
+function sysctlSteps(d: Desired, o: Observed): { down: PlannedStep[]; up: PlannedStep[] } {
+  const down: PlannedStep[] = [];
+  const up: PlannedStep[] = [];
+  for (const s of d.sysctls) {
+    const now = o.sysctls.get(s.key);
+    if (now === s.value) continue;
+    const restore = o.journal.sysctls.get(s.key) ?? now;
+    up.push({
+      step: { kind: 'set-sysctl', key: s.key, value: s.value, ...(restore !== undefined ? { restore } : {}) },
+      ...(restore !== undefined ? { undo: { kind: 'set-sysctl' as const, key: s.key, value: restore } } : {}),
+    });
+  }
+  for (const [key, old] of o.journal.sysctls) {
+    if (d.sysctls.some((s) => s.key === key)) continue;
+    down.push({ step: { kind: 'set-sysctl', key, value: old } });
+  }
+  return { down, up };
+}
+
+function dhcpSteps(n: DesiredNetwork, o: Observed): { down: PlannedStep[]; up: PlannedStep[] } {
+  const running = o.dhcp.get(n.name);
+  const stop = { kind: 'stop-dhcp' as const, network: n.name };
+  if (!n.dhcp) return { down: running ? [{ step: stop }] : [], up: [] };
+  if (running && running.text === n.dhcp.text && running.confPath === n.dhcp.confPath) return { down: [], up: [] };
+  return { down: running ? [{ step: stop }] : [], up: [{ step: { kind: 'start-dhcp', network: n.name, config: n.dhcp }, undo: stop }] };
+}
+
+/** Every step from `o` to `d` for the networks in `scope`. Throws PlanError when a network conflicts. */
+export function diff(d: Desired, o: Observed, scope: Scope): PlannedStep[] {
+  const nets = [...d.networks.values()].filter((n) => inScope(scope, n.name));
+  for (const n of nets) if (n.level !== 'down') checkConflicts(n, o);
+  const links = nets.map((n) => linkSteps(n, o));
+  const dhcp = nets.map((n) => dhcpSteps(n, o));
+  const fw = firewallSteps(d, o, scope);
+  const sys = sysctlSteps(d, o);
+  const orphans: PlannedStep[] = [];
+  if (scope.sweep) {
+    // bridges vnet made for networks no definition wants any more
+    for (const [bridge, index] of o.journal.owned) {
+      if ([...d.networks.values()].some((n) => n.spec.bridge.name === bridge)) continue;
+      if (o.links.some((l) => l.name === bridge && l.index === index)) orphans.push({ step: { kind: 'delete-bridge', network: '', bridge } });
+    }
+  }
+  return [
+    ...dhcp.flatMap((x) => x.down),
+    ...fw.down,
+    ...sys.down,
+    ...links.flatMap((x) => x.down),
+    ...orphans,
+    ...links.flatMap((x) => x.up),
+    ...fw.up,
+    ...sys.up,
+    ...dhcp.flatMap((x) => x.up),
+  ];
+}

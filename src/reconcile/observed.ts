@@ -1,0 +1,18 @@
+/** What the host holds now, as the reconciler sees it: kernel, firewall, DHCP servers and vnet's journal. */
+import type { DhcpConfig } from '../desired/model.js';
+import type { TableState } from '../firewall/table.js';
+import type { Link, LinkAddress, Route } from '../netlink/rtnl.js';
+import type { Journal } from './journal.js';
+
+export interface Observed {
+  links: Link[];
+  addresses: LinkAddress[];
+  routes: Route[];
+  /** current values of the sysctls that matter to this diff (missing: no such key, e.g. no link yet) */
+  sysctls: Map<string, string>;
+  firewall: TableState;
+  /** running DHCP/DNS servers by network, with the configuration each runs */
+  dhcp: Map<string, DhcpConfig>;
+  /** what vnet recorded doing: the bridges it owns, the sysctls it changed */
+  journal: Journal;
+}

@@ -1,0 +1,261 @@
+/**
+ * The network runtime: what each network is doing (its state machine), what level the host should
+ * hold for it, on-demand bring-up and idle-down. Changes go through the reconciler, one at a time
+ * under the daemon's mutex (every method that changes a network takes the Lock).
+ *
+ *   down ──up/tap──▶ starting ──▶ up ──down/idle──▶ stopping ──▶ down | stub
+ *   stub ──up/tap──▶ starting        (a failure: back to where it was, or failed)
+ */
+import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import type { Target } from '../desired/desired.js';
+import type { Level } from '../desired/model.js';
+import type { NetworkState } from '../model.js';
+import { ApplyError } from '../reconcile/apply.js';
+import { PlanError, type Scope } from '../reconcile/diff.js';
+import type { Mode, Reconciler } from '../reconcile/reconciler.js';
+import type { NetworkSpec } from '../spec/spec.js';
+import type { Clock, Timer } from '../sys/clock.js';
+import type { Lock, Mutex } from '../sys/mutex.js';
+
+export interface NetworkRecord {
+  /** the running copy of the definition */
+  spec: NetworkSpec;
+  state: NetworkState;
+  /** what the host should hold for it */
+  level: Level;
+  /** brought up by `vnet up`: stays up until `vnet down` */
+  pinned: boolean;
+  reason?: string;
+  idleTimer?: Timer;
+}
+
+export interface RuntimeEvents {
+  state: [name: string, state: NetworkState, reason: string | undefined];
+  /** a record changed in a way a restarted vnetd must know */
+  changed: [];
+}
+
+export class RuntimeError extends Error {
+  override name = 'RuntimeError';
+  constructor(
+    readonly code: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+export interface RuntimeOptions {
+  reconciler: Reconciler;
+  mutex: Mutex;
+  clock: Clock;
+  log: Logger;
+  /** taps now on a network (the tap registry) */
+  tapsOn(network: string): number;
+}
+
+export class NetworkRuntime extends EventEmitter<RuntimeEvents> {
+  private readonly records = new Map<string, NetworkRecord>();
+  private closed = false;
+
+  constructor(private readonly opts: RuntimeOptions) {
+    super();
+  }
+
+  get(name: string): Readonly<NetworkRecord> | undefined {
+    return this.records.get(name);
+  }
+
+  all(): ReadonlyArray<Readonly<NetworkRecord>> {
+    return [...this.records.values()];
+  }
+
+  /** Is any network up or changing? (A stub is only an UP bridge: it needs no daemon.) */
+  active(): boolean {
+    return [...this.records.values()].some((r) => r.state !== 'down' && r.state !== 'stub');
+  }
+
+  /** What the reconciler should hold, for every network vnet keeps a record of. */
+  targets(override?: { spec: NetworkSpec; level: Level }): Target[] {
+    const out: Target[] = [];
+    for (const r of this.records.values()) if (r.spec.name !== override?.spec.name) out.push({ spec: r.spec, level: r.level });
+    if (override) out.push(override);
+    return out;
+  }
+
+  /** Adopt a network a previous vnetd recorded (start-up), before `restore` converges it. */
+  adopt(spec: NetworkSpec, saved: { state: NetworkState; pinned: boolean; level?: Level }): void {
+    const level: Level = saved.level ?? (saved.state === 'stub' ? 'stub' : saved.state === 'stopping' || saved.state === 'down' ? 'down' : 'up');
+    this.records.set(spec.name, { spec, state: level === 'down' ? 'stopping' : level === 'up' ? 'starting' : 'stub', level, pinned: saved.pinned });
+  }
+
+  /**
+   * Start-up: converge every adopted network to its level (each on its own: one that cannot come
+   * back does not keep the others down), then sweep what no network accounts for.
+   */
+  async restore(lock: Lock, stubs: readonly NetworkSpec[]): Promise<void> {
+    for (const spec of stubs) if (!this.records.has(spec.name)) this.records.set(spec.name, { spec, state: 'down', level: 'stub', pinned: false });
+    for (const r of [...this.records.values()]) {
+      try {
+        await this.converge(lock, r, r.level, r.level === 'down' ? 'best-effort' : 'rollback');
+        this.finish(r);
+      } catch (err) {
+        this.opts.log.error({ err, network: r.spec.name }, 'could not restore network');
+        this.fail(r, err);
+      }
+      this.scheduleIdle(r);
+    }
+    await this.opts.reconciler.converge(lock, this.targets(), { names: new Set(), sweep: true }, 'best-effort');
+    this.emit('changed');
+  }
+
+  /** Bring a network fully up (from down, stub or failed). */
+  async up(lock: Lock, spec: NetworkSpec, opts: { pin?: boolean } = {}): Promise<NetworkRecord> {
+    let r = this.records.get(spec.name);
+    if (r?.state === 'up') {
+      if (opts.pin) this.pin(r);
+      return r;
+    }
+    if (!r) {
+      r = { spec, state: 'down', level: 'down', pinned: false };
+      this.records.set(spec.name, r);
+    }
+    const was = { level: r.level, state: r.state };
+    r.spec = spec;
+    const t0 = performance.now();
+    this.setState(r, 'starting');
+    try {
+      await this.converge(lock, r, 'up', 'rollback');
+    } catch (err) {
+      // never left in "starting": back to the stub it was, gone, or failed (with taps or pinned)
+      r.level = was.level;
+      if (was.state === 'stub') this.setState(r, 'stub');
+      else if (this.opts.tapsOn(spec.name) === 0 && !r.pinned) this.forget(r);
+      else this.fail(r, err);
+      throw this.toError(spec, 'could not come up', err);
+    }
+    this.setState(r, 'up');
+    if (opts.pin) this.pin(r);
+    this.opts.log.info({ network: spec.name, bridge: spec.bridge.name, ms: +(performance.now() - t0).toFixed(1) }, 'network up');
+    return r;
+  }
+
+  /** Take a network down: to nothing, or to its stub. */
+  async down(lock: Lock, name: string, toStub = false): Promise<void> {
+    const r = this.records.get(name);
+    if (!r) return;
+    this.opts.clock.clearTimeout(r.idleTimer);
+    r.idleTimer = undefined;
+    const t0 = performance.now();
+    this.setState(r, 'stopping');
+    try {
+      await this.converge(lock, r, toStub ? 'stub' : 'down', 'best-effort');
+    } catch (err) {
+      this.fail(r, err);
+      throw this.toError(r.spec, 'did not come down cleanly', err);
+    }
+    r.pinned = false;
+    if (toStub) this.setState(r, 'stub');
+    else this.forget(r);
+    this.opts.log.info({ network: name, ms: +(performance.now() - t0).toFixed(1), stub: toStub }, 'network down');
+  }
+
+  /** Someone else deleted our bridge: the network failed; the next `up` or tap rebuilds it. */
+  async bridgeLost(lock: Lock, name: string, bridge: string): Promise<void> {
+    const r = this.records.get(name);
+    if (!r || r.state === 'stopping' || r.state === 'down') return;
+    this.opts.log.warn({ network: name, bridge }, 'bridge deleted by someone else');
+    await this.converge(lock, r, 'down', 'best-effort').catch((err) => this.opts.log.warn({ err, network: name }, 'cleaning up after the lost bridge'));
+    this.setState(r, 'failed', `bridge ${bridge} was deleted by someone else`);
+  }
+
+  /** The DHCP/DNS server gave up: the network failed (its bridge, rules and taps stay). */
+  dhcpFailed(name: string, reason: string): void {
+    const r = this.records.get(name);
+    if (!r || r.level !== 'up') return;
+    this.opts.log.error({ network: name, reason }, 'dnsmasq keeps failing; network marked failed');
+    this.setState(r, 'failed', `dnsmasq keeps failing: ${reason}`);
+  }
+
+  /** A tap on the network went (or a bring-up for a tap did not lead to one): maybe idle down later. */
+  scheduleIdle(r: NetworkRecord): void {
+    const { spec } = r;
+    if (this.opts.tapsOn(spec.name) > 0 || r.pinned || !spec.lifecycle.onDemand || this.closed || r.state !== 'up') return;
+    this.opts.clock.clearTimeout(r.idleTimer);
+    r.idleTimer = this.opts.clock.setTimeout(() => {
+      r.idleTimer = undefined;
+      void this.opts.mutex
+        .run(async (lock) => {
+          if (this.opts.tapsOn(spec.name) > 0 || r.pinned || this.records.get(spec.name) !== r || r.state !== 'up') return;
+          this.opts.log.info({ network: spec.name }, 'last tap gone: taking network down');
+          await this.down(lock, spec.name, spec.lifecycle.standby === 'stub');
+        })
+        .catch((err) => this.opts.log.error({ err }, 'idle-down failed'));
+    }, spec.lifecycle.idleDown * 1000);
+  }
+
+  /** A tap arrived: no idle-down while it lives. */
+  tapArrived(name: string): void {
+    const r = this.records.get(name);
+    if (!r) return;
+    this.opts.clock.clearTimeout(r.idleTimer);
+    r.idleTimer = undefined;
+  }
+
+  /** Stop timers; the dataplane stays in the kernel for the next vnetd to adopt. */
+  close(): void {
+    this.closed = true;
+    for (const r of this.records.values()) this.opts.clock.clearTimeout(r.idleTimer);
+  }
+
+  /** Names of the networks a full repair may touch: not those that failed (they wait for `up`). */
+  healthy(): Set<string> {
+    return new Set([...this.records.values()].filter((r) => r.state !== 'failed').map((r) => r.spec.name));
+  }
+
+  // ---- internals ----
+
+  private async converge(lock: Lock, r: NetworkRecord, level: Level, mode: Mode): Promise<void> {
+    const scope: Scope = { names: new Set([r.spec.name]), sweep: false };
+    await this.opts.reconciler.converge(lock, this.targets({ spec: r.spec, level }), scope, mode);
+    r.level = level;
+  }
+
+  private finish(r: NetworkRecord): void {
+    if (r.level === 'up') this.setState(r, 'up');
+    else if (r.level === 'stub') this.setState(r, 'stub');
+    else this.forget(r);
+  }
+
+  private pin(r: NetworkRecord): void {
+    r.pinned = true;
+    this.opts.clock.clearTimeout(r.idleTimer);
+    r.idleTimer = undefined;
+    this.emit('changed');
+  }
+
+  private fail(r: NetworkRecord, err: unknown): void {
+    this.setState(r, 'failed', err instanceof Error ? err.message : String(err));
+  }
+
+  private forget(r: NetworkRecord): void {
+    this.setState(r, 'down');
+    this.records.delete(r.spec.name);
+    this.emit('changed');
+  }
+
+  private setState(r: NetworkRecord, state: NetworkState, reason?: string): void {
+    r.state = state;
+    r.reason = reason;
+    this.emit('state', r.spec.name, state, reason);
+    this.emit('changed');
+  }
+
+  private toError(spec: NetworkSpec, what: string, err: unknown): RuntimeError {
+    if (err instanceof PlanError) return new RuntimeError(err.code, err.message, { cause: err });
+    const message = err instanceof ApplyError || err instanceof Error ? err.message : String(err);
+    return new RuntimeError('EIO', `network "${spec.name}" ${what}: ${message}`, { cause: err });
+  }
+}

@@ -1,0 +1,99 @@
+/**
+ * The typed network specification every layer reads: a definition (an admin's TOML file, the
+ * built-in default, later a user's own network) parsed into sections. Nothing here touches
+ * the kernel; parsing lives in spec/parse.ts.
+ */
+import type { Family, IfAddress } from '../net/ip.js';
+
+export type ForwardMode = 'nat' | 'route' | 'isolated' | 'open' | 'bridge';
+
+/**
+ * What vnet forwards for a network, and how:
+ * - nat: guests reach out through masquerade; nothing reaches in unasked.
+ * - route: the subnet is routed both ways, no translation.
+ * - isolated: guests reach each other and the host's DHCP/DNS; nothing is forwarded.
+ * - open: vnet adds no firewall rules at all.
+ * - bridge: an existing bridge (NetworkManager's, the admin's) that vnet neither creates nor deletes.
+ */
+export type Forward =
+  | { mode: 'nat' }
+  | { mode: 'route' }
+  | { mode: 'isolated' }
+  | { mode: 'open' }
+  | { mode: 'bridge' };
+
+export interface BridgeSpec {
+  /** interface name, validated (names.ts) */
+  name: string;
+  /** true: vnet creates and deletes it; false: it exists already and is left in place */
+  managed: boolean;
+  /** MTU of the bridge and of every tap on it; undefined: the kernel's default */
+  mtu?: number;
+}
+
+export interface DhcpRange {
+  start: string;
+  end: string;
+}
+
+export interface DhcpSpec {
+  /** IPv4 range; absent: no DHCPv4 (DNS is still served) */
+  range4?: DhcpRange;
+  /** upper bound on leases */
+  leaseMax: number;
+}
+
+export interface DnsSpec {
+  /** DNS domain served to guests */
+  domain?: string;
+}
+
+export interface AccessSpec {
+  /** user names allowed to get taps; neither list: every local user */
+  allowUsers?: string[];
+  allowGroups?: string[];
+}
+
+export type Standby = 'none' | 'stub';
+
+export interface LifecycleSpec {
+  /** comes up when a VM asks for a tap */
+  onDemand: boolean;
+  /** seconds after the last tap before an on-demand network goes down */
+  idleDown: number;
+  /** "stub": keep an UP bridge (no address, rules or dnsmasq) while idle */
+  standby: Standby;
+}
+
+/** Who a network belongs to: the admin's definitions, or (later) a user's own network. */
+export type Owner = { kind: 'admin' } | { kind: 'user'; uid: number; user: string };
+
+export interface NetworkSpec {
+  /** "default", "office": the file name without .toml */
+  name: string;
+  /** where it came from: a file path, or "built-in" */
+  source: string;
+  owner: Owner;
+  bridge: BridgeSpec;
+  /** the bridge's own addresses, tagged by family; at least one IPv4 address today */
+  addresses: IfAddress[];
+  forward: Forward;
+  dhcp: DhcpSpec;
+  dns: DnsSpec;
+  access: AccessSpec;
+  lifecycle: LifecycleSpec;
+}
+
+export function addressesOf(spec: NetworkSpec, family: Family): IfAddress[] {
+  return spec.addresses.filter((a) => a.family === family);
+}
+
+/** The network's first IPv4 address (where dnsmasq listens, and what status shows). */
+export function primary4(spec: NetworkSpec): IfAddress | undefined {
+  return spec.addresses.find((a) => a.family === 4);
+}
+
+/** Does the network route traffic through the host (so IPv4 forwarding must be on)? */
+export function forwards(spec: NetworkSpec): boolean {
+  return spec.forward.mode === 'nat' || spec.forward.mode === 'route';
+}

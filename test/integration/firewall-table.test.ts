@@ -1,0 +1,102 @@
+/**
+ * vnet's nft table against the real nft in a namespace: what vnet writes is what `nft -j list`
+ * reads back (so drift is found by content), a change to one network touches only its own
+ * objects, and the table never holds a half-made network.
+ */
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Nft } from '../../src/firewall/nft.js';
+import { chainsOf, firewallPart } from '../../src/firewall/rules.js';
+import { baseIntact, changePart, partIntact, rebuild, removeStrays, ruleCount, simulate, strays, type TableState } from '../../src/firewall/table.js';
+import { builtinDefault, parseDefinition } from '../../src/spec/parse.js';
+import { cleanupAll, createNetns, tempDir, type Netns } from '../support/netns.js';
+
+let ns: Netns;
+let nft: Nft;
+
+const nat = firewallPart(builtinDefault())!;
+const iso = firewallPart(parseDefinition('lab', 'lab.toml', 'bridge = "vnlab0"\naddress = "10.20.0.1/24"\nforward = "isolated"\n'))!;
+const other = firewallPart(parseDefinition('office', 'office.toml', 'bridge = "vnoff0"\naddress = "10.30.0.1/16"\n'))!;
+
+/** An Nft whose binary runs inside the test namespace. */
+function nftIn(netns: Netns): Nft {
+  const bin = path.join(tempDir('vnet-nft-'), 'nft');
+  writeFileSync(bin, `#!/bin/sh\nexec ip netns exec ${netns.name} nft "$@"\n`, { mode: 0o755 });
+  return new Nft({ binary: bin });
+}
+
+function same(a: TableState, b: TableState): void {
+  expect([...b.chains].sort()).toEqual([...a.chains].sort());
+  expect([...b.maps].map(([k, v]) => [k, v.def, [...v.elems].sort()]).sort()).toEqual([...a.maps].map(([k, v]) => [k, v.def, [...v.elems].sort()]).sort());
+}
+
+beforeAll(async () => {
+  ns = await createNetns('vfw');
+  nft = nftIn(ns);
+});
+afterAll(cleanupAll);
+
+describe('vnet table in the real nft', () => {
+  it('reads back exactly what it wrote, for NAT and isolated networks', async () => {
+    const tx = rebuild([nat, iso]);
+    await nft.apply(tx);
+    const listed = await nft.list();
+    expect(baseIntact(listed)).toBe(true);
+    expect(partIntact(listed, nat)).toBe(true);
+    expect(partIntact(listed, iso)).toBe(true);
+    expect(strays(listed, [nat, iso])).toEqual({ chains: [], elements: [] });
+    same(simulate({ exists: false, chains: new Map(), maps: new Map() }, tx), listed);
+  });
+
+  it('adds, replaces and removes one network touching only its own objects', async () => {
+    const before = await nft.list();
+    const add = changePart(before, chainsOf('vnoff0'), other);
+    expect(JSON.stringify(add)).not.toContain('"virbr0"');
+    await nft.apply(add);
+    const after = await nft.list();
+    same(simulate(before, add), after);
+    expect(partIntact(after, other) && partIntact(after, nat) && partIntact(after, iso)).toBe(true);
+    const rm = changePart(after, chainsOf('vnoff0'));
+    await nft.apply(rm);
+    const gone = await nft.list();
+    same(simulate(after, rm), gone);
+    expect(partIntact(gone, other)).toBe(false);
+    expect(gone.chains.has('to-vnoff0')).toBe(false);
+    expect(ruleCount(gone)).toBe(ruleCount(before));
+  });
+
+  it('notices an edited rule and a deleted map entry by content', async () => {
+    await ns.run('nft', ['replace', 'rule', 'inet', 'vnet', 'nat-virbr0', 'handle', await handleOf('nat-virbr0', 2), 'meta', 'l4proto', 'tcp', 'masquerade']);
+    const edited = await nft.list();
+    expect(partIntact(edited, nat)).toBe(false);
+    expect(partIntact(edited, iso)).toBe(true);
+    await nft.apply(changePart(edited, chainsOf('virbr0'), nat));
+    expect(partIntact(await nft.list(), nat)).toBe(true);
+    await ns.run('nft', ['delete', 'element', 'inet', 'vnet', 'to_bridge', '{', 'vnlab0', '}']);
+    expect(partIntact(await nft.list(), iso)).toBe(false);
+  });
+
+  it('removes strays: a chain and an entry no network accounts for', async () => {
+    await nft.apply(rebuild([nat, iso]));
+    await ns.run('nft', ['add', 'chain', 'inet', 'vnet', 'to-ghost0']);
+    await ns.run('nft', ['add', 'element', 'inet', 'vnet', 'to_bridge', '{', 'ghost0', ':', 'jump', 'to-ghost0', '}']);
+    const s = await nft.list();
+    const st = strays(s, [nat, iso]);
+    expect(st).toEqual({ chains: ['to-ghost0'], elements: [{ map: 'to_bridge', key: '"ghost0"' }] });
+    await nft.apply(removeStrays(st));
+    expect(strays(await nft.list(), [nat, iso])).toEqual({ chains: [], elements: [] });
+  });
+
+  it('an empty rebuild removes the table; a missing table lists as empty', async () => {
+    await nft.apply(rebuild([]));
+    const s = await nft.list();
+    expect(s.exists).toBe(false);
+    expect(baseIntact(s)).toBe(false);
+  });
+});
+
+async function handleOf(chain: string, index: number): Promise<string> {
+  const out = JSON.parse(await ns.run('nft', ['-j', '-a', 'list', 'chain', 'inet', 'vnet', chain])) as { nftables: Array<{ rule?: { handle: number } }> };
+  return String(out.nftables.filter((x) => x.rule)[index]!.rule!.handle);
+}
