@@ -153,6 +153,8 @@ export function dnsmasqConfig(
       // no ICMP probe before an offer: dnsmasq then needs no CAP_NET_RAW, and offers at once
       'no-ping',
       `dhcp-lease-max=${positiveInt('dhcpLeaseMax', net.dhcp.leaseMax)}`,
+      // an isolated network routes nowhere: offer no default route (as libvirt does)
+      ...(net.forward.mode === 'isolated' ? ['dhcp-option=option:router'] : []),
       `dhcp-leasefile=${leaseFilePath(paths.stateDir, name)}`,
     );
   }

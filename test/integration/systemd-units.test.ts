@@ -9,7 +9,7 @@ import { chmod, copyFile, readFile, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parseDefinition } from '../../src/config/definition.js';
+import { parseDefinition } from '../../src/spec/parse.js';
 import { listenFds, sdNotify, sockaddrUn } from '../../src/sys/notify.js';
 import { DbusDaemon } from '../support/dbus-daemon.js';
 import { cleanupAll, tempDir, trackPid, unixListening, untrackPid, waitFor } from '../support/netns.js';

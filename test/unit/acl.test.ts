@@ -1,5 +1,6 @@
 /**
- * bridge.conf semantics (threats.md items 6, 7, 8, 10), file permissions as the caller, /proc groups,
+ * bridge.conf semantics (malformed files, unreadable files, deny beats allow, other bridges), file
+ * permissions as the caller, /proc groups,
  * passwd/group lookups and a network's allow-users / allow-groups.
  */
 import fc from 'fast-check';
@@ -8,22 +9,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import {
-  callerCred,
-  callerGroups,
-  canRead,
-  canSearch,
-  evaluateAcl,
-  groupIdOf,
-  loadAsCaller,
-  networkAllows,
-  parseAcl,
-  parseGroup,
-  parsePasswd,
-  parseProcStatus,
-  readIdLookups,
-  type AclLoader,
-} from '../../src/helper/acl.js';
+import { groupIdOf, parseGroup, parsePasswd, readIdLookups } from '../../src/identity/accounts.js';
+import { networkAllows } from '../../src/policy/access.js';
+import { evaluateAcl, parseAcl, type AclLoader } from '../../src/qemu/acl.js';
+import { callerCred, callerGroups, parseProcStatus } from '../../src/sys/proc.js';
+import { canRead, canSearch, loadAsCaller } from '../../src/sys/read-as.js';
 
 const ROOT = '/etc/qemu/bridge.conf';
 

@@ -2,8 +2,8 @@ import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { builtinDefault, DefinitionError, parseDefinition } from '../../src/config/definition.js';
-import { loadDefinitions } from '../../src/config/networks.js';
+import { Definitions, readDefinitionSet } from '../../src/config/networks.js';
+import { builtinDefault, DefinitionError, parseDefinition } from '../../src/spec/parse.js';
 
 const F = '/etc/vnet/networks/office.toml';
 const good = `bridge = "vnbr1"\naddress = "10.10.0.1/24"\ndhcp-range = ["10.10.0.10", "10.10.0.99"]\nforward = "nat"\non-demand = false\nidle-down = 30\n`;
@@ -28,36 +28,31 @@ describe('parseDefinition', () => {
     expect(def).toEqual({
       name: 'office',
       source: F,
-      bridge: 'vnbr1',
-      ipv4: { address: '10.10.0.1', prefix: 24, network: '10.10.0.0', cidr: '10.10.0.0/24' },
-      dhcpRange: { start: '10.10.0.10', end: '10.10.0.99' },
-      forward: 'nat',
-      onDemand: false,
-      idleDown: 30,
-      standby: 'stub',
-      allowUsers: ['alice'],
-      allowGroups: ['kvm'],
-      domain: 'office.test',
-      mtu: 1400,
-      dhcpLeaseMax: 50,
+      owner: { kind: 'admin' },
+      bridge: { name: 'vnbr1', managed: true, mtu: 1400 },
+      addresses: [{ family: 4, address: '10.10.0.1', prefix: 24, network: '10.10.0.0', cidr: '10.10.0.0/24' }],
+      forward: { mode: 'nat' },
+      dhcp: { range4: { start: '10.10.0.10', end: '10.10.0.99' }, leaseMax: 50 },
+      dns: { domain: 'office.test' },
+      access: { allowUsers: ['alice'], allowGroups: ['kvm'] },
+      lifecycle: { onDemand: false, idleDown: 30, standby: 'stub' },
     });
   });
 
   it('fills defaults and leaves DHCP off without dhcp-range', () => {
     const def = parseDefinition('x', F, 'bridge = "b0"\naddress = "10.1.2.1/24"\n');
-    expect(def.dhcpRange).toBeUndefined();
-    expect(def).toMatchObject({ forward: 'nat', onDemand: true, idleDown: 60, standby: 'none', dhcpLeaseMax: 253 });
+    expect(def.dhcp.range4).toBeUndefined();
+    expect(def).toMatchObject({ forward: { mode: 'nat' }, lifecycle: { onDemand: true, idleDown: 60, standby: 'none' }, dhcp: { leaseMax: 253 } });
   });
 
   it('the built-in default is libvirt-like virbr0', () => {
     expect(builtinDefault()).toMatchObject({
       name: 'default',
       source: 'built-in',
-      bridge: 'virbr0',
-      ipv4: { cidr: '192.168.122.0/24', address: '192.168.122.1' },
-      dhcpRange: { start: '192.168.122.2', end: '192.168.122.254' },
-      onDemand: true,
-      idleDown: 60,
+      bridge: { name: 'virbr0', managed: true },
+      addresses: [{ family: 4, cidr: '192.168.122.0/24', address: '192.168.122.1' }],
+      dhcp: { range4: { start: '192.168.122.2', end: '192.168.122.254' } },
+      lifecycle: { onDemand: true, idleDown: 60 },
     });
   });
 
@@ -105,13 +100,38 @@ describe('parseDefinition', () => {
   });
 
   it('accepts a 15-byte bridge name', () => {
-    expect(parseDefinition('o', F, good.replace('vnbr1', 'abcdefghijklmno')).bridge).toBe('abcdefghijklmno');
+    expect(parseDefinition('o', F, good.replace('vnbr1', 'abcdefghijklmno')).bridge.name).toBe('abcdefghijklmno');
+  });
+
+  it('carries IPv6 addresses beside the IPv4 one (a string or an array), and the isolated mode', () => {
+    const one = parseDefinition('o', F, good.replace('forward = "nat"', 'forward = "isolated"') + 'address6 = "fd00:1::1/64"\n');
+    expect(one.addresses.map((a) => [a.family, a.cidr, a.address])).toEqual([
+      [4, '10.10.0.0/24', '10.10.0.1'],
+      [6, 'fd00:1::/64', 'fd00:1::1'],
+    ]);
+    expect(one.forward).toEqual({ mode: 'isolated' });
+    const two = parseDefinition('o', F, good + 'address6 = ["fd00:1::1/64", "FD00:0002:0000::0001/64"]\n');
+    expect(two.addresses.filter((a) => a.family === 6).map((a) => a.address)).toEqual(['fd00:1::1', 'fd00:2::1']);
+  });
+
+  it.each([
+    ['address6 = "fd00:1::1"', 'IPv6 address with prefix length'],
+    ['address6 = "10.1.0.1/24"', 'IPv6 address with prefix length'],
+    ['address6 = "fe80::1/64"', 'linkLocal'],
+    ['address6 = "fd00:1::/64"', 'subnet-router anycast'],
+    ['address6 = "fd00:1::1/32"', 'prefix length must be 48..126'],
+    ['address6 = ["fd00:1::1/64", "fd00:1::2/64"]', 'overlaps fd00:1::/64'],
+    ['address6 = []', 'or an array of them'],
+  ])('refuses %s', (line, why) => {
+    const e = err(good + `${line}\n`);
+    expect(e.key).toBe('address6');
+    expect(e.message).toContain(why);
   });
 
   it('refuses an unknown key, listing the known ones', () => {
     const e = err(good + 'bridges = "typo"\n');
     expect(e.key).toBe('bridges');
-    expect(e.message).toMatch(/unknown key; known keys are bridge, address, dhcp-range/);
+    expect(e.message).toMatch(/unknown key; known keys are bridge, address, address6, dhcp-range/);
   });
 
   it.each([
@@ -122,7 +142,7 @@ describe('parseDefinition', () => {
     ['dhcp-range = ["10.10.0.10"]', 'two addresses'],
     ['dhcp-range = ["x", "10.10.0.20"]', 'not an IPv4 address'],
     ['forward = "route"', 'not supported yet'],
-    ['forward = "bogus"', 'expected "nat"'],
+    ['forward = "bogus"', 'expected one of "nat", "isolated"'],
     ['on-demand = "yes"', 'true or false'],
     ['idle-down = -1', 'integer 0..86400'],
     ['idle-down = 1.5', 'integer'],
@@ -149,7 +169,7 @@ describe('parseDefinition', () => {
   });
 });
 
-describe('loadDefinitions', () => {
+describe('readDefinitionSet', () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'vnet-defs-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -160,9 +180,12 @@ describe('loadDefinitions', () => {
     writeFileSync(path.join(nd, 'lab.toml'), 'bridge = "vnbr2"\naddress = "10.10.0.129/25"\n');
     writeFileSync(path.join(nd, 'dup.toml'), 'bridge = "virbr0"\naddress = "10.20.0.1/24"\n');
     writeFileSync(path.join(nd, 'broken.toml'), 'bridge = "x"\naddress = "nope"\n');
+    writeFileSync(path.join(nd, 'six1.toml'), 'bridge = "vn61"\naddress = "10.61.0.1/24"\naddress6 = "fd00:61::1/64"\n');
+    writeFileSync(path.join(nd, 'six2.toml'), 'bridge = "vn62"\naddress = "10.62.0.1/24"\naddress6 = "fd00:61::1:1/112"\n');
     writeFileSync(path.join(nd, 'README'), 'not a definition');
-    const { networks, errors } = await loadDefinitions(nd);
-    expect([...networks.keys()].sort()).toEqual(['default', 'lab']);
+    const { networks, errors } = readDefinitionSet(nd);
+    expect([...networks.keys()].sort()).toEqual(['default', 'lab', 'six1']);
+    expect(errors.get('six2')?.message).toContain('key `address6` = "fd00:61::1:0/112": subnet overlaps fd00:61::/64 of network "six1"');
     expect(errors.get('broken')?.message).toContain('broken.toml: key `address` = "nope"');
     expect(errors.get('dup')?.message).toContain('bridge is already used by network "default"');
     expect(errors.get('office')?.message).toContain('subnet overlaps 10.10.0.128/25 of network "lab"');
@@ -172,58 +195,61 @@ describe('loadDefinitions', () => {
     const nd = path.join(dir, 'n2');
     mkdirSync(nd);
     writeFileSync(path.join(nd, 'default.toml'), 'bridge = "virbr9"\naddress = "10.9.0.1/24"\n');
-    const { networks } = await loadDefinitions(nd);
-    expect(networks.get('default')?.bridge).toBe('virbr9');
+    const { networks } = readDefinitionSet(nd);
+    expect(networks.get('default')?.bridge.name).toBe('virbr9');
   });
 
   it('a missing folder means only the built-in default', async () => {
-    const { networks, errors } = await loadDefinitions(path.join(dir, 'absent'));
+    const { networks, errors } = readDefinitionSet(path.join(dir, 'absent'));
     expect([...networks.keys()]).toEqual(['default']);
     expect(errors.size).toBe(0);
   });
 });
 
-describe('loadDefinitions cache', () => {
+describe('Definitions cache', () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'vnet-defcache-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
-  const settle = () => new Promise((r) => setTimeout(r, 1100));
+  // files count as settled a second after their last change; this clock moves instead of the test waiting
+  let skew = 0;
+  const defs = new Definitions(dir, () => Date.now() + skew);
+  const settle = () => void (skew += 1100);
 
   it('sees same-size rewrites, renames over, additions and removals; callers cannot change what others get', async () => {
     const f = path.join(dir, 'lab.toml');
     writeFileSync(f, 'bridge = "vnlab1"\naddress = "10.61.0.1/24"\n');
-    await settle();
+    settle();
     // the first load reads the file and caches the set; the second is served from the cache
     // (the same parsed definitions, in maps of its own); changing what the hit returned must
     // not change what the third load gets
-    const first = await loadDefinitions(dir);
-    expect(first.networks.get('lab')?.bridge).toBe('vnlab1');
-    const hit = await loadDefinitions(dir);
+    const first = defs.load();
+    expect(first.networks.get('lab')?.bridge.name).toBe('vnlab1');
+    const hit = defs.load();
     expect(hit.networks.get('lab')).toBe(first.networks.get('lab'));
     expect(hit.networks).not.toBe(first.networks);
     hit.networks.delete('lab');
     hit.networks.set('intruder', first.networks.get('default')!);
     hit.errors.set('lab', new DefinitionError(f, undefined, undefined, 'planted'));
-    const third = await loadDefinitions(dir);
+    const third = defs.load();
     expect([...third.networks.keys()].sort()).toEqual(['default', 'lab']);
-    expect(third.networks.get('lab')?.bridge).toBe('vnlab1');
+    expect(third.networks.get('lab')?.bridge.name).toBe('vnlab1');
     expect(third.errors.size).toBe(0);
 
     // same size, new content
     writeFileSync(f, 'bridge = "vnlab2"\naddress = "10.61.0.1/24"\n');
-    expect((await loadDefinitions(dir)).networks.get('lab')?.bridge).toBe('vnlab2');
-    await settle();
-    expect((await loadDefinitions(dir)).networks.get('lab')?.bridge).toBe('vnlab2');
+    expect(defs.load().networks.get('lab')?.bridge.name).toBe('vnlab2');
+    settle();
+    expect(defs.load().networks.get('lab')?.bridge.name).toBe('vnlab2');
 
     // replaced by rename (new inode), then settled
     writeFileSync(`${f}.new`, 'bridge = "vnlab3"\naddress = "10.61.0.1/24"\n');
     renameSync(`${f}.new`, f);
-    await settle();
-    expect((await loadDefinitions(dir)).networks.get('lab')?.bridge).toBe('vnlab3');
+    settle();
+    expect(defs.load().networks.get('lab')?.bridge.name).toBe('vnlab3');
 
     writeFileSync(path.join(dir, 'extra.toml'), 'bridge = "vnx1"\naddress = "10.62.0.1/24"\n');
-    await settle();
-    expect([...(await loadDefinitions(dir)).networks.keys()].sort()).toEqual(['default', 'extra', 'lab']);
+    settle();
+    expect([...defs.load().networks.keys()].sort()).toEqual(['default', 'extra', 'lab']);
     rmSync(f);
-    expect([...(await loadDefinitions(dir)).networks.keys()].sort()).toEqual(['default', 'extra']);
-  }, 15_000);
+    expect([...defs.load().networks.keys()].sort()).toEqual(['default', 'extra']);
+  });
 });

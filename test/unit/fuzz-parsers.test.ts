@@ -8,9 +8,10 @@ import fc from 'fast-check';
 import ipaddr from 'ipaddr.js';
 import { describe, expect, it } from 'vitest';
 import { encodeFrame, FrameReader, parseRequest, ProtocolError } from '../../src/api/protocol.js';
-import { DEFINITION_KEYS, DefinitionError, ipv4ToInt, parseDefinition, parseIpv4Interface } from '../../src/config/definition.js';
+import { compare, contains, parseIfAddress, subnetOf } from '../../src/net/ip.js';
+import { DEFINITION_KEYS, DefinitionError, parseDefinition } from '../../src/spec/parse.js';
 import { ifnameProblem } from '../../src/config/names.js';
-import { evaluateAcl, parseAcl, type AclLoader } from '../../src/helper/acl.js';
+import { evaluateAcl, parseAcl, type AclLoader } from '../../src/qemu/acl.js';
 
 const FILE = '/etc/vnet/networks/fuzz.toml';
 
@@ -68,20 +69,26 @@ function parse(text: string) {
 
 /** What any definition that parses must satisfy, whatever the text was. */
 function expectSound(def: ReturnType<typeof parseDefinition>): void {
-  expect(ifnameProblem(def.bridge)).toBeUndefined();
-  expect(def.bridge).not.toBe('all');
-  const again = parseIpv4Interface(`${def.ipv4.address}/${def.ipv4.prefix}`);
-  expect(again).toEqual(def.ipv4);
-  expect(def.ipv4.prefix).toBeGreaterThanOrEqual(8);
-  expect(def.ipv4.prefix).toBeLessThanOrEqual(30);
-  expect(ipaddr.IPv4.networkAddressFromCIDR(def.ipv4.cidr).toString()).toBe(def.ipv4.network);
-  if (def.dhcpRange) {
-    const inNet = (ip: string) => ipaddr.IPv4.parse(ip).match(ipaddr.IPv4.parse(def.ipv4.network), def.ipv4.prefix);
-    expect(inNet(def.dhcpRange.start) && inNet(def.dhcpRange.end)).toBe(true);
-    expect(ipv4ToInt(def.dhcpRange.start)).toBeLessThanOrEqual(ipv4ToInt(def.dhcpRange.end));
+  expect(ifnameProblem(def.bridge.name)).toBeUndefined();
+  expect(def.bridge.name).not.toBe('all');
+  const v4 = def.addresses.filter((a) => a.family === 4);
+  expect(v4).toHaveLength(1);
+  for (const a of def.addresses) {
+    expect(parseIfAddress(`${a.address}/${a.prefix}`)).toEqual(a);
+    if (a.family === 4) {
+      expect(a.prefix).toBeGreaterThanOrEqual(8);
+      expect(a.prefix).toBeLessThanOrEqual(30);
+      expect(ipaddr.IPv4.networkAddressFromCIDR(a.cidr).toString()).toBe(a.network);
+    }
   }
-  expect(['none', 'stub']).toContain(def.standby);
-  expect(def.forward).toBe('nat');
+  const range = def.dhcp.range4;
+  if (range) {
+    const net = subnetOf(v4[0]!);
+    expect(contains(net, range.start) && contains(net, range.end)).toBe(true);
+    expect(compare(range.start, range.end)).toBeLessThanOrEqual(0);
+  }
+  expect(['none', 'stub']).toContain(def.lifecycle.standby);
+  expect(['nat', 'isolated']).toContain(def.forward.mode);
 }
 
 describe('parseDefinition under fuzz', () => {
@@ -107,7 +114,7 @@ describe('parseDefinition under fuzz', () => {
         if (r.def) {
           expectSound(r.def);
           for (const key of table.keys()) expect(DEFINITION_KEYS).toContain(key);
-          expect(r.def.bridge).toBe(table.get('bridge'));
+          expect(r.def.bridge.name).toBe(table.get('bridge'));
         } else {
           const err = r.err!;
           expect(err.file).toBe(FILE);

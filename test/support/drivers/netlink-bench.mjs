@@ -1,6 +1,6 @@
 // Times the kernel-facing steps of vnetd in the current namespace.
 // Usage: node netlink-bench.mjs [N]; prints JSON {bridgeUp: {p50,p90}, tap: {p50,p90}} in ms.
-import { Rtnl } from '../../../dist/netlink/links.js';
+import { Rtnl } from '../../../dist/netlink/rtnl.js';
 import { attachTap, openTap } from '../../../dist/netlink/tun.js';
 import { closeFd } from '../../../dist/sys/libc.js';
 
@@ -13,7 +13,7 @@ const bridgeUp = [];
 for (let i = 0; i < n; i++) {
   const t0 = process.hrtime.bigint();
   const br = await rtnl.createBridge('vbench0');
-  await rtnl.addAddress4(br.index, '10.77.0.1', 24);
+  await rtnl.addAddress(br.index, '10.77.0.1', 24);
   await rtnl.setUp(br.index, true);
   bridgeUp.push(ms(t0));
   await rtnl.deleteLink(br.index);

@@ -4,7 +4,7 @@
 // unix socket (1 byte 0x00 + SCM_RIGHTS, like qemu-bridge-helper) and closes its
 // own copy. Otherwise keeps the fd until a line arrives on stdin, then closes it
 // and prints "closed". Exits when stdin ends.
-import { Rtnl } from '../../../dist/netlink/links.js';
+import { Rtnl } from '../../../dist/netlink/rtnl.js';
 import { attachTap, openTap } from '../../../dist/netlink/tun.js';
 import { closeFd, sendFd } from '../../../dist/sys/libc.js';
 
