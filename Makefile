@@ -13,6 +13,7 @@ NPM       ?= npm
 SYSCONFDIR     ?= /etc
 UNITDIR        ?= $(PREFIX)/lib/systemd/system
 TMPFILESDIR    ?= $(PREFIX)/lib/tmpfiles.d
+SYSUSERSDIR    ?= $(PREFIX)/lib/sysusers.d
 DBUSPOLICYDIR  ?= $(SYSCONFDIR)/dbus-1/system.d
 DBUSSERVICEDIR ?= $(PREFIX)/share/dbus-1/system-services
 MANIFEST       := $(LIBDIR)/install-manifest
@@ -26,6 +27,12 @@ BUILD_DEBS := gcc libc6-dev make
 TEST_DEBS  := $(RUN_DEBS) $(BUILD_DEBS) qemu-system-x86 qemu-system-common busybox-static cpio python3 util-linux dbus systemd libglib2.0-bin
 
 TS_SRC    := $(shell find src -name '*.ts' 2>/dev/null)
+
+# The system account vnet's dnsmasq runs as (etc/sysusers.d/vnet.conf says the same):
+# its own user and group, shared with no other service.
+DNSMASQ_USER := vnet-dnsmasq
+ENSURE_ACCOUNT := getent passwd $(DNSMASQ_USER) >/dev/null || { echo 'creating the system account $(DNSMASQ_USER)'; \
+  useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin --user-group $(DNSMASQ_USER); }
 
 .PHONY: all build deps test-deps up down test unit bench install uninstall clean
 
@@ -67,9 +74,11 @@ endef
 
 deps:
 	$(call apt_install,$(RUN_DEBS) $(BUILD_DEBS))
+	@$(ENSURE_ACCOUNT)
 
 test-deps:
 	$(call apt_install,$(TEST_DEBS))
+	@$(ENSURE_ACCOUNT)
 
 # Quick start: build, start vnetd in the background, bring up the default network (virbr0).
 up: deps build
@@ -90,15 +99,17 @@ bench: test-deps build build/handoff
 
 # `make install`: the program in $(LIBDIR) (dist/, bin/, production node_modules from
 # package-lock.json), links in $(BINDIR), the helper (0755, not setuid), the systemd units,
-# tmpfiles.d entry, D-Bus policy and activation file with /usr/local rewritten to $(PREFIX),
-# and the example network. Everything is staged in $(STAGE) first; $(MANIFEST) lists every
+# tmpfiles.d and sysusers.d entries, D-Bus policy and activation file with /usr/local
+# rewritten to $(PREFIX), and the example network. Everything is staged in $(STAGE) first; $(MANIFEST) lists every
 # file put ("f PATH") and every folder made ("d PATH", only those that did not exist), so
 # `make uninstall` removes exactly that: never a network the admin wrote, never a folder
-# that was there before. Paths in the manifest are without $(DESTDIR).
+# that was there before. Paths in the manifest are without $(DESTDIR). Without DESTDIR it
+# also creates dnsmasq's account (systemd-sysusers, or useradd where there is none); with
+# DESTDIR (packaging) the sysusers.d entry is for the package to apply.
 install: build
 	rm -rf $(STAGE) build/install-manifest
 	umask 022 && mkdir -p $(STAGE)$(LIBDIR)/bin $(STAGE)$(BINDIR) $(STAGE)$(LIBEXEC) $(STAGE)$(UNITDIR) \
-	  $(STAGE)$(TMPFILESDIR) $(STAGE)$(DBUSPOLICYDIR) $(STAGE)$(DBUSSERVICEDIR) $(STAGE)$(SYSCONFDIR)/vnet/networks
+	  $(STAGE)$(TMPFILESDIR) $(STAGE)$(SYSUSERSDIR) $(STAGE)$(DBUSPOLICYDIR) $(STAGE)$(DBUSSERVICEDIR) $(STAGE)$(SYSCONFDIR)/vnet/networks
 	umask 022 && cp -r dist $(STAGE)$(LIBDIR)/dist && find $(STAGE)$(LIBDIR)/dist \( -name '*.map' -o -name .stamp \) -delete
 	install -m 0755 bin/vnet bin/vnetd $(STAGE)$(LIBDIR)/bin/
 	install -m 0644 package.json package-lock.json $(STAGE)$(LIBDIR)/
@@ -111,6 +122,7 @@ install: build
 	$(FIX_PREFIX) etc/dbus-1/system-services/org.vnet.Vnet1.service > $(STAGE)$(DBUSSERVICEDIR)/org.vnet.Vnet1.service
 	chmod 0644 $(STAGE)$(UNITDIR)/vnetd.service $(STAGE)$(UNITDIR)/vnetd.socket $(STAGE)$(DBUSSERVICEDIR)/org.vnet.Vnet1.service
 	install -m 0644 etc/tmpfiles.d/vnet.conf $(STAGE)$(TMPFILESDIR)/vnet.conf
+	install -m 0644 etc/sysusers.d/vnet.conf $(STAGE)$(SYSUSERSDIR)/vnet.conf
 	install -m 0644 etc/dbus-1/system.d/org.vnet.Vnet1.conf $(STAGE)$(DBUSPOLICYDIR)/org.vnet.Vnet1.conf
 	install -m 0644 etc/vnet/networks/example.toml.example $(STAGE)$(SYSCONFDIR)/vnet/networks/example.toml.example
 	@# The manifest: what is staged, the folders that are new (dist/ and node_modules/ are replaced
@@ -130,6 +142,12 @@ install: build
 	mkdir -p '$(DESTDIR)/'
 	tar -C $(STAGE) -cf - . | tar -C '$(DESTDIR)/' -xf - --no-overwrite-dir
 	rm -rf $(STAGE) build/install-manifest
+	@if [ -z '$(DESTDIR)' ]; then \
+	  if command -v systemd-sysusers >/dev/null; then \
+	    echo 'systemd-sysusers $(SYSUSERSDIR)/vnet.conf'; systemd-sysusers $(SYSUSERSDIR)/vnet.conf; \
+	  fi; \
+	  $(ENSURE_ACCOUNT); \
+	fi
 	@if [ -z '$(DESTDIR)' ] && [ -d /run/systemd/system ]; then \
 	  echo 'systemctl daemon-reload; systemd-tmpfiles --create $(TMPFILESDIR)/vnet.conf'; \
 	  systemctl daemon-reload && systemd-tmpfiles --create $(TMPFILESDIR)/vnet.conf; \

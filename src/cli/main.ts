@@ -3,7 +3,7 @@
  * vnetd in the background when none answers, so the quick start needs no systemd.
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, openSync } from 'node:fs';
+import { closeSync, constants, mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { call, ClientError } from '../api/client.js';
@@ -66,10 +66,14 @@ async function ensureDaemon(paths: Paths): Promise<void> {
     if (process.getuid?.() !== 0) throw new ClientError('ENOTRUNNING', `${err.message}; start it as root (\`sudo vnet up NAME\` or \`systemctl start vnetd.socket\`)`);
   }
   mkdirSync(paths.runtimeDir, { recursive: true, mode: 0o755 });
-  const logFile = path.join(paths.runtimeDir, 'vnetd.log');
-  const out = openSync(logFile, 'a', 0o640);
+  // vnetd writes its log itself, capped (8 MiB and one rotated vnetd.log.1): a guest that
+  // makes it log a lot must not fill /run. Its stdout and stderr (a crash message, if any)
+  // go to the same file; a second vnetd racing this one says there why it stopped.
+  const logFile = process.env.VNET_LOG_FILE || path.join(paths.runtimeDir, 'vnetd.log');
+  const out = openSync(logFile, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o640);
   const vnetd = fileURLToPath(new URL('../../bin/vnetd', import.meta.url));
-  const child = spawn(process.execPath, [vnetd], { detached: true, stdio: ['ignore', out, out], env: process.env });
+  const child = spawn(process.execPath, [vnetd], { detached: true, stdio: ['ignore', out, out], env: { ...process.env, VNET_LOG_FILE: logFile } });
+  closeSync(out);
   child.unref();
   const deadline = Date.now() + 15_000;
   for (;;) {

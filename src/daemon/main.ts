@@ -1,19 +1,44 @@
 /**
- * vnetd: runs in the foreground, logs JSON lines (pino) to stdout. Socket activation
- * (LISTEN_FDS) or its own socket at $VNET_RUNTIME_DIR/vnetd.sock; READY=1 to systemd
- * once the socket serves and state is reconciled; with VNET_IDLE_EXIT=SECONDS (set by
- * the systemd unit) it exits after that long with no network up and no client.
+ * vnetd: runs in the foreground, logs JSON lines (pino) to stdout, or with
+ * VNET_LOG_FILE=PATH (set by `vnet up` when it starts vnetd) to that file, capped at
+ * VNET_LOG_MAX_BYTES (8 MiB) plus one rotated PATH.1. One vnetd per runtime folder: the
+ * first thing it does is take RUNTIME/vnetd.lock (./instance-lock.ts); a second one exits 1
+ * naming the first. Socket activation (LISTEN_FDS) or its own socket at
+ * $VNET_RUNTIME_DIR/vnetd.sock; READY=1 to systemd once the socket serves and state is
+ * reconciled; with VNET_IDLE_EXIT=SECONDS (set by the systemd unit) it exits after that long
+ * with no network up and no client.
  */
 import pino from 'pino';
 import { pathsFromEnv } from '../config/paths.js';
+import type { FileLock } from '../sys/flock.js';
 import { listenFds, sdNotify } from '../sys/notify.js';
 import { startDbus, type DbusHandle } from '../dbus/bus.js';
 import { Daemon } from './daemon.js';
+import { takeInstanceLock } from './instance-lock.js';
+import { CappedLogFile, DEFAULT_LOG_MAX_BYTES } from './log-file.js';
 import { Server } from './server.js';
 
+// `ps`, `top` and /proc/PID/comm show "vnetd", not "node" (libuv sets both argv[0] and the
+// thread name through prctl(PR_SET_NAME)); 15 bytes at most, or comm is cut.
+process.title = 'vnetd';
+
+/** held for the life of the process: were it garbage-collected, its file would close and the lock go */
+let instanceLock: FileLock | undefined;
+
+function logDestination(): CappedLogFile | undefined {
+  const file = process.env.VNET_LOG_FILE;
+  if (!file) return undefined;
+  const max = Number(process.env.VNET_LOG_MAX_BYTES || DEFAULT_LOG_MAX_BYTES);
+  return new CappedLogFile(file, { maxBytes: Number.isSafeInteger(max) && max > 0 ? max : DEFAULT_LOG_MAX_BYTES });
+}
+
 async function main(): Promise<void> {
-  const log = pino({ level: process.env.VNET_LOG_LEVEL || 'info', base: { pid: process.pid } });
   const paths = pathsFromEnv();
+  // before anything else is touched (socket, state, dnsmasq, log): a second vnetd stops here
+  instanceLock = await takeInstanceLock(paths.runtimeDir);
+  const dest = logDestination();
+  const opts = { level: process.env.VNET_LOG_LEVEL || 'info', base: { pid: process.pid } };
+  const log = dest ? pino(opts, dest) : pino(opts);
   const quota = Number(process.env.VNET_TAP_QUOTA || 64);
   const daemon = new Daemon({ paths, log, tapQuota: Number.isInteger(quota) && quota > 0 ? quota : 64 });
   const fds = listenFds();

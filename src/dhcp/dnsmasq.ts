@@ -9,6 +9,7 @@
 import path from 'node:path';
 import { prefixToMask as maskOf } from '../net/ip.js';
 import { primary4, type NetworkSpec } from '../spec/spec.js';
+import { dnsmasqAccount } from './account.js';
 
 /** DHCP lease time written into dhcp-range. */
 export const LEASE_TIME = '1h';
@@ -110,8 +111,11 @@ export function confFilePath(runtimeDir: string, name: string): string {
 
 /**
  * The dnsmasq config of one network. `paths.runtimeDir` is accepted for symmetry with
- * confFilePath(); the file itself names only the lease file (no pid-file: vnetd
- * supervises the child directly).
+ * confFilePath(). dnsmasq writes nothing outside vnet's folders: its only file is the
+ * lease file in `paths.stateDir`, and `pid-file=` (empty) turns off its default
+ * /run/dnsmasq.pid, which every network's dnsmasq would otherwise overwrite (and a killed
+ * one leave stale): vnetd supervises the child directly. user/group default to vnet's own
+ * account (see ./account.ts).
  */
 export function dnsmasqConfig(
   net: NetworkSpec,
@@ -123,8 +127,8 @@ export function dnsmasqConfig(
   const v4 = primary4(net);
   const address = ipv4('ipv4.address', v4?.address);
   const mask = prefixToMask(v4?.prefix ?? -1);
-  const user = account('user', opts.user ?? 'nobody');
-  const group = account('group', opts.group ?? 'nogroup');
+  const user = account('user', opts.user ?? dnsmasqAccount());
+  const group = account('group', opts.group ?? opts.user ?? dnsmasqAccount());
 
   const lines = [
     `# dnsmasq config of vnet network ${name}, written by vnetd: edits are overwritten`,
@@ -138,6 +142,14 @@ export function dnsmasqConfig(
     'no-hosts',
     `user=${user}`,
     `group=${group}`,
+    // an empty value: no pid file at all (the default is the host-wide /run/dnsmasq.pid)
+    'pid-file=',
+    // No line per DHCP packet: a guest sending thousands of DISCOVERs must not fill vnetd's
+    // log (errors, such as "no address available", are still logged and rate-limited by the
+    // supervisor). DHCPv6 and router advertisements are not configured; quieted all the same.
+    'quiet-dhcp',
+    'quiet-dhcp6',
+    'quiet-ra',
   ];
   if (net.dns.domain !== undefined) {
     const domain = domainName('domain', net.dns.domain);

@@ -1,12 +1,17 @@
 /**
  * Runs one dnsmasq for one network and keeps it running.
  *
- * start(): write the config atomically, `dnsmasq --test` it, spawn dnsmasq in the
+ * start(): check that the account the config names (user=, group=) exists (else fail,
+ * naming it and the command that creates it, having written nothing), write the config
+ * atomically, `dnsmasq --test` it, spawn dnsmasq in the
  * foreground logging to stderr, and resolve once it logs "started" (it logs that only
  * after binding its DNS and DHCP sockets and dropping to its user). An unexpected exit is
  * restarted with exponential backoff; after `maxFailures` quick failures in a row the
  * supervisor emits 'failed' and stops trying. stop(): SIGTERM, then SIGKILL after a
  * timeout. Processes are only ever signalled through their ChildProcess handle.
+ *
+ * dnsmasq's output is copied into vnetd's log line by line, each cut to MAX_LINE_BYTES and
+ * rate-limited per network (a burst, then one a second, with a count of what was held back).
  *
  * Events: 'started' (pid), 'restarted' (pid), 'exit' ({ pid, code, signal }),
  * 'failed' (reason: string).
@@ -18,7 +23,9 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { pino, type Logger } from 'pino';
 import { writeFileAtomic } from '../sys/atomic-file.js';
+import { requireAccount } from './account.js';
 import { dnsmasqArgs, dnsmasqTestArgs } from './dnsmasq.js';
+import { cutLine, LineLimiter, type LineLimiterOptions } from './line-limit.js';
 
 export interface BackoffOptions {
   /** delay before the first restart */
@@ -48,6 +55,8 @@ export interface SupervisorOptions {
   startTimeoutMs?: number;
   /** wait after SIGTERM before SIGKILL */
   stopTimeoutMs?: number;
+  /** the rate limit of dnsmasq's lines in the log (default: a burst of 20, then one a second) */
+  lineLimit?: Partial<LineLimiterOptions>;
 }
 
 export class DnsmasqError extends Error {
@@ -66,6 +75,9 @@ export type SupervisorState = 'idle' | 'starting' | 'running' | 'backoff' | 'sto
 const DEFAULT_BACKOFF: BackoffOptions = { initialMs: 200, maxMs: 5000, maxFailures: 5, stableMs: 5000 };
 const STARTED = /\bstarted, version /;
 const TAIL_LINES = 12;
+const DEFAULT_LINE_LIMIT: LineLimiterOptions = { burst: 20, refillMs: 1000 };
+/** lines held back are counted in the log at the latest this long after the first of them */
+const HELD_REPORT_MS = 5000;
 /** dnsmasq gets a clean environment: nothing of vnetd's (NOTIFY_SOCKET, LISTEN_FDS, ...) */
 const DNSMASQ_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' };
 
@@ -85,6 +97,9 @@ export class DnsmasqSupervisor extends EventEmitter {
   private failures = 0;
   private restartTimer: NodeJS.Timeout | undefined;
   private tail: string[] = [];
+  /** one bucket per network, across restarts of its dnsmasq */
+  private readonly lines: LineLimiter;
+  private heldTimer: NodeJS.Timeout | undefined;
   /** spawn-to-serving time of the current dnsmasq, in ms */
   lastStartupMs: number | undefined;
 
@@ -99,6 +114,7 @@ export class DnsmasqSupervisor extends EventEmitter {
     this.leaseFile = opts.leaseFile;
     this.startTimeoutMs = opts.startTimeoutMs ?? 10_000;
     this.stopTimeoutMs = opts.stopTimeoutMs ?? 3_000;
+    this.lines = new LineLimiter({ ...DEFAULT_LINE_LIMIT, ...opts.lineLimit });
   }
 
   /** pid of the running dnsmasq, if any */
@@ -117,6 +133,9 @@ export class DnsmasqSupervisor extends EventEmitter {
     this.state = 'starting';
     this.failures = 0;
     try {
+      // before anything is written: a missing account fails here, naming it, not in dnsmasq
+      const user = /^user=(.*)$/m.exec(this.config)?.[1];
+      if (user !== undefined) await requireAccount(user, /^group=(.*)$/m.exec(this.config)?.[1] ?? user);
       await mkdir(path.dirname(this.confPath), { recursive: true, mode: 0o755 });
       await writeFileAtomic(this.confPath, this.config, { mode: 0o644 });
       if (this.leaseFile) await this.prepareLeaseFile(this.leaseFile);
@@ -150,6 +169,7 @@ export class DnsmasqSupervisor extends EventEmitter {
     }
     this.child = undefined;
     this.state = 'stopped';
+    this.reportHeld();
   }
 
   /** A symlink, folder or other non-regular file at the lease path is renamed aside, untouched. */
@@ -195,12 +215,17 @@ export class DnsmasqSupervisor extends EventEmitter {
         timedOut = true;
         child.kill('SIGKILL'); // the exit handler rejects once it is gone
       }, this.startTimeoutMs);
-      const onLine = (line: string) => {
-        if (line.trim() === '') return;
+      const onLine = (raw: string) => {
+        if (raw.trim() === '') return;
+        const line = cutLine(raw);
         this.tail.push(line);
         if (this.tail.length > TAIL_LINES) this.tail.shift();
-        this.log.info({ pid: child.pid }, line);
-        if (!serving && STARTED.test(line)) {
+        const v = this.lines.take();
+        if (v.suppressed) this.logHeld(v.suppressed, child.pid);
+        if (v.pass) this.log.info({ pid: child.pid }, line);
+        // a flood that stops leaves no next line to carry the count: report it by a timer too
+        else this.heldTimer ??= setTimeout(() => this.reportHeld(child.pid), HELD_REPORT_MS).unref();
+        if (!serving && STARTED.test(raw)) {
           serving = true;
           clearTimeout(timer);
           this.lastStartupMs = performance.now() - t0;
@@ -215,6 +240,7 @@ export class DnsmasqSupervisor extends EventEmitter {
         if (gone) return;
         gone = true;
         clearTimeout(timer);
+        this.reportHeld(child.pid);
         const how = err
           ? `could not run ${this.binary}: ${err.message}`
           : timedOut
@@ -251,6 +277,18 @@ export class DnsmasqSupervisor extends EventEmitter {
     this.log.warn({ pid: child.pid, ranMs }, `dnsmasq ${how}`);
     this.failures = ranMs >= this.backoff.stableMs ? 1 : this.failures + 1;
     this.scheduleRestart(`${how}${this.tail.length ? `: ${this.tail.slice(-3).join('; ')}` : ''}`);
+  }
+
+  /** Log how many lines the rate limit held back, if any (at exit and stop: no later line may come to carry it). */
+  private reportHeld(pid?: number): void {
+    clearTimeout(this.heldTimer);
+    this.heldTimer = undefined;
+    const n = this.lines.drain();
+    if (n) this.logHeld(n, pid);
+  }
+
+  private logHeld(n: number, pid: number | undefined): void {
+    this.log.warn({ pid, suppressed: n }, `${n} dnsmasq line(s) not logged: more than the rate limit allows`);
   }
 
   private scheduleRestart(reason: string): void {

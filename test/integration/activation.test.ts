@@ -72,7 +72,7 @@ describe('socket activation', () => {
 
     const status = (await call(path.join(env.VNET_RUNTIME_DIR, 'vnetd.sock'), 'list')) as Array<{ name: string; state: string }>;
     expect(status).toEqual([expect.objectContaining({ name: 'default', state: 'down' })]);
-    expect(comm(p.pid!)).toBe('node');
+    expect(comm(p.pid!)).toBe('vnetd');
     await waitFor('READY=1', () => notes.includes('READY=1'));
 
     // no network up, no client: it goes away by itself
@@ -89,7 +89,7 @@ describe('socket activation', () => {
     await waitFor('the listening socket', () => unixListening(sock, ns));
     expect(await call(sock, 'up', { name: 'default' })).toMatchObject({ name: 'default', state: 'up' });
     await new Promise((r) => setTimeout(r, 3500));
-    expect(comm(p.pid!)).toBe('node');
+    expect(comm(p.pid!)).toBe('vnetd');
 
     // a restart through the socket finds the running network and keeps it
     p.kill('SIGTERM');

@@ -6,7 +6,7 @@
  * The supervisor runs inside `host` through test/support/drivers/dhcp-supervisor.mjs
  * (which imports dist/), and the guest asks for a lease with busybox udhcpc.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -73,6 +73,12 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 function processesUsing(confPath: string): number[] {
   const checks = new Set(pidsWithArg('--test'));
   return pidsWithArg(`--conf-file=${confPath}`).filter((pid) => !checks.has(pid));
+}
+
+/** uid and gid of vnet-dnsmasq (`make test-deps` creates it) */
+function dnsmasqAccount(): { uid: number; gid: number } {
+  const f = execFileSync('getent', ['passwd', 'vnet-dnsmasq'], { encoding: 'utf8' }).split(':');
+  return { uid: Number(f[2]), gid: Number(f[3]) };
 }
 
 function procStatus(pid: number): Record<string, string> {
@@ -162,7 +168,7 @@ describe('dnsmasq supervisor in namespaces', () => {
     expect(r.exitCode).toBe(0);
   });
 
-  it('serves a lease to a guest, as nobody with no capability but CAP_NET_ADMIN', async () => {
+  it('serves a lease to a guest, as vnet-dnsmasq with no capability but CAP_NET_ADMIN', async () => {
     driver = Driver.start(host, { name: def.name, confPath, config: dnsmasqConfig(def, { runtimeDir, stateDir }), leaseFile });
     const serving = await driver.next(['serving', 'error']);
     expect(serving).toMatchObject({ event: 'serving' });
@@ -170,8 +176,9 @@ describe('dnsmasq supervisor in namespaces', () => {
     console.log(`dnsmasq spawn -> serving: ${(serving.startupMs as number).toFixed(1)} ms`);
 
     const st = procStatus(dnsmasqPid);
-    expect(st.Uid).toBe('65534\t65534\t65534\t65534');
-    expect(st.Gid).toBe('65534\t65534\t65534\t65534');
+    const { uid, gid } = dnsmasqAccount();
+    expect(st.Uid).toBe(`${uid}\t${uid}\t${uid}\t${uid}`);
+    expect(st.Gid).toBe(`${gid}\t${gid}\t${gid}\t${gid}`);
     expect(st.Groups).toBe('');
     // dnsmasq refuses to serve DHCP without CAP_NET_ADMIN (ARP injection); everything else is gone
     expect(BigInt(`0x${st.CapEff}`)).toBe(CAP_NET_ADMIN);
@@ -329,7 +336,8 @@ describe('dnsmasq supervisor in namespaces', () => {
     const serving = await d.next(['serving', 'error']);
     expect(serving.event, String(serving.message)).toBe('serving');
     const st = procStatus(serving.pid as number);
-    expect(st.Uid).toBe('65534\t65534\t65534\t65534');
+    const { uid } = dnsmasqAccount();
+    expect(st.Uid).toBe(`${uid}\t${uid}\t${uid}\t${uid}`);
     expect(BigInt(`0x${st.CapEff}`)).toBe(0n);
     expect(BigInt(`0x${st.CapPrm}`)).toBe(0n);
     await d.stop();

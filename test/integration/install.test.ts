@@ -113,6 +113,7 @@ describe('make install / make uninstall, PREFIX=/usr/local, into a DESTDIR', () 
       ['usr/local/lib/systemd/system/vnetd.service', 0o644],
       ['usr/local/lib/systemd/system/vnetd.socket', 0o644],
       ['usr/local/lib/tmpfiles.d/vnet.conf', 0o644],
+      ['usr/local/lib/sysusers.d/vnet.conf', 0o644],
       ['etc/dbus-1/system.d/org.vnet.Vnet1.conf', 0o644],
       ['usr/local/share/dbus-1/system-services/org.vnet.Vnet1.service', 0o644],
       ['etc/vnet/networks/example.toml.example', 0o644],
@@ -126,6 +127,7 @@ describe('make install / make uninstall, PREFIX=/usr/local, into a DESTDIR', () 
     // Copied as they are.
     for (const [from, to] of [
       ['etc/tmpfiles.d/vnet.conf', 'usr/local/lib/tmpfiles.d/vnet.conf'],
+      ['etc/sysusers.d/vnet.conf', 'usr/local/lib/sysusers.d/vnet.conf'],
       ['etc/dbus-1/system.d/org.vnet.Vnet1.conf', 'etc/dbus-1/system.d/org.vnet.Vnet1.conf'],
       ['etc/vnet/networks/example.toml.example', 'etc/vnet/networks/example.toml.example'],
       ['build/vnet-bridge-helper', 'usr/local/libexec/vnet-bridge-helper'],
@@ -134,6 +136,23 @@ describe('make install / make uninstall, PREFIX=/usr/local, into a DESTDIR', () 
     // What was there before is untouched, folder mode included.
     expect(lstatSync(path.join(dest, 'usr/local/bin')).mode & 0o7777).toBe(0o750);
     expect(await readFile(path.join(dest, 'usr/local/bin/other-tool'), 'utf8')).toBe('#!/bin/sh\n');
+  });
+
+  it('lists the sysusers.d entry in the manifest; systemd-sysusers makes vnet-dnsmasq from it (user and group, no login)', async () => {
+    const manifest = (await readFile(path.join(lib(), 'install-manifest'), 'utf8')).split('\n');
+    expect(manifest).toContain('f /usr/local/lib/sysusers.d/vnet.conf');
+    expect(manifest).toContain('d /usr/local/lib/sysusers.d');
+    // applied to an empty root of its own, never this machine's /etc
+    const root = tempDir('vnet-sysusers-root-');
+    await mkdir(path.join(root, 'etc'));
+    const r = await execa('systemd-sysusers', [`--root=${root}`, path.join(dest, 'usr/local/lib/sysusers.d/vnet.conf')], { reject: false, stdin: 'ignore', all: true });
+    expect(r.exitCode, String(r.all)).toBe(0);
+    const user = (await readFile(path.join(root, 'etc/passwd'), 'utf8')).split('\n').find((l) => l.startsWith('vnet-dnsmasq:'));
+    const [, , uid, gid, , home, shell] = user!.split(':');
+    expect({ home, shell }).toEqual({ home: '/nonexistent', shell: '/usr/sbin/nologin' });
+    expect(Number(uid)).toBeLessThan(1000); // a system account
+    const group = (await readFile(path.join(root, 'etc/group'), 'utf8')).split('\n').find((l) => l.startsWith('vnet-dnsmasq:'));
+    expect(group!.split(':')[2]).toBe(gid);
   });
 
   it('installs production dependencies only, and no source maps or build stamps', () => {
@@ -204,9 +223,8 @@ describe('make install / make uninstall, PREFIX=/usr/local, into a DESTDIR', () 
       if (Date.now() > deadline) throw new Error(`installed vnetd did not answer on ${socket}`);
       await new Promise((r) => setTimeout(r, 50));
     }
-    // It is the installed copy: its command line and the native modules it mapped.
-    const cmdline = (await readFile(`/proc/${daemon.pid}/cmdline`, 'utf8')).split('\0');
-    expect(cmdline).toContain('/usr/local/bin/vnetd');
+    // It is the installed copy: the native modules it mapped (its command line reads "vnetd").
+    expect((await readFile(`/proc/${daemon.pid}/cmdline`, 'utf8')).split('\0')[0]).toBe('vnetd');
     const maps = await readFile(`/proc/${daemon.pid}/maps`, 'utf8');
     expect(maps).toContain('/usr/local/lib/vnet/node_modules/');
     expect(maps).not.toContain(path.join(REPO, 'node_modules'));

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   DnsmasqConfigError,
   confFilePath,
@@ -30,6 +30,10 @@ function defaultNet(over: Partial<NetworkDef> = {}): NetworkDef {
 
 const lines = (text: string) => text.split('\n').filter((l) => l !== '' && !l.startsWith('#'));
 
+afterEach(() => {
+  vi.unstubAllEnvs();
+});
+
 describe('dnsmasqConfig', () => {
   it('writes the built-in default network exactly', () => {
     const text = dnsmasqConfig(defaultNet(), paths);
@@ -41,8 +45,12 @@ describe('dnsmasqConfig', () => {
       'except-interface=lo',
       'listen-address=192.168.122.1',
       'no-hosts',
-      'user=nobody',
-      'group=nogroup',
+      'user=vnet-dnsmasq',
+      'group=vnet-dnsmasq',
+      'pid-file=',
+      'quiet-dhcp',
+      'quiet-dhcp6',
+      'quiet-ra',
       'dhcp-range=192.168.122.2,192.168.122.254,255.255.255.0,1h',
       'dhcp-no-override',
       'dhcp-authoritative',
@@ -52,10 +60,14 @@ describe('dnsmasqConfig', () => {
     ]);
   });
 
-  it('includes nothing that reads host files, runs scripts or writes a pid file', () => {
-    const text = dnsmasqConfig(defaultNet({ domain: 'vm.test' }), paths);
-    for (const key of ['conf-file', 'conf-dir', 'addn-hosts', 'dhcp-script', 'pid-file', 'dhcp-hostsfile', 'servers-file']) {
-      expect(text).not.toMatch(new RegExp(`^${key}=`, 'm'));
+  it('includes nothing that reads host files or runs scripts, and turns off the default pid file', () => {
+    for (const net of [defaultNet({ domain: 'vm.test' }), defaultNet({ dhcpRange: undefined })]) {
+      const text = dnsmasqConfig(net, paths);
+      for (const key of ['conf-file', 'conf-dir', 'addn-hosts', 'dhcp-script', 'dhcp-hostsfile', 'servers-file']) {
+        expect(text).not.toMatch(new RegExp(`^${key}=`, 'm'));
+      }
+      // empty: no pid file at all (the default is the host-wide /run/dnsmasq.pid)
+      expect(lines(text).filter((l) => l.startsWith('pid-file'))).toEqual(['pid-file=']);
     }
   });
 
@@ -70,6 +82,14 @@ describe('dnsmasqConfig', () => {
     const l = lines(dnsmasqConfig(defaultNet({ domain: 'vm.example.org' }), paths));
     expect(l).toContain('domain=vm.example.org');
     expect(l).toContain('local=/vm.example.org/');
+  });
+
+  it('runs as vnet-dnsmasq, or the account VNET_DNSMASQ_USER names (user and group of that name)', () => {
+    expect(lines(dnsmasqConfig(defaultNet(), paths)).filter((l) => /^(user|group)=/.test(l))).toEqual(['user=vnet-dnsmasq', 'group=vnet-dnsmasq']);
+    vi.stubEnv('VNET_DNSMASQ_USER', 'vnet-test-missing');
+    expect(lines(dnsmasqConfig(defaultNet(), paths)).filter((l) => /^(user|group)=/.test(l))).toEqual(['user=vnet-test-missing', 'group=vnet-test-missing']);
+    vi.stubEnv('VNET_DNSMASQ_USER', 'bad\nuser=root');
+    expect(() => dnsmasqConfig(defaultNet(), paths)).toThrow(/user.*newline/);
   });
 
   it('uses the given user and group', () => {
