@@ -14,9 +14,11 @@ import { loadDefinitions } from '../config/networks.js';
 import { ifnameProblem } from '../config/names.js';
 import { confFilePath, dnsmasqConfig, leaseFilePath } from '../dhcp/dnsmasq.js';
 import { reapOrphans } from '../dhcp/orphans.js';
-import { readLeases, watchLeases, type LeaseWatcher } from '../dhcp/leases.js';
+import { watchLeases, type LeaseWatcher } from '../dhcp/leases.js';
+import { LeaseCache } from '../dhcp/lease-cache.js';
+import { checkLeaseQuery, LeaseQueryError, liveLeaseCount, pageLeases, type LeasePage, type LeaseQuery } from '../dhcp/lease-page.js';
 import { DnsmasqSupervisor } from '../dhcp/supervisor.js';
-import type { Lease, NetworkDef, NetworkState, PeerCred, TapInfo } from '../model.js';
+import type { NetworkDef, NetworkState, PeerCred, TapInfo } from '../model.js';
 import { Nft } from '../nat/nft.js';
 import { monitorRuleset, type RulesetMonitor } from '../nat/monitor.js';
 import { buildRuleset, ruleCount, RULES_PER_NETWORK, type NatNetwork } from '../nat/ruleset.js';
@@ -83,6 +85,8 @@ export class Daemon implements VnetService {
   private dropCheck?: NodeJS.Timeout;
   private seenDrops = 0;
   private readonly leaseWatchers = new Map<string, LeaseWatcher>();
+  /** lease files parsed once per version; a bad file is a problem of its network only */
+  private readonly leaseCache = new LeaseCache();
   private readonly bridgeConf: BridgeConf;
   private closed = false;
   private readonly saving = new Mutex();
@@ -214,9 +218,17 @@ export class Daemon implements VnetService {
     return this.statusOf(def);
   }
 
-  async leases(name: string): Promise<Lease[]> {
+  async leases(name: string, query: LeaseQuery = {}): Promise<LeasePage> {
+    try {
+      checkLeaseQuery(query);
+    } catch (err) {
+      if (err instanceof LeaseQueryError) throw new ServiceError('EINVAL', err.message);
+      throw err;
+    }
     const def = await this.definition(name);
-    return readLeases(leaseFilePath(this.paths.stateDir, def.name));
+    const snapshot = await this.leaseCache.get(leaseFilePath(this.paths.stateDir, def.name));
+    if (snapshot.problem) throw new ServiceError('EIO', `network "${name}": ${snapshot.problem}`);
+    return pageLeases(snapshot.leases, query);
   }
 
   async tap(bridge: string, opts: { vnetHdr: boolean }, caller: PeerCred): Promise<TapResult> {
@@ -630,9 +642,11 @@ export class Daemon implements VnetService {
   private async statusOf(def: NetworkDef): Promise<NetworkStatus> {
     const net = this.nets.get(def.name);
     let leases = 0;
+    let leasesProblem: string | undefined;
     if (net && (net.state === 'up' || net.state === 'starting')) {
-      const now = Date.now() / 1000;
-      leases = (await readLeases(leaseFilePath(this.paths.stateDir, def.name))).filter((l) => l.expires === 0 || l.expires > now).length;
+      const snapshot = await this.leaseCache.get(leaseFilePath(this.paths.stateDir, def.name));
+      leases = liveLeaseCount(snapshot.leases, Date.now() / 1000);
+      leasesProblem = snapshot.problem;
     }
     const s: NetworkStatus = {
       name: def.name,
@@ -648,6 +662,7 @@ export class Daemon implements VnetService {
       source: def.source,
     };
     if (net?.reason) s.reason = net.reason;
+    if (leasesProblem) s.leasesProblem = leasesProblem;
     return s;
   }
 
