@@ -26,10 +26,10 @@ function counted(opts: { gapFactor?: number; now?: () => number } = {}) {
   return { cache, reads };
 }
 
-/** Write `text` with an mtime well in the past (an old, settled version of the file). */
+/** Write `text` with an mtime well in the past, in whole seconds (an old, settled version of the file). */
 function writeOld(file: string, text: string, secondsAgo = 100): void {
   writeFileSync(file, text);
-  const t = Date.now() / 1000 - secondsAgo;
+  const t = Math.floor(Date.now() / 1000) - secondsAgo;
   utimesSync(file, t, t);
 }
 

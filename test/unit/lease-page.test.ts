@@ -25,6 +25,7 @@ function allPages(sorted: Lease[], q: { limit?: number; maxBytes?: number } = {}
   do {
     const page = pageLeases(sorted, { ...q, after });
     pages.push(page);
+    if (pages.length > sorted.length + 1) throw new Error(`paging does not end: cursor ${after} -> ${page.next}`);
     after = page.next;
   } while (after !== null);
   return pages;
@@ -100,7 +101,8 @@ describe('pageLeases', () => {
     ]);
     const rest = [];
     let after: string | null = cursor;
-    while (after !== null) {
+    for (let n = 0; after !== null; n++) {
+      if (n > changed.length) throw new Error(`paging does not end at cursor ${after}`);
       const page = pageLeases(changed, { after, limit: 7 });
       rest.push(...page.leases);
       after = page.next;
