@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, constants, mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { call, ClientError } from '../api/client.js';
+import { call, ClientError, Session } from '../api/client.js';
 import { readDefinitionSet } from '../config/networks.js';
 import { summary } from '../spec/parse.js';
 import { pathsFromEnv, type Paths } from '../config/paths.js';
@@ -32,7 +32,8 @@ class UsageError extends Error {
 }
 
 function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  // a loop, not Math.max(...): a table may have 65,536 rows
+  const widths = rows[0]!.map((_, i) => rows.reduce((w, r) => Math.max(w, (r[i] ?? '').length), 0));
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n');
 }
 
@@ -41,10 +42,11 @@ function formatStatus(list: NetworkStatus[]): string {
   for (const n of list) {
     const taps = n.taps.length ? n.taps.map((t) => `${t.name}(uid ${t.uid}, pid ${t.pid})`).join(' ') : '-';
     const state = n.state + (n.state === 'up' && n.pinned ? '' : n.state === 'up' ? ' (on-demand)' : '');
-    rows.push([n.name, n.bridge, state, n.subnet, String(n.leases), taps]);
+    rows.push([n.name, n.bridge, state, n.subnet, n.leasesProblem ? '?' : String(n.leases), taps]);
   }
   let out = table(rows);
   for (const n of list) if (n.reason) out += `\n${n.name}: ${n.reason}`;
+  for (const n of list) if (n.leasesProblem) out += `\n${n.name}: leases unknown: ${n.leasesProblem}`;
   return out;
 }
 
@@ -55,6 +57,30 @@ function formatLeases(leases: Lease[]): string {
     rows.push([l.mac, l.ip, l.hostname || '-', l.expires === 0 ? 'never' : new Date(l.expires * 1000).toISOString()]);
   }
   return table(rows);
+}
+
+/**
+ * Every lease of a network: vnetd answers in pages (a reply is one 64 KiB frame), sorted by
+ * address; follow them on one connection.
+ */
+async function allLeases(paths: Paths, name: string): Promise<Lease[]> {
+  const session = await Session.open(paths.socket);
+  try {
+    const leases: Lease[] = [];
+    let after: string | null = null;
+    for (;;) {
+      const page = (await session.call('leases', { name, after })) as { leases?: unknown; next?: unknown } | null;
+      if (!Array.isArray(page?.leases) || (page.next !== null && page.next !== undefined && typeof page.next !== 'string'))
+        throw new ClientError('EPROTO', 'vnetd sent a malformed page of leases');
+      for (const l of page.leases as Lease[]) leases.push(l);
+      if (page.next === null || page.next === undefined) return leases;
+      // a cursor that does not move would page forever
+      if (page.next === after || page.leases.length === 0) throw new ClientError('EPROTO', `vnetd sent a page that does not advance (cursor ${page.next})`);
+      after = page.next;
+    }
+  } finally {
+    session.close();
+  }
 }
 
 async function ensureDaemon(paths: Paths): Promise<void> {
@@ -131,8 +157,10 @@ export async function run(argv: string[]): Promise<number> {
     }
     case 'leases': {
       const name = needName();
-      const leases = (await call(paths.socket, 'leases', { name })) as Lease[];
-      print(json ? JSON.stringify(leases, null, 2) : formatLeases(leases));
+      const leases = await allLeases(paths, name);
+      const out = json ? JSON.stringify(leases, null, 2) : formatLeases(leases);
+      // tens of MB into a pipe: wait until it is written, or exiting would cut it short
+      await new Promise<void>((resolve) => process.stdout.write(`${out}\n`, () => resolve()));
       return 0;
     }
     case 'check': {

@@ -12,11 +12,12 @@ import { Definitions } from '../config/networks.js';
 import type { Paths } from '../config/paths.js';
 import { contributors } from '../desired/desired.js';
 import { leaseFilePath } from '../dhcp/dnsmasq.js';
-import { readLeases } from '../dhcp/leases.js';
+import { LeaseCache } from '../dhcp/lease-cache.js';
+import { checkLeaseQuery, LeaseQueryError, liveLeaseCount, pageLeases, type LeasePage, type LeaseQuery } from '../dhcp/lease-page.js';
 import { reapOrphans } from '../dhcp/orphans.js';
 import { DnsmasqServers } from '../dhcp/servers.js';
 import { Nft } from '../firewall/nft.js';
-import type { Lease, PeerCred } from '../model.js';
+import type { PeerCred } from '../model.js';
 import { watchLinks, type LinkWatcher } from '../netlink/events.js';
 import { Rtnl } from '../netlink/rtnl.js';
 import { isAdmin } from '../policy/access.js';
@@ -60,6 +61,8 @@ export class Daemon implements VnetService {
   private readonly acl: BridgeAclSync;
   private readonly guard: RulesetGuard;
   private readonly tapQuota: number;
+  /** lease files parsed once per version; a bad file is a problem of its network only */
+  private readonly leaseCache = new LeaseCache();
   private reconciler!: Reconciler;
   private runtime!: NetworkRuntime;
   private watcher?: LinkWatcher;
@@ -222,9 +225,17 @@ export class Daemon implements VnetService {
     return this.statusOf(spec);
   }
 
-  async leases(name: string): Promise<Lease[]> {
+  async leases(name: string, query: LeaseQuery = {}): Promise<LeasePage> {
+    try {
+      checkLeaseQuery(query);
+    } catch (err) {
+      if (err instanceof LeaseQueryError) throw new ServiceError('EINVAL', err.message);
+      throw err;
+    }
     const spec = this.definition(name);
-    return readLeases(leaseFilePath(this.paths.stateDir, spec.name));
+    const snapshot = await this.leaseCache.get(leaseFilePath(this.paths.stateDir, spec.name));
+    if (snapshot.problem) throw new ServiceError('EIO', `network "${name}": ${snapshot.problem}`);
+    return pageLeases(snapshot.leases, query);
   }
 
   async tap(bridge: string, opts: { vnetHdr: boolean }, caller: PeerCred): Promise<TapResult> {
@@ -288,11 +299,13 @@ export class Daemon implements VnetService {
   private async statusOf(spec: NetworkSpec): Promise<NetworkStatus> {
     const r = this.runtime.get(spec.name);
     let leases = 0;
+    let problem: string | undefined;
     if (r && (r.state === 'up' || r.state === 'starting')) {
-      const now = this.clock.now() / 1000;
-      leases = (await readLeases(leaseFilePath(this.paths.stateDir, spec.name))).filter((l) => l.expires === 0 || l.expires > now).length;
+      const snapshot = await this.leaseCache.get(leaseFilePath(this.paths.stateDir, spec.name));
+      leases = liveLeaseCount(snapshot.leases, this.clock.now() / 1000);
+      problem = snapshot.problem;
     }
-    return statusOf(spec, r, this.taps.onNetwork(spec.name), leases);
+    return statusOf(spec, r, this.taps.onNetwork(spec.name), leases, problem);
   }
 
   /** A full repair after someone else changed the ruleset: only when vnet's table differs by content. */

@@ -67,7 +67,7 @@ export class Server {
     status: async (p) => this.opts.service.status(stringParam(p, 'name')),
     up: async (p, c) => this.opts.service.up(stringParam(p, 'name'), c),
     down: async (p, c) => this.opts.service.down(stringParam(p, 'name'), c, { force: p.force === true }),
-    leases: async (p) => this.opts.service.leases(stringParam(p, 'name')),
+    leases: async (p) => this.opts.service.leases(stringParam(p, 'name'), { after: p.after, limit: p.limit }),
     whoami: async (_p, c) => c,
     tap: async (p, c) => {
       const vnetHdr = p.vnetHdr === undefined ? false : p.vnetHdr;

@@ -2,9 +2,12 @@
  * The one API of vnetd. The unix-socket server, the D-Bus object and the bridge helper's tap
  * requests are all thin adapters over this interface.
  */
+import type { LeasePage, LeaseQuery } from '../dhcp/lease-page.js';
 import type { Lease, NetworkState, PeerCred, TapInfo } from '../model.js';
 import type { NetworkRecord } from '../runtime/network-runtime.js';
 import { primary4, type NetworkSpec } from '../spec/spec.js';
+
+export type { LeasePage, LeaseQuery };
 
 export interface NetworkStatus {
   name: string;
@@ -19,7 +22,10 @@ export interface NetworkStatus {
   onDemand: boolean;
   /** true when brought up by `vnet up` (stays until `vnet down`) */
   pinned: boolean;
+  /** unexpired leases (0 when the lease file cannot be read: see leasesProblem) */
   leases: number;
+  /** why this network's lease file cannot be read, e.g. "lease file PATH: is not a regular file" */
+  leasesProblem?: string;
   taps: TapInfo[];
   /** why the network failed, when state is "failed" */
   reason?: string;
@@ -57,7 +63,13 @@ export interface VnetService {
   up(name: string, caller: PeerCred): Promise<NetworkStatus>;
   /** Take a network down; refuses while taps are in use unless `force`. Needs an admin caller. */
   down(name: string, caller: PeerCred, opts?: { force?: boolean }): Promise<NetworkStatus>;
-  leases(name: string): Promise<Lease[]>;
+  /**
+   * One page of a network's leases, sorted by address then MAC: those after the cursor
+   * `query.after`, at most `query.limit`, and no more than fit `query.maxBytes` (default: one
+   * socket frame). `next` is the cursor of the following page, null on the last one.
+   * Bad cursor or limit: EINVAL; an unreadable lease file: EIO naming the problem.
+   */
+  leases(name: string, query?: LeaseQuery): Promise<LeasePage>;
   /** Create a tap on `bridge` for the caller; brings an on-demand network up first. */
   tap(bridge: string, opts: { vnetHdr: boolean }, caller: PeerCred): Promise<TapResult>;
   /** Subscribe to events; returns an unsubscribe function. */
@@ -65,7 +77,7 @@ export interface VnetService {
 }
 
 /** What status says about a network, from its spec and (when it has one) its runtime record. */
-export function statusOf(spec: NetworkSpec, r: Readonly<NetworkRecord> | undefined, taps: readonly TapInfo[], leases: number): NetworkStatus {
+export function statusOf(spec: NetworkSpec, r: Readonly<NetworkRecord> | undefined, taps: readonly TapInfo[], leases: number, leasesProblem?: string): NetworkStatus {
   const v4 = primary4(spec);
   const s: NetworkStatus = {
     name: spec.name,
@@ -82,5 +94,6 @@ export function statusOf(spec: NetworkSpec, r: Readonly<NetworkRecord> | undefin
     source: spec.source,
   };
   if (r?.reason) s.reason = r.reason;
+  if (leasesProblem) s.leasesProblem = leasesProblem;
   return s;
 }

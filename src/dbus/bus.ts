@@ -12,7 +12,7 @@
 import dbus from 'dbus-next';
 import type { Message, MessageBus } from 'dbus-next';
 import type { Logger } from 'pino';
-import type { PeerCred } from '../model.js';
+import type { Lease, PeerCred } from '../model.js';
 import { ServiceError, type NetworkStatus, type VnetService } from '../daemon/service.js';
 import { callerOf } from './caller.js';
 import { Announcer } from './signals.js';
@@ -125,6 +125,20 @@ function connect(opts: DbusOptions, lost: () => void): Promise<MessageBus> {
       resolve(bus);
     });
   });
+}
+
+/**
+ * dbus-next encodes a message synchronously, a few thousand (sssst) a second: a page holds at
+ * most DBUS_PAGE_LEASES and GetLeases at most DBUS_ALL_LEASES (else it refuses, naming
+ * GetLeasesPage), so no reply stalls vnetd for long. The byte bound (JSON bytes, never fewer
+ * than a lease's bytes on the bus) keeps any reply under the bus's 32 MiB message cap.
+ */
+const DBUS_PAGE_LEASES = 256;
+const DBUS_ALL_LEASES = 1024;
+const DBUS_MAX_BYTES = 16 * 1024 * 1024;
+
+function leaseTuples(leases: Lease[]): unknown[] {
+  return leases.map((l) => [l.mac, l.ip, l.hostname, l.clientId, BigInt(Math.max(0, Math.trunc(l.expires)))]);
 }
 
 class VnetBus {
@@ -240,8 +254,19 @@ class VnetBus {
         return [networkPath(s.name)];
       }
       case 'GetLeases': {
-        const leases = await this.service.leases(name());
-        return [leases.map((l) => [l.mac, l.ip, l.hostname, l.clientId, BigInt(Math.max(0, Math.trunc(l.expires)))])];
+        const page = await this.service.leases(name(), { limit: DBUS_ALL_LEASES, maxBytes: DBUS_MAX_BYTES });
+        if (page.next !== null)
+          throw new BusError(
+            'org.freedesktop.DBus.Error.LimitsExceeded',
+            `network "${name()}" has more leases than one GetLeases answer carries (${DBUS_ALL_LEASES}); page through them with GetLeasesPage(s name, s after, u limit)`,
+          );
+        return [leaseTuples(page.leases)];
+      }
+      case 'GetLeasesPage': {
+        // limit 0, or more than a page holds: a full page
+        const [, after, limit] = body as [string, string, number];
+        const page = await this.service.leases(name(), { after, limit: Math.min(limit || DBUS_PAGE_LEASES, DBUS_PAGE_LEASES), maxBytes: DBUS_MAX_BYTES });
+        return [leaseTuples(page.leases), page.next ?? ''];
       }
       case 'Status':
         return [JSON.stringify(await this.service.list())];

@@ -55,6 +55,9 @@ export const MANAGER: InterfaceSpec = {
     { name: 'Up', in: [s('name')], out: [o('network')] },
     { name: 'Down', in: [s('name'), { name: 'force', type: 'b' }], out: [o('network')] },
     { name: 'GetLeases', in: [s('name')], out: [{ name: 'leases', type: `a${LEASE_TYPE}` }] },
+    // one page, sorted by address then MAC: after "" = from the start, limit 0 = a full page (256);
+    // next "" on the last page, else the `after` of the next call
+    { name: 'GetLeasesPage', in: [s('name'), s('after'), u('limit')], out: [{ name: 'leases', type: `a${LEASE_TYPE}` }, s('next')] },
     { name: 'Status', in: [], out: [s('json')] },
   ],
   signals: [

@@ -68,8 +68,9 @@ describe('QEMU as nobody through vnet-bridge-helper', () => {
 
     // while it ran, status listed its tap, owned by nobody
     expect(seenTap).toMatchObject({ uid: 65534 });
-    const leases = (await vnetd.call('leases', { name: 'default' })) as Array<{ mac: string; ip: string; hostname: string }>;
+    const { leases, next } = (await vnetd.call('leases', { name: 'default' })) as { leases: Array<{ mac: string; ip: string; hostname: string }>; next: string | null };
     expect(leases).toEqual([expect.objectContaining({ mac: '52:54:00:12:34:56', ip: run.markers.lease, hostname: 'vnetguest' })]);
+    expect(next).toBeNull();
 
     // QEMU is gone: its tap went with it; after idle-down (2 s) so does the network
     await waitFor('idle-down after QEMU left', async () => (await status()).state === 'down', 15_000);

@@ -3,7 +3,19 @@ import { writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { LeaseFileError, parseLeaseLine, parseLeases, readLeaseFile, readLeases, watchLeases, type LeaseEvent } from '../../src/dhcp/leases.js';
+import {
+  LeaseFileError,
+  MAX_FILE_BYTES,
+  MAX_LEASES,
+  MAX_LINE_BYTES,
+  parseLeaseChunks,
+  parseLeaseLine,
+  parseLeases,
+  readLeaseFile,
+  readLeases,
+  watchLeases,
+  type LeaseEvent,
+} from '../../src/dhcp/leases.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'vnet-leases-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -51,6 +63,73 @@ describe('parseLeases', () => {
 
   it('accepts non-Ethernet hardware addresses as dnsmasq writes them', () => {
     expect(parseLeaseLine('100 6-00:11:22:33:44:55 10.0.0.5 h *')?.mac).toBe('6-00:11:22:33:44:55');
+  });
+});
+
+/**
+ * The longest line a valid file can hold: 12-digit expiry, a hardware address of type ffff with
+ * 20 octets, the longest dotted quad, a 255-byte host name, a 255-byte client id.
+ */
+function longestLine(): string {
+  const mac = `ffff-${Array(20).fill('ab').join(':')}`;
+  const cid = Array(255).fill('ff').join(':');
+  return `999999999999 ${mac} 255.255.255.255 ${'h'.repeat(255)} ${cid}\n`;
+}
+
+describe('the size cap', () => {
+  it('is MAX_LEASES lines of the longest line the parser accepts (plus 4 KiB), and such a line parses', () => {
+    const line = longestLine();
+    expect(line.length).toBe(MAX_LINE_BYTES);
+    expect(parseLeaseLine(line)).toMatchObject({ expires: 999999999999, hostname: 'h'.repeat(255) });
+    // one byte more in any field is no lease dnsmasq writes
+    expect(parseLeaseLine(line.replace(' hhh', ' hhhh'))).toBeUndefined();
+    expect(parseLeaseLine(line.replace(/ (ff:)/, ' ff:$1'))).toBeUndefined();
+    expect(MAX_FILE_BYTES).toBe(MAX_LEASES * MAX_LINE_BYTES + 4096);
+  });
+
+  it('a file of 65535 longest lines (the largest a definition allows) is read whole', async () => {
+    const f = path.join(dir, 'largest.leases');
+    writeFileSync(f, Buffer.alloc(MAX_LEASES * MAX_LINE_BYTES, longestLine(), 'latin1'));
+    const r = await readLeaseFile(f);
+    expect(r.malformed).toBe(0);
+    expect(r.leases).toHaveLength(MAX_LEASES);
+    expect(r.leases[MAX_LEASES - 1]!.clientId).toHaveLength(764);
+    rmSync(f);
+  }, 60_000);
+
+  it('a file with more leases than any network may hold is refused, naming the count', async () => {
+    const f = path.join(dir, 'many.leases');
+    writeFileSync(f, FILE);
+    await expect(readLeaseFile(f, { maxLeases: 2 })).rejects.toThrow(new LeaseFileError(f, 'holds more than 2 leases, more than any network may have'));
+    await expect(readLeaseFile(f, { maxBytes: 100 })).rejects.toThrow(/is 1\d\d bytes, over the 100-byte limit/);
+  });
+});
+
+describe('parseLeaseChunks', () => {
+  it('gives what parseLeases gives, whatever the chunks', async () => {
+    const text = FILE + 'garbage\n' + 'duid 00:01\n1795655430 1234 fd00::5 host6 00:01\n';
+    const whole = parseLeases(text);
+    expect(await parseLeaseChunks([...text])).toEqual(whole);
+    expect(await parseLeaseChunks([text.slice(0, 50), text.slice(50)])).toEqual(whole);
+  });
+
+  it('counts an overlong line as one malformed line without keeping it, across chunks', async () => {
+    const long = `1795655430 52:54:00:00:00:01 10.0.0.1 ${'x'.repeat(3000)} *`;
+    const text = `${long}\n${FILE}`;
+    const chunks = text.match(/[^]{1,700}/g)!;
+    const r = await parseLeaseChunks(chunks);
+    expect(r.malformed).toBe(1);
+    expect(r.leases).toHaveLength(3);
+  });
+
+  it('yields to the event loop while it parses: a timer set when the parse begins fires before it ends, even for one big chunk', async () => {
+    const text = longestLine().repeat(20_000); // 22 MB in a single chunk
+    let fired = false;
+    const parsing = parseLeaseChunks([text], Infinity);
+    setTimeout(() => (fired = true), 0);
+    const r = await parsing;
+    expect(r.leases).toHaveLength(20_000);
+    expect(fired).toBe(true);
   });
 });
 
