@@ -14,7 +14,8 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { confFilePath, dnsmasqConfig, dnsmasqTestArgs, leaseFilePath } from '../../src/dhcp/dnsmasq.js';
 import { readLeaseFile, readLeases } from '../../src/dhcp/leases.js';
-import type { NetworkDef } from '../../src/model.js';
+import { parseDefinition } from '../../src/spec/parse.js';
+import type { NetworkSpec } from '../../src/spec/spec.js';
 import { cleanupAll, createNetns, hostAndWan, pidsWithArg, tempDir, trackPid, veth, type Netns } from '../support/netns.js';
 import { ROOT } from '../support/vnetd.js';
 
@@ -90,21 +91,9 @@ function procStatus(pid: number): Record<string, string> {
   return out;
 }
 
-function net(name: string, bridge: string, third: number, over: Partial<NetworkDef> = {}): NetworkDef {
-  return {
-    name,
-    source: 'test',
-    bridge,
-    ipv4: { address: `10.${third}.0.1`, prefix: 24, network: `10.${third}.0.0`, cidr: `10.${third}.0.0/24` },
-    dhcpRange: { start: `10.${third}.0.100`, end: `10.${third}.0.150` },
-    forward: 'nat',
-    onDemand: false,
-    idleDown: 0,
-    standby: 'none',
-    dhcpLeaseMax: 100,
-    domain: 'vnet.test',
-    ...over,
-  };
+function net(name: string, bridge: string, third: number, opts: { dhcp?: boolean } = {}): NetworkSpec {
+  const range = opts.dhcp === false ? '' : `dhcp-range = ["10.${third}.0.100", "10.${third}.0.150"]\n`;
+  return parseDefinition(name, 'test', `bridge = "${bridge}"\naddress = "10.${third}.0.1/24"\n${range}dhcp-lease-max = 100\ndomain = "vnet.test"\n`);
 }
 
 describe('dnsmasq supervisor in namespaces', () => {
@@ -330,7 +319,7 @@ describe('dnsmasq supervisor in namespaces', () => {
 
   it('a network without DHCP runs dnsmasq with no capabilities at all', async () => {
     await addBridge(host, 'br-d', '10.92.0.1/24');
-    const dnsOnly = net('dnsonly', 'br-d', 92, { dhcpRange: undefined });
+    const dnsOnly = net('dnsonly', 'br-d', 92, { dhcp: false });
     const conf = confFilePath(runtimeDir, dnsOnly.name);
     const d = Driver.start(host, { name: dnsOnly.name, confPath: conf, config: dnsmasqConfig(dnsOnly, { runtimeDir, stateDir }) });
     const serving = await d.next(['serving', 'error']);

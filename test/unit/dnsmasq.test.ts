@@ -8,24 +8,33 @@ import {
   leaseFilePath,
   prefixToMask,
 } from '../../src/dhcp/dnsmasq.js';
-import type { NetworkDef } from '../../src/model.js';
+import { builtinDefault } from '../../src/spec/parse.js';
+import type { NetworkSpec } from '../../src/spec/spec.js';
 
 const paths = { runtimeDir: '/run/vnet', stateDir: '/var/lib/vnet' };
 
-function defaultNet(over: Partial<NetworkDef> = {}): NetworkDef {
-  return {
-    name: 'default',
-    source: 'built-in',
-    bridge: 'virbr0',
-    ipv4: { address: '192.168.122.1', prefix: 24, network: '192.168.122.0', cidr: '192.168.122.0/24' },
-    dhcpRange: { start: '192.168.122.2', end: '192.168.122.254' },
-    forward: 'nat',
-    onDemand: true,
-    idleDown: 60,
-    standby: 'none',
-    dhcpLeaseMax: 253,
-    ...over,
-  };
+/** The fields these tests vary, flat; anything else is the built-in default's. */
+interface Over {
+  name?: string;
+  bridge?: string;
+  domain?: string;
+  ipv4?: { address: string; prefix: number; network: string; cidr: string };
+  dhcpRange?: { start: string; end: string } | undefined;
+  dhcpLeaseMax?: number;
+}
+
+function defaultNet(over: Over = {}): NetworkSpec {
+  const s = builtinDefault();
+  if (over.name !== undefined) s.name = over.name;
+  if (over.bridge !== undefined) s.bridge = { ...s.bridge, name: over.bridge };
+  if (over.domain !== undefined) s.dns = { domain: over.domain };
+  if (over.ipv4) s.addresses = [{ family: 4, ...over.ipv4 }];
+  if ('dhcpRange' in over) {
+    if (over.dhcpRange) s.dhcp.range4 = over.dhcpRange;
+    else delete s.dhcp.range4;
+  }
+  if (over.dhcpLeaseMax !== undefined) s.dhcp.leaseMax = over.dhcpLeaseMax;
+  return s;
 }
 
 const lines = (text: string) => text.split('\n').filter((l) => l !== '' && !l.startsWith('#'));
@@ -128,7 +137,7 @@ describe('dnsmasqConfig', () => {
     ['dhcpRange.start', { dhcpRange: { start: '192.168.122.2,proxy', end: '192.168.122.9' } }, /dhcpRange\.start/],
     ['dhcpRange.end', { dhcpRange: { start: '192.168.122.2', end: '192.168.122.300' } }, /dhcpRange\.end.*IPv4/],
     ['dhcpLeaseMax', { dhcpLeaseMax: 0 }, /dhcpLeaseMax.*positive integer/],
-  ] as Array<[string, Partial<NetworkDef>, RegExp]>)('refuses a bad %s with a clear error', (_key, over, msg) => {
+  ] as Array<[string, Over, RegExp]>)('refuses a bad %s with a clear error', (_key, over, msg) => {
     let err: unknown;
     try {
       dnsmasqConfig(defaultNet(over), paths);
