@@ -2,7 +2,7 @@
 /**
  * `make bench`: vnet's performance figures, measured in a throwaway network namespace.
  *
- *   node bench/run.mjs [--rounds 10] [--per-round 20] [--on-demand 5] [--updown 20] [--idle-s 10] [--settle-s 12] [--vnetd FILE]
+ *   node bench/run.mjs [--rounds 10] [--per-round 20] [--on-demand 5] [--loop 1000] [--updown 20] [--idle-s 10] [--settle-s 12] [--vnetd FILE]
  *
  * a. Tap hand-off as QEMU sees it (build/handoff): the stock qemu-bridge-helper (as root, its
  *    bridge.conf `allow virbr0` on an overlay over /etc in a private mount namespace) against
@@ -17,6 +17,10 @@
  * c. vnetd idle: RSS, threads and wakeups (context switches of all its threads) in 10 s, with no
  *    network up and then with `default` up (dnsmasq's RSS and wakeups too), each after 12 s to
  *    settle (V8 runs a few memory-reducing GCs some seconds after start-up or activity).
+ *
+ * d. Back-to-back hand-offs (build/handoff --close-each, --loop of them, 0 to skip) from one uid
+ *    with the default tap quota (64), each tap closed as soon as it is received: every one must
+ *    succeed (taps the client closed are not counted against it while they are torn down).
  *
  * --vnetd FILE runs another vnetd entry point (a patched copy of bin/vnetd + dist/, say) to compare.
  *
@@ -43,8 +47,8 @@ const TARGET_RATIO = 0.8;
 // ------------------------------------------------------------------ options
 
 function options(argv) {
-  const o = { rounds: 10, perRound: 20, warmup: 10, onDemand: 5, updown: 20, idleS: 10, settleS: 12, vnetd: path.join(ROOT, 'bin/vnetd') };
-  const names = { '--rounds': 'rounds', '--per-round': 'perRound', '--updown': 'updown', '--idle-s': 'idleS', '--settle-s': 'settleS', '--on-demand': 'onDemand' };
+  const o = { rounds: 10, perRound: 20, warmup: 10, onDemand: 5, loop: 1000, updown: 20, idleS: 10, settleS: 12, vnetd: path.join(ROOT, 'bin/vnetd') };
+  const names = { '--rounds': 'rounds', '--per-round': 'perRound', '--updown': 'updown', '--idle-s': 'idleS', '--settle-s': 'settleS', '--on-demand': 'onDemand', '--loop': 'loop' };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const v = argv[i + 1];
@@ -292,6 +296,16 @@ class Bench {
     return JSON.parse(r.stdout).samples_ms;
   }
 
+  /** d: n hand-offs in a row, each tap closed at once; its summary, wall time and first error. */
+  async handoffLoop(n) {
+    const r = await this.inNs(HANDOFF, [VNET_HELPER, BRIDGE, String(n), '--close-each'], { check: false });
+    const s = JSON.parse(r.stdout);
+    const out = { n: s.n, ok: s.ok, failed: s.failed, seconds: +(r.ms / 1000).toFixed(2), p50_ms: s.p50_ms, p90_ms: s.p90_ms, max_ms: s.max_ms };
+    const firstError = r.stderr.split('\n').find((l) => l.trim());
+    if (firstError) out.first_error = firstError;
+    return out;
+  }
+
   async handoffStock(n) {
     const script = [
       `mount -t overlay overlay -o lowerdir=/etc,upperdir=${this.dir}/upper,workdir=${this.dir}/work /etc`,
@@ -341,6 +355,12 @@ async function main() {
   fig.handoff.p50_ratio = +(fig.handoff.vnet.p50_ms / fig.handoff.stock.p50_ms).toFixed(3);
   fig.handoff.target_ratio = TARGET_RATIO;
   fig.handoff.target_met = fig.handoff.p50_ratio <= TARGET_RATIO;
+
+  // d. back-to-back hand-offs, each tap closed at once
+  if (opts.loop > 0) {
+    process.stderr.write(`bench: ${opts.loop} back-to-back hand-offs, each tap closed at once\n`);
+    fig.handoff_loop = await b.handoffLoop(opts.loop);
+  }
 
   // a (on demand): the first hand-off on a down network brings it up
   const onDemand = [];
@@ -400,6 +420,11 @@ function report(fig, opts) {
   ])
     lines.push(row([name, s.n, s.min_ms, s.p50_ms, s.p90_ms, s.max_ms], w));
   lines.push(`p50 ratio vnet/stock: ${h.p50_ratio} (target <= ${TARGET_RATIO}: ${h.target_met ? 'met' : 'NOT met'})`);
+  const l = fig.handoff_loop;
+  if (l) {
+    lines.push(`${l.n} back-to-back hand-offs, each tap closed at once: ${l.ok} ok, ${l.failed} failed in ${l.seconds} s (p50 ${l.p50_ms} ms, p90 ${l.p90_ms} ms, max ${l.max_ms} ms)`);
+    if (l.first_error) lines.push(`  first error: ${l.first_error}`);
+  }
   lines.push('');
   const u = fig.updown;
   lines.push(`network ${NETWORK}, median of ${u.n} (ms)`);

@@ -2,18 +2,25 @@
  * The unix-socket front of VnetService. Identity is the kernel's (SO_PEERCRED at
  * accept time); nothing in a request body says who the caller is. Bounded: frame
  * size, connections per uid, idle time, one request at a time per connection (pipelined
- * requests wait, in order, up to MAX_QUEUED; then reading stops until they drain), reply
- * size. Bytes a client sends never make vnetd throw; fds a client sends are dropped by the
- * kernel, since libuv reads a non-IPC unix socket with read(), not recvmsg().
+ * requests wait, in order, up to MAX_QUEUED; then reading stops until they drain), requests
+ * served at once per uid (Turns), reply size, and how long a reply may wait for a client that
+ * does not read (then the client is dropped; vnetd never waits for a client on its main
+ * thread). Bytes a client sends never make vnetd throw; fds a client sends are dropped by the
+ * kernel, since libuv reads a non-IPC unix socket with read(), not recvmsg(). Refusals are
+ * logged at most once per uid per 10 s, with caller input cut (src/log).
  */
-import { close } from 'node:fs';
 import { chmod, unlink } from 'node:fs/promises';
 import net from 'node:net';
 import type { Logger } from 'pino';
 import { encodeFrame, FrameReader, parseRequest, type Reply, type Request } from '../api/protocol.js';
 import type { PeerCred } from '../model.js';
-import { closeFd, fdOf, getPeerCred, getPeerGroups, sendFd } from '../sys/libc.js';
+import { cut, errField } from '../log/cut.js';
+import type { RateLimiter } from '../log/rate-limit.js';
+import { isRefusal, logRefusal, refusalsPerUid, type RefusalFields } from '../log/refusals.js';
+import { fdOf, getPeerCred, getPeerGroups, trySendFds } from '../sys/libc.js';
 import { ServiceError, type VnetService } from './service.js';
+import { TapCloser } from './tap-closer.js';
+import { Turns } from './turns.js';
 
 export interface ServerOptions {
   service: VnetService;
@@ -22,6 +29,12 @@ export interface ServerOptions {
   listen: { path: string } | { fd: number };
   maxConnectionsPerUid?: number;
   idleTimeoutMs?: number;
+  /** requests of one uid served at once, across its connections (default 4) */
+  turnsPerUid?: number;
+  /** how long a reply may wait for a client that does not read before it is dropped (default 3000 ms) */
+  sendStallMs?: number;
+  /** one refusal log line per uid per window (default: the one every front of vnetd shares) */
+  refusals?: RateLimiter<number>;
   /** called when the last open connection closes */
   onQuiet?: () => void;
 }
@@ -40,7 +53,7 @@ function stringParam(params: Record<string, unknown>, key: string): string {
   return v;
 }
 
-/** A reply that carries an fd: sent with SCM_RIGHTS, then the fd is closed here. */
+/** A reply that carries an fd: sent with SCM_RIGHTS, then vnetd's copy is closed (tap-closer.ts). */
 class FdResult {
   constructor(
     readonly value: unknown,
@@ -52,14 +65,22 @@ export class Server {
   private server?: net.Server;
   private readonly perUid = new Map<number, number>();
   private readonly conns = new Set<net.Socket>();
+  private readonly turns: Turns;
+  private readonly stallMs: number;
+  private readonly refusals: RateLimiter<number>;
+  /** vnetd's copies of tap fds, closed off the main thread */
+  private readonly closer = new TapCloser();
 
-  constructor(private readonly opts: ServerOptions) {}
+  constructor(private readonly opts: ServerOptions) {
+    this.turns = new Turns(opts.turnsPerUid ?? 4);
+    this.stallMs = opts.sendStallMs ?? 3000;
+    this.refusals = opts.refusals ?? refusalsPerUid;
+  }
 
   /** connections now open */
   get connections(): number {
     return this.conns.size;
   }
-
 
   private readonly handlers: Record<string, Handler> = {
     ping: async () => ({ pong: true, pid: process.pid }),
@@ -72,7 +93,10 @@ export class Server {
     tap: async (p, c) => {
       const vnetHdr = p.vnetHdr === undefined ? false : p.vnetHdr;
       if (typeof vnetHdr !== 'boolean') throw new ServiceError('EINVAL', 'parameter `vnetHdr` must be true or false');
-      const r = await this.opts.service.tap(stringParam(p, 'bridge'), { vnetHdr }, c);
+      const bridge = stringParam(p, 'bridge');
+      // this uid's earlier taps that its clients closed are gone first (tap-closer.ts)
+      await this.closer.settled(c.uid);
+      const r = await this.opts.service.tap(bridge, { vnetHdr }, c);
       return new FdResult({ tap: r.name }, r.fd);
     },
   };
@@ -110,7 +134,7 @@ export class Server {
       fd = fdOf(socket);
       cred = { ...getPeerCred(fd), groups: getPeerGroups(fd) };
     } catch (err) {
-      this.opts.log.warn({ err }, 'could not read peer credentials; closing connection');
+      this.opts.log.warn({ err: errField(err) }, 'could not read peer credentials; closing connection');
       socket.destroy();
       return;
     }
@@ -118,7 +142,9 @@ export class Server {
     const max = this.opts.maxConnectionsPerUid ?? 32;
     const count = this.perUid.get(cred.uid) ?? 0;
     if (count >= max && cred.uid !== 0) {
-      refuse(socket, { code: 'EUSERS', message: `uid ${cred.uid} already has ${count} connections open (limit ${max})` }, REFUSED_LINGER_MS);
+      const message = `uid ${cred.uid} already has ${count} connections open (limit ${max})`;
+      this.refused(cred, { code: 'EUSERS', reason: message }, 'connection refused');
+      refuse(socket, { code: 'EUSERS', message }, REFUSED_LINGER_MS);
       return;
     }
     this.perUid.set(cred.uid, count + 1);
@@ -159,16 +185,21 @@ export class Server {
           if (reading && queue.length < MAX_QUEUED) socket.resume();
           if ('fatal' in item) {
             clearTimeout(idle);
+            this.refused(cred, { code: 'EPROTO', reason: item.fatal }, 'request refused');
             refuse(socket, { code: 'EPROTO', message: item.fatal }, Math.min(idleMs, REFUSED_LINGER_MS));
             break;
           }
           clearTimeout(idle);
-          const { reply, fd: passFd } = await this.run(conn, item.req);
-          if (!socket.destroyed) armIdle();
-          await this.send(conn, reply, passFd);
+          // the turn covers the reply too: a uid whose clients do not read waits on itself
+          await this.turns.run(cred.uid, async () => {
+            if (socket.destroyed) return; // gone while it waited for its turn
+            const { reply, fd: passFd } = await this.run(conn, item.req);
+            if (!socket.destroyed) armIdle();
+            await this.send(conn, reply, passFd);
+          });
         }
       } catch (err) {
-        this.opts.log.error({ err, uid: cred.uid, pid: cred.pid }, 'connection failed; closing it');
+        this.opts.log.error({ err: errField(err), uid: cred.uid, pid: cred.pid }, 'connection failed; closing it');
         socket.destroy();
       } finally {
         busy = false;
@@ -210,33 +241,98 @@ export class Server {
     } catch (err) {
       const code = err instanceof ServiceError ? err.code : 'EIO';
       const message = err instanceof Error ? err.message : String(err);
-      if (!(err instanceof ServiceError)) this.opts.log.error({ err, method: req.method }, 'request failed');
+      if (!(err instanceof ServiceError))
+        this.opts.log.error({ err: errField(err), method: cut(req.method), uid: conn.cred.uid, pid: conn.cred.pid }, 'request failed');
+      else if (isRefusal(code)) this.refused(conn.cred, { method: req.method, code, reason: message }, 'request refused');
       return { reply: { id: req.id, ok: false, error: { code, message } } };
     }
   }
 
-  /** Write a reply (with its fd, if any); the fd is closed here whatever happens. */
+  /** A refusal, or a client dropped: logged once per uid per window at most (src/log/refusals.ts). */
+  private refused(cred: PeerCred, fields: RefusalFields, msg: string): void {
+    logRefusal(this.opts.log, this.refusals, cred.uid, { pid: cred.pid, ...fields }, msg);
+  }
+
+  /** Drop a client that does not take its replies (or cannot be sent its tap). */
+  private drop(conn: Conn, reason: string): void {
+    if (conn.socket.destroyed) return;
+    this.refused(conn.cred, { code: 'ETIMEDOUT', reason }, 'client dropped');
+    conn.socket.destroy();
+  }
+
+  /** Write a reply (with its fd, if any); vnetd's copy of the fd is closed whatever happens. */
   private async send(conn: Conn, reply: Reply, fd: number | undefined): Promise<void> {
-    if (conn.socket.destroyed) {
-      if (fd !== undefined) closeFd(fd);
-      return;
-    }
     const frame = replyFrame(reply);
-    if (fd === undefined) {
-      await new Promise<void>((resolve) => conn.socket.write(frame, () => resolve()));
-      return;
-    }
+    if (fd === undefined) return this.write(conn, frame);
     try {
-      // Our writes are strictly sequential (we awaited the previous one), so nothing is
-      // queued in libuv: the fd-carrying frame goes straight out on the socket's fd.
-      sendFd(conn.fd, frame, fd);
-    } catch (err) {
-      this.opts.log.warn({ err }, 'could not pass the tap fd to the caller');
+      await this.sendWithFd(conn, frame, fd);
     } finally {
-      // on the thread pool: if ours is the last reference, the kernel tears the tap down
-      // inside close(), which takes tens of milliseconds
-      close(fd, () => undefined);
+      // off the main thread: this close may be the tap's last reference (tap-closer.ts)
+      this.closer.close(fd, conn.cred.uid);
     }
+  }
+
+  /**
+   * Write through libuv, which never blocks: a reply the client leaves unread waits in libuv.
+   * One still waiting after stallMs means a client that does not read: it is dropped.
+   */
+  private write(conn: Conn, frame: Buffer): Promise<void> {
+    const { socket } = conn;
+    if (socket.destroyed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        socket.off('close', done);
+        resolve();
+      };
+      const timer = setTimeout(() => this.drop(conn, `the client left a reply unread for ${this.stallMs} ms`), this.stallMs);
+      socket.once('close', done);
+      socket.write(frame, done);
+    });
+  }
+
+  /**
+   * Send a reply with the tap fd on its first byte, straight on the socket's fd (libuv has
+   * nothing queued: every write before this one has completed). sendmsg never waits: while the
+   * client's buffer is full it is tried again on a timer, 1, 2, 4 ... 50 ms apart, and a client
+   * still full after stallMs is dropped. The caller closes vnetd's copy of the fd.
+   */
+  private async sendWithFd(conn: Conn, frame: Buffer, fd: number): Promise<void> {
+    const deadline = performance.now() + this.stallMs;
+    let pause = 1;
+    for (;;) {
+      // checked in the same tick as the sendmsg: a closed socket's fd number may already be reused
+      if (conn.socket.destroyed || !sameFd(conn)) return;
+      let sent: number;
+      try {
+        sent = trySendFds(conn.fd, frame, [fd]);
+      } catch (err) {
+        // EPIPE, ECONNRESET: the client went away
+        const errno = (err as { errno?: string }).errno ?? 'EIO';
+        this.refused(conn.cred, { code: errno, reason: `could not pass the tap: ${(err as Error).message}` }, 'client dropped');
+        conn.socket.destroy();
+        return;
+      }
+      if (sent >= 0) {
+        if (sent < frame.length) await this.write(conn, frame.subarray(sent));
+        return;
+      }
+      if (performance.now() >= deadline) {
+        this.drop(conn, `the client's buffer stayed full for ${this.stallMs} ms`);
+        return;
+      }
+      await new Promise((r) => setTimeout(r, pause));
+      pause = Math.min(pause * 2, 50);
+    }
+  }
+}
+
+/** The socket still has the fd it had at accept time. */
+function sameFd(conn: Conn): boolean {
+  try {
+    return fdOf(conn.socket) === conn.fd;
+  } catch {
+    return false;
   }
 }
 
@@ -270,8 +366,8 @@ const MAX_MESSAGE = 1024;
 function replyFrame(reply: Reply): Buffer {
   let r = reply;
   if (!r.ok && r.error.message.length > MAX_MESSAGE) {
-    const cut = r.error.message.length - MAX_MESSAGE;
-    r = { ...r, error: { code: r.error.code, message: `${r.error.message.slice(0, MAX_MESSAGE)}... (${cut} more characters)` } };
+    const more = r.error.message.length - MAX_MESSAGE;
+    r = { ...r, error: { code: r.error.code, message: `${r.error.message.slice(0, MAX_MESSAGE)}... (${more} more characters)` } };
   }
   try {
     return encodeFrame(r);

@@ -8,13 +8,19 @@
  * the bus (caller.ts), and so that introspection is made from the same tables that
  * answer (introspect.ts). Network objects are not registered one by one: a path is
  * a network when the service knows that name, so they always match the definitions.
+ * Refused calls are logged at most once per uid per 10 s, shared with the socket, and every
+ * logged field that carries the caller's bytes is cut (src/log).
  */
 import dbus from 'dbus-next';
 import type { Message, MessageBus } from 'dbus-next';
 import type { Logger } from 'pino';
 import type { Lease, PeerCred } from '../model.js';
 import { ServiceError, type NetworkStatus, type VnetService } from '../daemon/service.js';
+import { cut, errField } from '../log/cut.js';
+import type { RateLimiter } from '../log/rate-limit.js';
+import { isRefusal, refusalsPerUid } from '../log/refusals.js';
 import { callerOf } from './caller.js';
+import { BusRefusals, isRefusedBusError } from './refusals.js';
 import { Announcer } from './signals.js';
 import {
   introspectXml,
@@ -49,6 +55,8 @@ export interface DbusOptions {
   log: Logger;
   /** how long to wait for the bus to accept us, and then to grant the name, ms (default 5000) */
   connectTimeoutMs?: number;
+  /** one refusal log line per uid per window (default: the one every front of vnetd shares) */
+  refusals?: RateLimiter<number>;
 }
 
 export interface DbusHandle {
@@ -144,13 +152,16 @@ function leaseTuples(leases: Lease[]): unknown[] {
 class VnetBus {
   private readonly announcer: Announcer;
   private closed = false;
+  private readonly refusals: BusRefusals;
 
   constructor(
     private readonly bus: MessageBus,
     private readonly service: VnetService,
     private readonly log: Logger,
+    refusals: RateLimiter<number>,
   ) {
     this.announcer = new Announcer(bus, service, log);
+    this.refusals = new BusRefusals(bus, log, refusals);
   }
 
   async start(): Promise<void> {
@@ -190,13 +201,15 @@ class VnetBus {
       if (err instanceof BusError) {
         name = err.errorName;
         text = err.message;
+        if (isRefusedBusError(name)) void this.refusals.refused(msg, name, text);
       } else if (err instanceof ServiceError) {
         name = dbusErrorName(err.code);
         text = err.message;
+        if (isRefusal(err.code)) void this.refusals.refused(msg, name, text);
       } else {
         name = dbusErrorName('EIO');
         text = err instanceof Error ? err.message : String(err);
-        this.log.error({ err, path: msg.path, member: msg.member, sender: msg.sender }, 'D-Bus call failed');
+        this.log.error({ err: errField(err), path: cut(msg.path), member: cut(msg.member ?? ''), sender: msg.sender }, 'D-Bus call failed');
       }
       // dbus-next's typings say newError takes a string; it takes the call being answered.
       if (!(msg.flags & NO_REPLY_EXPECTED)) this.bus.send(Msg.newError(msg as unknown as string, name, text));
@@ -242,14 +255,16 @@ class VnetBus {
       case 'GetNetworkByName':
         return [networkPath((await this.service.status(name())).name)];
       case 'Up': {
-        const caller = await this.caller(msg, `Up("${name()}")`);
+        const caller = await this.caller(msg, 'Up');
         const s = await this.service.up(name(), caller);
+        this.log.info({ sender: msg.sender, uid: caller.uid, pid: caller.pid, network: cut(s.name) }, 'D-Bus Up');
         this.announcer.refresh(s.name);
         return [networkPath(s.name)];
       }
       case 'Down': {
-        const caller = await this.caller(msg, `Down("${name()}")`);
+        const caller = await this.caller(msg, 'Down');
         const s = await this.service.down(name(), caller, { force: body[1] === true });
+        this.log.info({ sender: msg.sender, uid: caller.uid, pid: caller.pid, network: cut(s.name), force: body[1] === true }, 'D-Bus Down');
         this.announcer.refresh(s.name);
         return [networkPath(s.name)];
       }
@@ -275,10 +290,11 @@ class VnetBus {
     }
   }
 
+  /** Who made the call, from the bus. Nothing is logged here: a call is logged once answered, its arguments cut. */
   private async caller(msg: Message, what: string): Promise<PeerCred> {
     if (!msg.sender) throw new ServiceError('EPERM', `a call to ${what} came without a sender; refusing it`);
     const caller = await callerOf(this.bus, msg.sender);
-    this.log.info({ sender: msg.sender, uid: caller.uid, pid: caller.pid }, `D-Bus ${what}`);
+    this.refusals.remember(msg, caller.uid);
     return caller;
   }
 
@@ -363,7 +379,7 @@ export async function startDbus(service: VnetService, opts: DbusOptions): Promis
     opts.log.error({ bus: opts.address }, `D-Bus connection to ${where} lost: the D-Bus API is off until vnetd restarts (the socket still serves)`);
     void vnet?.close();
   });
-  vnet = new VnetBus(bus, service, opts.log);
+  vnet = new VnetBus(bus, service, opts.log, opts.refusals ?? refusalsPerUid);
   try {
     await vnet.start();
     let reply: number;

@@ -48,9 +48,6 @@ const cmsgSpace = (fds: number): number => (cmsgLen(fds) + 7) & ~7;
 /** How many fds one recvmsg accepts; more in one message truncate it (an error). */
 const RECV_MAX_FDS = 16;
 
-/** How long sendFd keeps retrying a full (EAGAIN) non-blocking socket. */
-const SEND_RETRY_MS = 200;
-
 type Fn = (...args: any[]) => any; // eslint-disable-line @typescript-eslint/no-explicit-any
 interface Libc {
   ioctlPtr: Fn;
@@ -163,18 +160,10 @@ function rightsCmsg(fds: readonly number[]): Buffer {
   return c;
 }
 
-const sleeper = new Int32Array(new SharedArrayBuffer(4));
-
-/**
- * Send `data` (at least one byte) with `fds` attached as one SCM_RIGHTS message
- * (none when `fds` is empty), in one sendmsg. The socket may be non-blocking (libuv
- * owns it): EAGAIN is retried for a short while, then thrown. A short write throws
- * too, since the peer would see a partial frame.
- */
-export function sendFds(sockFd: number, data: Buffer, fds: readonly number[]): void {
-  if (data.length === 0) throw new RangeError(`sendmsg fd ${sockFd}: needs at least one byte of data`);
+/** The msghdr of one sendmsg of `data` with `fds` attached (none when empty). */
+function sendMsg(data: Buffer, fds: readonly number[]) {
   const control = fds.length > 0 ? rightsCmsg(fds) : null;
-  const msg = {
+  return {
     msg_name: null,
     msg_namelen: 0,
     msg_iov: [{ iov_base: data, iov_len: data.length }],
@@ -183,17 +172,43 @@ export function sendFds(sockFd: number, data: Buffer, fds: readonly number[]): v
     msg_controllen: control ? control.length : 0,
     msg_flags: 0,
   };
-  const deadline = Date.now() + SEND_RETRY_MS;
-  let pause = 1;
+}
+
+/**
+ * One sendmsg of `data` (at least one byte) with `fds` attached as one SCM_RIGHTS message,
+ * that never waits (MSG_DONTWAIT): returns the bytes sent (the fds went with the first of
+ * them; fewer than `data.length` leaves the rest to send), or -1 when the socket's buffer is
+ * full (EAGAIN) and nothing was sent. Other failures throw ("sendmsg fd 12: EPIPE").
+ */
+export function trySendFds(sockFd: number, data: Buffer, fds: readonly number[]): number {
+  if (data.length === 0) throw new RangeError(`sendmsg fd ${sockFd}: needs at least one byte of data`);
+  const msg = sendMsg(data, fds);
+  for (;;) {
+    const n = Number(libc().sendmsg(sockFd, msg, MSG_NOSIGNAL | MSG_DONTWAIT));
+    if (n >= 0) return n;
+    const errno = koffi.errno();
+    if (errno === EINTR) continue;
+    if (errno === EAGAIN) return -1;
+    fail('sendmsg', `fd ${sockFd}`, errno);
+  }
+}
+
+/**
+ * Send `data` (at least one byte) with `fds` attached as one SCM_RIGHTS message (none when
+ * `fds` is empty), in one sendmsg. It waits only as the socket does: a blocking socket blocks
+ * in the kernel; a non-blocking one whose buffer is full throws EAGAIN at once (a server must
+ * not wait for a client: it uses trySendFds). A short write throws too, since the peer would
+ * see a partial frame.
+ */
+export function sendFds(sockFd: number, data: Buffer, fds: readonly number[]): void {
+  if (data.length === 0) throw new RangeError(`sendmsg fd ${sockFd}: needs at least one byte of data`);
+  const msg = sendMsg(data, fds);
   for (;;) {
     const n = Number(libc().sendmsg(sockFd, msg, MSG_NOSIGNAL));
     if (n === data.length) return;
     if (n >= 0) throw new SyscallError('sendmsg', `fd ${sockFd}`, 'EMSGSIZE', { detail: `sent ${n} of ${data.length} bytes` });
     const errno = koffi.errno();
-    if (errno === EINTR) continue;
-    if (errno !== EAGAIN || Date.now() >= deadline) fail('sendmsg', `fd ${sockFd}`, errno);
-    Atomics.wait(sleeper, 0, 0, pause);
-    pause = Math.min(pause * 2, 20);
+    if (errno !== EINTR) fail('sendmsg', `fd ${sockFd}`, errno);
   }
 }
 
