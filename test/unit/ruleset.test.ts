@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
@@ -10,11 +10,21 @@ const goldenDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '__gol
 const DEFAULT: NatNetwork = { bridge: 'virbr0', cidr: '192.168.122.0/24', address: '192.168.122.1' };
 const OTHER: NatNetwork = { bridge: 'vnet1', cidr: '10.77.0.0/16', address: '10.77.0.1' };
 
-/** Compare with a stored golden file byte for byte; UPDATE_GOLDEN=1 rewrites it (review the diff). */
+/**
+ * Compare with a stored golden file byte for byte. UPDATE_GOLDEN=1 rewrites the file and
+ * fails: comparing a file with what was just written into it proves nothing, so an update
+ * run never passes; review `git diff`, then run again without UPDATE_GOLDEN.
+ */
 function expectGolden(file: string, value: unknown): void {
   const text = `${JSON.stringify(value, null, 2)}\n`;
   const p = path.join(goldenDir, file);
-  if (process.env.UPDATE_GOLDEN === '1') writeFileSync(p, text);
+  if (process.env.UPDATE_GOLDEN === '1') {
+    const before = existsSync(p) ? readFileSync(p, 'utf8') : undefined;
+    writeFileSync(p, text);
+    throw new Error(
+      `golden ${file} ${before === text ? 'rewritten unchanged' : 'updated'}; review \`git diff\` and rerun without UPDATE_GOLDEN`,
+    );
+  }
   expect(text).toBe(readFileSync(p, 'utf8'));
 }
 
