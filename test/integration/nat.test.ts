@@ -177,9 +177,45 @@ describe('vnet NAT table in a namespace', () => {
     }
   });
 
+  it('UDP from a guest arrives at wan from the uplink address, on a source port >= 1024', async () => {
+    await apply([NET0]);
+    // the wan side answers each datagram with the address and port it came from
+    const server = execa(
+      'ip',
+      ['netns', 'exec', wan.name, process.execPath, '-e',
+        `const s = require('dgram').createSocket('udp4');
+         s.on('message', (m, r) => s.send(r.address + ' ' + r.port, r.port, r.address));
+         s.bind(8081, '${WAN}', () => console.log('ready'));`],
+      { reject: false },
+    );
+    trackPid(server.pid);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.stdout?.once('data', () => resolve());
+        server.once('exit', () => reject(new Error('wan test server exited')));
+      });
+      // the guest sends from privileged port 500 (as IKE does): masquerade must move it into
+      // 1024-65535; the answer reaches the guest only back through NAT (wan has no route to it)
+      const out = await g1.run(process.execPath, ['-e',
+        `const s = require('dgram').createSocket('udp4');
+         s.on('message', (m) => { console.log(String(m)); process.exit(0); });
+         s.on('error', (e) => { console.error(e.message); process.exit(1); });
+         s.bind(500, () => s.send('hello', 8081, '${WAN}'));
+         setTimeout(() => { console.error('no answer'); process.exit(1); }, 5000).unref();`]);
+      const [addr, port] = out.trim().split(' ');
+      expect(addr).toBe('198.51.100.2');
+      expect(Number(port)).toBeGreaterThanOrEqual(1024);
+      expect(Number(port)).toBeLessThanOrEqual(65535);
+    } finally {
+      server.kill('SIGKILL');
+      untrackPid(server.pid);
+      await server;
+    }
+  });
+
   it('wan cannot open a connection to a guest, even with a route to its subnet', async () => {
     await apply([NET0]);
-    expect(await withRouteBack(() => ping(wan, '10.77.0.10'))).toBe(false);
+    expect(await withRouteBack(() => ping(wan, '10.77.0.10', 1))).toBe(false);
     // while the guest's own outbound traffic still works
     expect(await ping(g1, WAN)).toBe(true);
   });

@@ -267,6 +267,16 @@ describe('denials leave no tap behind', () => {
     await denied(bridge, message);
   });
 
+  it('a bridge bridge.conf allows but that does not exist: vnetd says so, and no tap is left', async () => {
+    const conf = path.join(vnetd.env.VNET_QEMU_CONF_DIR, 'bridge.conf');
+    writeFileSync(conf, 'allow extbr0\nallow ghostbr0\n');
+    try {
+      await denied('ghostbr0', /^vnet-bridge-helper: no bridge named ghostbr0 \(and no vnet network uses it\)$/m);
+    } finally {
+      writeFileSync(conf, 'allow extbr0\n');
+    }
+  });
+
   it('lo is refused even when bridge.conf says allow all, because it is not a bridge', async () => {
     const conf = path.join(vnetd.env.VNET_QEMU_CONF_DIR, 'bridge.conf');
     writeFileSync(conf, 'allow all\n');
