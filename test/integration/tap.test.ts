@@ -6,8 +6,8 @@
 import { execa } from 'execa';
 import { readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { handoff as runHandoff, type HandoffOptions } from '../support/handoff.js';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { handoff as runHandoff, type Handoff, type HandoffOptions } from '../support/handoff.js';
 import { cleanupAll, hostAndWan, tempDir, waitFor, type Netns } from '../support/netns.js';
 import { HELPER, ROOT, Vnetd, vnetEnv } from '../support/vnetd.js';
 
@@ -19,9 +19,27 @@ const IFF_VNET_HDR = 0x4000;
 let host: Netns;
 let vnetd: Vnetd;
 
+/** taps still held; afterEach releases what a failed test left */
+const held = new Set<Handoff>();
+
 /** Run the helper through a QEMU-like parent as `uid` (nobody unless told) against this file's vnetd. */
-function handoff(bridge: string, opts: Omit<HandoffOptions, 'runtimeDir'> & { runtimeDir?: string } = {}) {
-  return runHandoff(bridge, { ...opts, runtimeDir: opts.runtimeDir ?? vnetd.env.VNET_RUNTIME_DIR });
+async function handoff(bridge: string, opts: Omit<HandoffOptions, 'runtimeDir'> & { runtimeDir?: string } = {}): Promise<Handoff> {
+  const h = await runHandoff(bridge, { ...opts, runtimeDir: opts.runtimeDir ?? vnetd.env.VNET_RUNTIME_DIR });
+  if (!opts.hold) return h;
+  held.add(h);
+  return {
+    ...h,
+    release: async () => {
+      held.delete(h);
+      await h.release();
+    },
+  };
+}
+
+/** For claims that something does NOT happen by a known time: wait until `ms` after `from`. */
+async function waitUntilPast(from: number, ms: number): Promise<void> {
+  const left = from + ms - Date.now();
+  if (left > 0) await new Promise((r) => setTimeout(r, left));
 }
 
 async function hostLinks() {
@@ -71,6 +89,16 @@ beforeAll(async () => {
     await host.run('ip', ['link', 'add', br, 'type', 'bridge']);
     await host.run('ip', ['link', 'set', br, 'up']);
   }
+});
+
+// Each test starts with no tap held and no network up or in its idle-down, whatever the one
+// before it did or how it failed (a stub network stays a stub: only its own test changes it).
+afterEach(async () => {
+  await Promise.all([...held].map((h) => h.release()));
+  held.clear();
+  for (const s of (await vnetd.call('list')) as Array<{ name: string; state: string }>)
+    if (s.state !== 'down' && s.state !== 'stub') await vnetd.call('down', { name: s.name, force: true });
+  await waitFor('no taps left', async () => (await taps()).length === 0);
 });
 
 afterAll(async () => {
