@@ -154,13 +154,15 @@ describe('on demand', () => {
     await a.release();
     // the tap is gone from status: the idle-down timer (1 s) is armed from here on
     await waitFor('status without the tap', async () => (await status('default')).taps.length === 0, 5000);
+    const armed = Date.now(); // at the latest
     const bridge = await virbr0Ifindex();
     const dnsmasq = vnetd.children('dnsmasq');
     expect(dnsmasq).toHaveLength(1);
     const b = await handoff('virbr0', { hold: true });
     try {
       expect(b.result.exit).toBe(0);
-      await new Promise((r) => setTimeout(r, 1500));
+      // the timer is due 1 s after `armed`; 300 ms more for a wrong take-down to show
+      await waitUntilPast(armed, 1300);
       expect((await status('default')).state).toBe('up');
       // the same bridge and the same dnsmasq: not taken down and brought up again on demand
       expect(await virbr0Ifindex()).toBe(bridge);
@@ -175,9 +177,11 @@ describe('on demand', () => {
     expect((await vnetd.cli(['up', 'default'])).exitCode).toBe(0);
     const h = await handoff('virbr0');
     expect(h.result.exit).toBe(0);
-    await new Promise((r) => setTimeout(r, 1800));
+    // once the tap is gone from status an on-demand network's idle-down (1 s) would be armed:
+    // past it, with 300 ms for a wrong take-down to show, a pinned network is still up
+    await waitFor('status without the tap', async () => (await status('default')).taps.length === 0, 5000);
+    await waitUntilPast(Date.now(), 1300);
     expect((await status('default')).state).toBe('up');
-    expect((await vnetd.cli(['down', 'default'])).exitCode).toBe(0);
   });
 
   it('a network that is not on-demand is not started by a tap request', async () => {

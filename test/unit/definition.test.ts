@@ -1,7 +1,7 @@
 import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { builtinDefault, DefinitionError, parseDefinition } from '../../src/config/definition.js';
 import { loadDefinitions } from '../../src/config/networks.js';
 
@@ -186,12 +186,26 @@ describe('loadDefinitions', () => {
 describe('loadDefinitions cache', () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'vnet-defcache-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
-  const settle = () => new Promise((r) => setTimeout(r, 1100));
+  // The cache trusts a file's stat only once it is a second old (SETTLE_MS in networks.ts),
+  // by Date.now(). Instead of waiting that second, the clock it reads is moved: settle() puts
+  // it 1.1 s past the real time (everything written so far is old enough), write() back to
+  // the real time (what was just written is fresh), as the real clock would have it.
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+  const settle = () => vi.setSystemTime(vi.getRealSystemTime() + 1100);
+  const write = (file: string, text: string) => {
+    writeFileSync(file, text);
+    vi.setSystemTime(vi.getRealSystemTime());
+  };
 
   it('sees same-size rewrites, renames over, additions and removals; callers cannot change what others get', async () => {
     const f = path.join(dir, 'lab.toml');
-    writeFileSync(f, 'bridge = "vnlab1"\naddress = "10.61.0.1/24"\n');
-    await settle();
+    write(f, 'bridge = "vnlab1"\naddress = "10.61.0.1/24"\n');
+    settle();
     // the first load reads the file and caches the set; the second is served from the cache
     // (the same parsed definitions, in maps of its own); changing what the hit returned must
     // not change what the third load gets
@@ -209,21 +223,21 @@ describe('loadDefinitions cache', () => {
     expect(third.errors.size).toBe(0);
 
     // same size, new content
-    writeFileSync(f, 'bridge = "vnlab2"\naddress = "10.61.0.1/24"\n');
+    write(f, 'bridge = "vnlab2"\naddress = "10.61.0.1/24"\n');
     expect((await loadDefinitions(dir)).networks.get('lab')?.bridge).toBe('vnlab2');
-    await settle();
+    settle();
     expect((await loadDefinitions(dir)).networks.get('lab')?.bridge).toBe('vnlab2');
 
     // replaced by rename (new inode), then settled
-    writeFileSync(`${f}.new`, 'bridge = "vnlab3"\naddress = "10.61.0.1/24"\n');
+    write(`${f}.new`, 'bridge = "vnlab3"\naddress = "10.61.0.1/24"\n');
     renameSync(`${f}.new`, f);
-    await settle();
+    settle();
     expect((await loadDefinitions(dir)).networks.get('lab')?.bridge).toBe('vnlab3');
 
-    writeFileSync(path.join(dir, 'extra.toml'), 'bridge = "vnx1"\naddress = "10.62.0.1/24"\n');
-    await settle();
+    write(path.join(dir, 'extra.toml'), 'bridge = "vnx1"\naddress = "10.62.0.1/24"\n');
+    settle();
     expect([...(await loadDefinitions(dir)).networks.keys()].sort()).toEqual(['default', 'extra', 'lab']);
     rmSync(f);
     expect([...(await loadDefinitions(dir)).networks.keys()].sort()).toEqual(['default', 'extra']);
-  }, 15_000);
+  });
 });
