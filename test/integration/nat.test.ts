@@ -279,16 +279,6 @@ describe('vnet NAT table in a namespace', () => {
     expect(await ping(g1, WAN)).toBe(true);
   });
 
-  it('timing: median of 20 applies of one network through Nft.apply', async () => {
-    const r = await nftDriver(['bench', '20'], buildRuleset([NET0]));
-    expect(r.exitCode).toBe(0);
-    const times = (JSON.parse(r.stdout) as { times: number[] }).times.sort((a, b) => a - b);
-    expect(times).toHaveLength(20);
-    const median = ((times[9] ?? 0) + (times[10] ?? 0)) / 2;
-    console.log(`nat: median apply ${median.toFixed(1)} ms (min ${times[0]?.toFixed(1)}, max ${times[19]?.toFixed(1)}) over 20 runs`);
-    expect(ruleCount(await listVnet())).toBe(RULES_PER_NETWORK);
-  });
-
   it('applying zero networks removes the vnet table and leaves the foreign table byte-for-byte unchanged', async () => {
     await apply([NET0]);
     await apply([]);

@@ -349,20 +349,27 @@ describe('denials leave no tap behind', () => {
   });
 });
 
-describe('1,000 hand-offs', () => {
+// `make bench` runs the long loop (1,000, with its figures): a leak of one fd per hand-off shows here already
+describe('100 hand-offs in a row', () => {
   it('leak no fd in vnetd and leave no tap', async () => {
-    expect((await vnetd.cli(['up', 'default'])).exitCode).toBe(0);
-    await new Promise((r) => setTimeout(r, 500));
+    await vnetd.call('up', { name: 'default' });
+    // the up request's connection closes a moment after its reply: count from when the fds stop changing
+    let last = -1;
+    await waitFor('vnetd’s fds to settle', () => {
+      const n = vnetdFds().length;
+      const same = n === last;
+      last = n;
+      return same;
+    });
     const before = vnetdFds();
-    const r = await host.run(HANDOFF, [HELPER, 'virbr0', '1000'], { env: { VNET_RUNTIME_DIR: vnetd.env.VNET_RUNTIME_DIR } });
+    const r = await host.run(HANDOFF, [HELPER, 'virbr0', '100'], { env: { VNET_RUNTIME_DIR: vnetd.env.VNET_RUNTIME_DIR } });
     const figures = JSON.parse(r);
-    expect(figures).toMatchObject({ n: 1000, ok: 1000, failed: 0 });
+    expect(figures).toMatchObject({ n: 100, ok: 100, failed: 0 });
     await waitFor('taps to go', async () => (await taps()).length === 0, 30_000);
     await waitFor('status to drop the taps', async () => (await status('default')).taps.length === 0);
     // our own status calls' connections close asynchronously: give the daemon a moment
     await waitFor('fds to settle', async () => vnetdFds().length <= before.length, 3000).catch(() => undefined);
     const after = vnetdFds();
     expect(after.length, `before: ${before.sort().join(' ')}\nafter: ${after.sort().join(' ')}`).toBeLessThanOrEqual(before.length);
-    expect((await vnetd.cli(['down', 'default'])).exitCode).toBe(0);
   });
 });
