@@ -67,8 +67,12 @@ async function foreignTable(): Promise<string> {
   return host.run('nft', ['-j', 'list', 'table', 'inet', 'foreign']);
 }
 
-async function ping(from: Netns, to: string): Promise<boolean> {
-  const r = await from.tryRun('busybox', ['ping', '-c', '1', '-W', '2', to]);
+/**
+ * One echo request; did a reply come? Expecting none, callers pass waitS 1: between
+ * namespaces on one host a reply takes well under a millisecond, and busybox waits whole seconds.
+ */
+async function ping(from: Netns, to: string, waitS = 2): Promise<boolean> {
+  const r = await from.tryRun('busybox', ['ping', '-c', '1', '-W', String(waitS), to]);
   return r.exitCode === 0;
 }
 
@@ -133,7 +137,7 @@ describe('vnet NAT table in a namespace', () => {
   it('baseline without vnet: no table, guest cannot reach wan (no NAT), wan can reach guest given a route', async () => {
     expect(await hasVnet()).toBe(false);
     expect(await listVnet()).toBeNull();
-    expect(await ping(g1, WAN)).toBe(false);
+    expect(await ping(g1, WAN, 1)).toBe(false);
     expect(await withRouteBack(() => ping(wan, '10.77.0.10'))).toBe(true);
   });
 
@@ -255,8 +259,8 @@ describe('vnet NAT table in a namespace', () => {
     expect(ruleCount(await listVnet())).toBe(2 * RULES_PER_NETWORK);
     expect(await ping(g1, WAN)).toBe(true);
     expect(await ping(g3, WAN)).toBe(true);
-    expect(await ping(g1, '10.78.0.10')).toBe(false);
-    expect(await ping(g3, '10.77.0.10')).toBe(false);
+    expect(await ping(g1, '10.78.0.10', 1)).toBe(false);
+    expect(await ping(g3, '10.77.0.10', 1)).toBe(false);
     expect(await ping(g1, '10.77.0.11')).toBe(true);
     expect(await foreignTable()).toBe(foreignBefore);
   });
@@ -268,11 +272,11 @@ describe('vnet NAT table in a namespace', () => {
     await apply([NET0]);
     await nftText(host, 'table ip dockerish {\n chain FORWARD { type filter hook forward priority 0; policy drop; }\n}\n');
     try {
-      expect(await ping(g1, WAN)).toBe(false);
-      expect(await ping(g1, '10.77.0.11')).toBe(false); // bridged guest<->guest frames too (br_netfilter)
+      expect(await ping(g1, WAN, 1)).toBe(false);
+      expect(await ping(g1, '10.77.0.11', 1)).toBe(false); // bridged guest<->guest frames too (br_netfilter)
       expect(ruleCount(await listVnet())).toBe(RULES_PER_NETWORK); // our table is intact, just overruled
       await apply([NET0]); // re-applying changes nothing about it
-      expect(await ping(g1, WAN)).toBe(false);
+      expect(await ping(g1, WAN, 1)).toBe(false);
     } finally {
       await host.run('nft', ['delete', 'table', 'ip', 'dockerish']);
     }
@@ -284,7 +288,7 @@ describe('vnet NAT table in a namespace', () => {
     await apply([]);
     expect(await hasVnet()).toBe(false);
     expect(await listVnet()).toBeNull();
-    expect(await ping(g1, WAN)).toBe(false); // no masquerade any more
+    expect(await ping(g1, WAN, 1)).toBe(false); // no masquerade any more
     await apply([]); // removing an absent table is fine too
     expect(await hasVnet()).toBe(false);
     expect(await foreignTable()).toBe(foreignBefore);
