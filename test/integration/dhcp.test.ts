@@ -20,6 +20,7 @@ import { cleanupAll, createNetns, hostAndWan, pidsWithArg, tempDir, trackPid, ve
 import { ROOT } from '../support/vnetd.js';
 
 const DRIVER = path.join(ROOT, 'test/support/drivers/dhcp-supervisor.mjs');
+const DNS_PROBE = path.join(ROOT, 'test/support/dns-probe.py');
 const CAP_NET_ADMIN = 1n << 12n;
 
 type DriverEvent = { event: string; [k: string]: unknown };
@@ -125,6 +126,27 @@ describe('dnsmasq supervisor in namespaces', () => {
     return guest.tryRun('busybox', ['udhcpc', '-i', 'eth0', '-n', '-q', '-t', '5', '-T', '1', '-s', script, ...extra]);
   }
 
+  function startDriver(): Driver {
+    return Driver.start(host, { name: def.name, confPath, config: dnsmasqConfig(def, { runtimeDir, stateDir }), leaseFile });
+  }
+
+  /**
+   * The supervisor serving tnet and the guest holding its lease as guest1, as the lease test
+   * leaves them: kept when they are so, made again when a test before failed or stopped them.
+   */
+  async function serving(): Promise<void> {
+    const alive = driver && driver.proc.exitCode === null && driver.proc.signalCode === null;
+    if (alive && guestIp && processesUsing(confPath).includes(dnsmasqPid)) return;
+    await driver?.stop();
+    driver = startDriver();
+    const e = await driver.next(['serving', 'error']);
+    expect(e.event, String(e.message)).toBe('serving');
+    dnsmasqPid = e.pid as number;
+    const r = await udhcpc(['-x', 'hostname:guest1']);
+    expect(r.exitCode, r.stderr).toBe(0);
+    guestIp = readFileSync(`${script}.ip`, 'utf8').trim();
+  }
+
   beforeAll(async () => {
     // the driver runs the compiled DnsmasqSupervisor from dist/, which the global setup built
     if (!existsSync(path.join(ROOT, 'dist/dhcp/supervisor.js')))
@@ -158,11 +180,12 @@ describe('dnsmasq supervisor in namespaces', () => {
   });
 
   it('serves a lease to a guest, as vnet-dnsmasq with no capability but CAP_NET_ADMIN', async () => {
-    driver = Driver.start(host, { name: def.name, confPath, config: dnsmasqConfig(def, { runtimeDir, stateDir }), leaseFile });
+    await driver?.stop();
+    guestIp = '';
+    driver = startDriver();
     const serving = await driver.next(['serving', 'error']);
     expect(serving).toMatchObject({ event: 'serving' });
     dnsmasqPid = serving.pid as number;
-    console.log(`dnsmasq spawn -> serving: ${(serving.startupMs as number).toFixed(1)} ms`);
 
     const st = procStatus(dnsmasqPid);
     const { uid, gid } = dnsmasqAccount();
@@ -172,7 +195,6 @@ describe('dnsmasq supervisor in namespaces', () => {
     // dnsmasq refuses to serve DHCP without CAP_NET_ADMIN (ARP injection); everything else is gone
     expect(BigInt(`0x${st.CapEff}`)).toBe(CAP_NET_ADMIN);
     expect(BigInt(`0x${st.CapPrm}`)).toBe(CAP_NET_ADMIN);
-    console.log(`dnsmasq RSS: ${st.VmRSS}`);
 
     // the config is ours alone, 0644, not a symlink
     expect(readFileSync(confPath, 'utf8')).toBe(dnsmasqConfig(def, { runtimeDir, stateDir }));
@@ -194,20 +216,21 @@ describe('dnsmasq supervisor in namespaces', () => {
   });
 
   it('answers DNS on the bridge, and not on the uplink or loopback', async () => {
+    await serving();
     const inside = await guest.tryRun('busybox', ['nslookup', 'guest1.vnet.test', '10.88.0.1']);
     expect(inside.exitCode, inside.stderr).toBe(0);
     expect(inside.stdout).toContain(guestIp);
 
-    const fromWan = await wan.tryRun('timeout', ['5', 'busybox', 'nslookup', 'guest1.vnet.test', '198.51.100.2']);
-    expect(fromWan.exitCode).not.toBe(0);
-    expect(fromWan.stdout).not.toContain(guestIp);
-
-    const fromLo = await host.tryRun('timeout', ['5', 'busybox', 'nslookup', 'guest1.vnet.test', '127.0.0.1']);
-    expect(fromLo.exitCode).not.toBe(0);
-    expect(fromLo.stdout).not.toContain(guestIp);
+    // bound to the bridge address alone: on the uplink and loopback nothing listens, so the
+    // kernel refuses at once (ICMP port unreachable, TCP reset); a wildcard socket that
+    // merely stayed silent would show as a timeout instead
+    expect(JSON.parse(await guest.run('/usr/bin/python3', [DNS_PROBE, '10.88.0.1', 'guest1.vnet.test']))).toEqual({ udp: 'answered', tcp: 'connected' });
+    expect(JSON.parse(await wan.run('/usr/bin/python3', [DNS_PROBE, '198.51.100.2', 'guest1.vnet.test']))).toEqual({ udp: 'refused', tcp: 'refused' });
+    expect(JSON.parse(await host.run('/usr/bin/python3', [DNS_PROBE, '127.0.0.1', 'guest1.vnet.test']))).toEqual({ udp: 'refused', tcp: 'refused' });
   });
 
-  it('holds no tap and no file but its lease file', () => {
+  it('holds no tap and no file but its lease file', async () => {
+    await serving();
     const targets = readdirSync(`/proc/${dnsmasqPid}/fd`).map((fd) => readlinkSync(`/proc/${dnsmasqPid}/fd/${fd}`));
     expect(targets).toContain(leaseFile);
     const files = targets.filter((t) => t.startsWith('/') && t !== '/dev/null' && t !== leaseFile);
@@ -216,12 +239,11 @@ describe('dnsmasq supervisor in namespaces', () => {
   });
 
   it('restarts dnsmasq after kill -9; the lease survives and the guest keeps its address', async () => {
+    await serving();
     const from = driver.events.length;
     process.kill(dnsmasqPid, 'SIGKILL');
-    const t0 = Date.now();
     const restarted = await driver.next('restarted', 5000, from);
     const newPid = restarted.pid as number;
-    console.log(`dnsmasq restarted after kill -9 in ${Date.now() - t0} ms`);
     expect(newPid).not.toBe(dnsmasqPid);
     expect(processesUsing(confPath)).toEqual([newPid]);
     dnsmasqPid = newPid;
@@ -235,6 +257,7 @@ describe('dnsmasq supervisor in namespaces', () => {
   });
 
   it('stop() ends dnsmasq and leaves nothing running', async () => {
+    await serving();
     await driver.stop();
     expect(driver.events.at(-1)).toMatchObject({ event: 'stopped' });
     expect(processesUsing(confPath)).toEqual([]);
@@ -310,7 +333,8 @@ describe('dnsmasq supervisor in namespaces', () => {
     process.kill(serving.pid as number, 'SIGKILL');
     const failed = await d.next('failed', 10_000);
     expect(failed.reason).toMatch(/network flaky failed 3 times in a row; not restarting\. Last: .*failed to create listening socket for 10\.91\.0\.1/);
-    await sleep(1000);
+    // the longest backoff is 400 ms: a supervisor still looping would have restarted within twice that
+    await sleep(800);
     expect(processesUsing(conf)).toEqual([]);
     expect(d.events.filter((e) => e.event === 'restarted')).toEqual([]);
     await d.stop();
@@ -331,24 +355,5 @@ describe('dnsmasq supervisor in namespaces', () => {
     expect(BigInt(`0x${st.CapPrm}`)).toBe(0n);
     await d.stop();
     expect(processesUsing(conf)).toEqual([]);
-  });
-
-  it('measures start latency (spawn -> serving), median of 10', async () => {
-    const benchConf = path.join(runtimeDir, 'dnsmasq', 'bench.conf');
-    const d = Driver.start(host, {
-      name: 'bench',
-      confPath: benchConf,
-      config: dnsmasqConfig(net('bench', 'br-t', 88), { runtimeDir, stateDir }),
-      bench: 10,
-    });
-    const e = await d.next(['bench', 'error'], 30_000);
-    expect(e.event, String(e.message)).toBe('bench');
-    const ms = (e.ms as number[]).slice().sort((a, b) => a - b);
-    const median = (ms[4]! + ms[5]!) / 2;
-    console.log(`dnsmasq spawn -> serving over 10 starts: median ${median.toFixed(1)} ms, min ${ms[0]!.toFixed(1)}, max ${ms[9]!.toFixed(1)}`);
-    const total = (e.total as number[]).slice().sort((a, b) => a - b);
-    console.log(`whole start() (write config, dnsmasq --test, spawn, serving): median ${((total[4]! + total[5]!) / 2).toFixed(1)} ms`);
-    expect(median).toBeLessThan(1000);
-    expect(processesUsing(benchConf)).toEqual([]);
   });
 });

@@ -155,12 +155,18 @@ describe('openTap + attachTap', () => {
     closeFd(mine);
   });
 
-  it('reports a bridge that is not there without creating a tap', async () => {
+  it('attachTap to a bridge that is not there fails with ENODEV, and no tap outlives its fd', async () => {
     const ns = await createNetns('vtap');
-    const d = startTap(ns, { bridge: 'nosuchbr', vnetHdr: true });
-    expect(JSON.parse(await d.next()).error.message).toMatch(/no bridge nosuchbr/);
-    expect(await tapLinks(ns)).toEqual([]);
+    // no lookup in the driver: the missing bridge reaches attachTap (vnetd maps this errno to "no bridge named ...")
+    const d = startTap(ns, { bridge: 'nosuchbr', vnetHdr: true, lookUp: false });
+    expect(JSON.parse(await d.next()).error).toEqual({
+      name: 'NetlinkError',
+      errno: 'ENODEV',
+      message: expect.stringMatching(/^put tap tap\d+ on bridge nosuchbr: ENODEV \(SIOCGIFMTU nosuchbr: no interface named nosuchbr\)$/),
+    });
     d.child.stdin.end();
+    expect(await d.exited).toBe(1);
+    await waitUntil(async () => (await tapLinks(ns)).length === 0, 'the tap to go with its fd');
   });
 });
 

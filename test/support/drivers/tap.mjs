@@ -1,5 +1,5 @@
 // Opens a tap and puts it on a bridge, as vnetd does for a caller.
-// Usage: node tap.mjs '{"bridge":"br0","vnetHdr":true,"ownerUid":1000,"handoffFd":3}'
+// Usage: node tap.mjs '{"bridge":"br0","vnetHdr":true,"ownerUid":1000,"handoffFd":3,"lookUp":true}'
 // Prints one JSON line {tap, link}. With handoffFd, sends the tap fd over that
 // unix socket (1 byte 0x00 + SCM_RIGHTS, like qemu-bridge-helper) and closes its
 // own copy. Otherwise keeps the fd until a line arrives on stdin, then closes it
@@ -11,10 +11,10 @@ import { closeFd, sendFd } from '../../../dist/sys/libc.js';
 const opts = JSON.parse(process.argv[2] ?? '{}');
 const rtnl = new Rtnl();
 try {
-  const bridge = await rtnl.getLinkByName(opts.bridge);
-  if (!bridge) throw new Error(`driver: no bridge ${opts.bridge}`);
+  // lookUp false: no check of our own, so a missing bridge reaches attachTap itself
+  if (opts.lookUp !== false && !(await rtnl.getLinkByName(opts.bridge))) throw new Error(`driver: no bridge ${opts.bridge}`);
   const tap = openTap({ vnetHdr: Boolean(opts.vnetHdr), ownerUid: opts.ownerUid, ownerGid: opts.ownerGid });
-  const link = attachTap(tap.name, bridge.name);
+  const link = attachTap(tap.name, opts.bridge);
   process.stdout.write(JSON.stringify({ tap, link }) + '\n');
   let open = true;
   if (opts.handoffFd !== undefined) {
