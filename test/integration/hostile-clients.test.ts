@@ -89,16 +89,15 @@ describe('clients that do not read their replies', () => {
         expect(h.result).toMatchObject({ exit: 0, stderr: '', byte: 0, nfds: 1 });
         expect(handoffMs, 'another user’s hand-off while nobody’s clients do not read').toBeLessThan(BOUND_MS);
       }
-      // vnetd dropped the clients that did not read, and said so (one line per uid per window)
-      await waitFor('vnetd to drop a client that does not read', () => /"uid":65534[^\n]*"msg":"client dropped"/.test(vnetd.log.slice(logMark)), 10_000);
+      // vnetd drops the clients whose tap replies find no room, and says so (one line per uid per window)
+      await waitFor('vnetd to drop a client that does not read', () => /^\{"dropped": \d+\}$/m.test(hostile.output()), 15_000);
+      expect(vnetd.log.slice(logMark)).toMatch(/"uid":65534[^\n]*"msg":"client dropped"/);
     } finally {
       hostile.proc.stdin!.end();
       const timer = setTimeout(() => hostile.proc.kill('SIGKILL'), 5000);
       await hostile.proc;
       clearTimeout(timer);
     }
-    const summary = JSON.parse(/^\{"summary": (.*)\}$/m.exec(hostile.output())?.[1] ?? 'null') as { connections: number; dropped: number } | null;
-    expect(summary?.dropped, hostile.output()).toBeGreaterThan(0);
 
     // nothing left: nobody's taps go with its connections; vnetd serves on
     await waitFor('nobody’s taps gone', async () => {

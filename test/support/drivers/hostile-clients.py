@@ -13,8 +13,8 @@ in one write, so that vnetd's buffer towards them is all but full, and then tap 
 fd, finds the buffer full. A connection vnetd drops is opened again and treated the same.
 
 Prints {"ready": {"pings": K, "connections": N}} once every connection has its pings and its
-first tap requests written, then keeps at it until stdin closes, and prints
-{"summary": {"connections": opened, "dropped": dropped by vnetd}}.
+first tap requests written, {"dropped": n} whenever vnetd drops one, keeps at it until stdin
+closes, and prints {"summary": {"connections": opened, "dropped": dropped by vnetd}}.
 """
 import array, fcntl, json, socket, struct, sys, termios, threading, time
 
@@ -78,6 +78,7 @@ def attack(pings, ready):
         except OSError:
             with lock:
                 counts['dropped'] += 1
+                print(json.dumps({'dropped': counts['dropped']}), flush=True)
         finally:
             s.close()
 
