@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { encodeFrame, MAX_FRAME } from '../../src/api/protocol.js';
 import { MAX_LEASES } from '../../src/dhcp/leases.js';
-import { cursorOf, leaseJsonBytes, LeaseQueryError, pageLeases, SOCKET_PAGE_BYTES, sortLeases } from '../../src/dhcp/lease-page.js';
+import { cursorOf, leaseJsonBytes, LeaseQueryError, liveLeaseCount, pageLeases, SOCKET_PAGE_BYTES, sortLeases } from '../../src/dhcp/lease-page.js';
 import type { Lease } from '../../src/model.js';
 
 const hex2 = (n: number) => (n & 255).toString(16).padStart(2, '0');
@@ -130,5 +130,21 @@ describe('pageLeases', () => {
     const l = { expires: 123, mac: '52:54:00:00:00:01', ip: '10.0.0.1', hostname: 'a"b\\c', clientId: '01:02' };
     expect(leaseJsonBytes(l)).toBe(Buffer.byteLength(JSON.stringify(l)));
     expect(leaseJsonBytes(lease(0))).toBe(JSON.stringify(lease(0)).length);
+  });
+});
+
+describe('liveLeaseCount', () => {
+  it('counts leases not yet expired (0 = never), right as time passes each expiry, forwards or back', () => {
+    const l = (expires: number) => ({ expires, mac: '52:54:00:00:00:01', ip: '10.0.0.1', hostname: '', clientId: '' });
+    const leases = [l(100), l(200), l(0), l(300), l(50)];
+    expect(liveLeaseCount(leases, 10)).toBe(5);
+    expect(liveLeaseCount(leases, 49)).toBe(5);
+    expect(liveLeaseCount(leases, 50)).toBe(4);
+    expect(liveLeaseCount(leases, 150)).toBe(3);
+    expect(liveLeaseCount(leases, 199)).toBe(3);
+    expect(liveLeaseCount(leases, 200)).toBe(2);
+    expect(liveLeaseCount(leases, 1e9)).toBe(1);
+    expect(liveLeaseCount(leases, 60)).toBe(4);
+    expect(liveLeaseCount([...leases], 10)).toBe(5);
   });
 });

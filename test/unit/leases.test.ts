@@ -1,7 +1,8 @@
-import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   LeaseFileError,
@@ -113,6 +114,23 @@ describe('parseLeaseChunks', () => {
     expect(await parseLeaseChunks([text.slice(0, 50), text.slice(50)])).toEqual(whole);
   });
 
+  it('gives what parseLeases gives for any text cut anywhere (property)', async () => {
+    const line = fc.oneof(
+      fc.constantFrom(...FILE.split('\n'), 'garbage', 'duid 00:01', '', '  '),
+      fc.nat({ max: 2000 }).map((n) => `1795655430 52:54:00:00:00:01 10.0.0.1 ${'h'.repeat(n)} *`),
+      fc.string({ maxLength: 40 }),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.array(line, { maxLength: 12 }), fc.array(fc.nat(), { maxLength: 6 }), async (lines, cuts) => {
+        const text = lines.join('\n');
+        const at = [...new Set(cuts.map((c) => c % (text.length + 1)))].sort((a, b) => a - b);
+        const parts = [0, ...at].map((from, i) => text.slice(from, [...at, text.length][i]));
+        expect(await parseLeaseChunks(parts, Infinity)).toEqual(parseLeases(text));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
   it('counts an overlong line as one malformed line without keeping it, across chunks', async () => {
     const long = `1795655430 52:54:00:00:00:01 10.0.0.1 ${'x'.repeat(3000)} *`;
     const text = `${long}\n${FILE}`;
@@ -157,6 +175,32 @@ describe('readLeases', () => {
 });
 
 describe('watchLeases', () => {
+  it('hands out the events of a file that gains a thousand leases at once in slices, letting the event loop run between them', async () => {
+    const f = path.join(dir, 'burst.leases');
+    writeFileSync(f, '');
+    let events = 0;
+    let seenByImmediate: number | undefined;
+    const w = watchLeases(
+      f,
+      () => {
+        events += 1;
+        if (events === 1) setImmediate(() => (seenByImmediate = events));
+      },
+      { debounceMs: 20 },
+    );
+    await w.ready;
+    try {
+      const lines = Array.from({ length: 1000 }, (_, i) => `1795655430 52:54:00:00:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')} 10.88.${i >> 8}.${i & 255} * *`);
+      await writeFile(`${f}.new`, lines.join('\n') + '\n');
+      renameSync(`${f}.new`, f);
+      await expect.poll(() => events, { timeout: 5000 }).toBe(1000);
+      expect(seenByImmediate).toBeGreaterThan(0);
+      expect(seenByImmediate).toBeLessThan(1000);
+    } finally {
+      w.close();
+    }
+  });
+
   it('reports leases added and removed', async () => {
     const f = path.join(dir, 'w.leases');
     writeFileSync(f, '1795655430 46:6a:4e:30:5e:96 10.88.0.105 guest1 *\n');
