@@ -514,9 +514,11 @@ async function settledFds(pid) {
 
 /** nat: vnet's transaction for one network (what `vnet up` applies), n times through its Nft class. */
 async function nftApplyFigures(b, n) {
-  const { buildRuleset } = await import(path.join(ROOT, 'dist/nat/ruleset.js'));
+  const { rebuild } = await import(path.join(ROOT, 'dist/firewall/table.js'));
+  const { firewallPart } = await import(path.join(ROOT, 'dist/firewall/rules.js'));
+  const { parseDefinition } = await import(path.join(ROOT, 'dist/spec/parse.js'));
   const tx = path.join(b.dir, 'nft-bench.json');
-  writeFileSync(tx, JSON.stringify(buildRuleset([{ bridge: 'vnbench0', cidr: '10.251.0.0/24', address: '10.251.0.1' }])));
+  writeFileSync(tx, JSON.stringify(rebuild([firewallPart(parseDefinition('bench', 'bench', 'bridge = "vnbench0"\naddress = "10.251.0.1/24"\n'))])));
   return withNamespace('nft', async (ns) => {
     const r = await run('ip', ['netns', 'exec', ns, 'sh', '-c', `exec "$0" "$1" bench "$2" < "$3"`, process.execPath, NAT_DRIVER, String(n), tx]);
     return summary(JSON.parse(r.stdout).times);

@@ -78,7 +78,7 @@ export class Daemon implements VnetService {
     this.definitions = new Definitions(opts.paths.networksDir);
     this.servers = new DnsmasqServers({ log: opts.log, ...(opts.dnsmasq ? { binary: opts.dnsmasq } : {}) });
     this.stateFile = new StateFile(path.join(opts.paths.runtimeDir, 'state.json'));
-    this.leaseWatch = new LeaseWatch(opts.log);
+    this.leaseWatch = new LeaseWatch(opts.log, this.leaseCache);
     this.acl = new BridgeAclSync(new BridgeConf(opts.paths.qemuConfDir), opts.log);
     this.guard = new RulesetGuard({ log: opts.log, clock: this.clock, check: () => this.mutex.run((lock) => this.repairRuleset(lock)) });
     this.events.setMaxListeners(0);

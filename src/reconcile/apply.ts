@@ -24,6 +24,7 @@ export interface JournalSink {
 
 /** A step that failed after changing something its undo must take back (a bridge made, then an error). */
 class HalfDone extends Error {
+  // index: a bridge's ifindex when the step made one, else -1
   override name = 'HalfDone';
   constructor(
     readonly index: number,
@@ -76,6 +77,21 @@ const executors: Executors = {
   'stop-dhcp': async (s, b) => b.dhcp.stop(s.network),
 };
 
+/** What a step acts on, for crash points: a bridge, a sysctl key, a network. */
+function subject(step: Step): string {
+  switch (step.kind) {
+    case 'set-sysctl':
+      return step.key;
+    case 'firewall':
+      return step.what;
+    case 'start-dhcp':
+    case 'stop-dhcp':
+      return step.network;
+    default:
+      return step.bridge;
+  }
+}
+
 export class ApplyError extends Error {
   override name = 'ApplyError';
   constructor(
@@ -100,17 +116,29 @@ export class Applier {
     this.log.debug({ step: describe(step) }, 'step');
     await this.sink.record(step, { phase: 'before' });
     let index: number | void;
+    const at = (when: string) => [`${phase}:${when}:${step.kind}`, `${phase}:${when}:${step.kind}@${subject(step)}`];
     try {
-      failpoint(`${phase}:before:${step.kind}`);
+      failpoint(...at('before'));
       index = await fn(step, this.backends, this.sink);
-      failpoint(`${phase}:after:${step.kind}`);
     } catch (err) {
       const event: JournalEvent = err instanceof HalfDone ? { phase: 'done', index: err.index } : { phase: 'failed' };
       // the step's own error is the one reported; a failed record of it is only logged
       await this.sink.record(step, event).catch((e) => this.log.error({ err: e }, `could not record the failure of ${describe(step)}`));
       throw err;
     }
-    await this.sink.record(step, { phase: 'done', ...(typeof index === 'number' ? { index } : {}) });
+    // it happened: whatever fails from here on, its undo must run too
+    const done: JournalEvent = { phase: 'done', ...(typeof index === 'number' ? { index } : {}) };
+    try {
+      failpoint(...at('after'));
+    } catch (err) {
+      await this.sink.record(step, done).catch(() => undefined);
+      throw new HalfDone(typeof index === 'number' ? index : -1, { cause: err });
+    }
+    try {
+      await this.sink.record(step, done);
+    } catch (err) {
+      throw new HalfDone(typeof index === 'number' ? index : -1, { cause: err });
+    }
   }
 
   /** Run a bring-up plan; on failure undo what was done (newest first) and throw. */

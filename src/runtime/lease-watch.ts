@@ -5,6 +5,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { DhcpConfig } from '../desired/model.js';
+import type { LeaseCache } from '../dhcp/lease-cache.js';
 import { watchLeases, type LeaseWatcher } from '../dhcp/leases.js';
 import type { Lease } from '../model.js';
 
@@ -14,9 +15,13 @@ export interface LeaseEvents {
 }
 
 export class LeaseWatch extends EventEmitter<LeaseEvents> {
-  private readonly watchers = new Map<string, LeaseWatcher>();
+  private readonly watchers = new Map<string, { file: string; watcher: LeaseWatcher }>();
 
-  constructor(private readonly log: Logger) {
+  /** `cache`: the one parsed copy of each lease file, shared with status and `vnet leases` */
+  constructor(
+    private readonly log: Logger,
+    private readonly cache: LeaseCache,
+  ) {
     super();
   }
 
@@ -24,20 +29,28 @@ export class LeaseWatch extends EventEmitter<LeaseEvents> {
     this.stopped(config.network);
     if (!config.leaseFile) return;
     const network = config.network;
+    const file = config.leaseFile;
+    const read = async (f: string) => {
+      const s = await this.cache.get(f);
+      if (s.problem) throw new Error(s.problem);
+      return s.leases;
+    };
     try {
-      this.watchers.set(
-        network,
-        watchLeases(config.leaseFile, (e) => this.emit(e.type, network, e.lease), {
-          onError: (err) => this.log.warn({ err, network }, 'could not read the lease file'),
-        }),
-      );
+      const watcher = watchLeases(file, (e) => this.emit(e.type, network, e.lease), {
+        read,
+        onError: (err) => this.log.warn({ err, network }, 'could not read the lease file'),
+      });
+      this.watchers.set(network, { file, watcher });
     } catch (err) {
       this.log.warn({ err, network }, 'cannot watch the lease file');
     }
   }
 
   stopped(network: string): void {
-    this.watchers.get(network)?.close();
+    const w = this.watchers.get(network);
+    if (!w) return;
+    w.watcher.close();
+    this.cache.forget(w.file);
     this.watchers.delete(network);
   }
 

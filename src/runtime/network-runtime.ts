@@ -103,6 +103,9 @@ export class NetworkRuntime extends EventEmitter<RuntimeEvents> {
         this.finish(r);
       } catch (err) {
         this.opts.log.error({ err, network: r.spec.name }, 'could not restore network');
+        // what this attempt made was rolled back; what a previous vnetd left of it (its bridge,
+        // with VMs on it) stays, but it gets no rules, server or address until `up` succeeds
+        r.level = 'down';
         this.fail(r, err);
       }
       this.scheduleIdle(r);
@@ -125,6 +128,7 @@ export class NetworkRuntime extends EventEmitter<RuntimeEvents> {
     const was = { level: r.level, state: r.state };
     r.spec = spec;
     const t0 = performance.now();
+    r.level = 'up';
     this.setState(r, 'starting');
     try {
       await this.converge(lock, r, 'up', 'rollback');
@@ -217,10 +221,12 @@ export class NetworkRuntime extends EventEmitter<RuntimeEvents> {
 
   // ---- internals ----
 
+  /** Take the network to `level`. The level is its intent from now on (a restarted vnetd finishes the job), also if this fails. */
   private async converge(lock: Lock, r: NetworkRecord, level: Level, mode: Mode): Promise<void> {
-    const scope: Scope = { names: new Set([r.spec.name]), sweep: false };
-    await this.opts.reconciler.converge(lock, this.targets({ spec: r.spec, level }), scope, mode);
     r.level = level;
+    this.emit('changed');
+    const scope: Scope = { names: new Set([r.spec.name]), sweep: false };
+    await this.opts.reconciler.converge(lock, this.targets(), scope, mode);
   }
 
   private finish(r: NetworkRecord): void {

@@ -14,15 +14,35 @@ import { execa } from 'execa';
 import { chmodSync, existsSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Nft, NftError } from '../../src/nat/nft.js';
-import { buildRuleset, ruleCount, RULES_PER_NETWORK, type NatNetwork } from '../../src/nat/ruleset.js';
+import { Nft, NftError } from '../../src/firewall/nft.js';
+import { firewallPart } from '../../src/firewall/rules.js';
+import { rebuild, type Transaction } from '../../src/firewall/table.js';
+import { parseDefinition } from '../../src/spec/parse.js';
+import type { NetworkSpec } from '../../src/spec/spec.js';
 import { cleanupAll, createNetns, hostAndWan, tempDir, trackPid, untrackPid, veth, type Netns } from '../support/netns.js';
 import { ROOT } from '../support/vnetd.js';
 
 const driver = path.join(ROOT, 'test/support/drivers/nat-nft.mjs');
 
-const NET0: NatNetwork = { bridge: 'vbr0', cidr: '10.77.0.0/24', address: '10.77.0.1' };
-const NET1: NatNetwork = { bridge: 'vbr1', cidr: '10.78.0.0/24', address: '10.78.0.1' };
+const NET0 = parseDefinition('n0', 'test', 'bridge = "vbr0"\naddress = "10.77.0.1/24"\n');
+const NET1 = parseDefinition('n1', 'test', 'bridge = "vbr1"\naddress = "10.78.0.1/24"\n');
+/** the base chains' dispatch rules, and each NAT network's own */
+const BASE_RULES = 5;
+const RULES_PER_NETWORK = 15;
+
+function tableFor(networks: NetworkSpec[]): Transaction {
+  return rebuild(networks.map((n) => firewallPart(n)!));
+}
+
+/** Rules in a listing the driver printed (vnet's TableState as JSON). */
+function ruleCount(table: unknown): number {
+  return ((table as { chains?: Array<[string, { rules: string[] }]> } | null)?.chains ?? []).reduce((n, [, c]) => n + c.rules.length, 0);
+}
+
+/** vnet's table with its kernel handles: the same handles mean the table was not re-created. */
+async function handles(): Promise<string> {
+  return host.run('nft', ['-j', '-a', 'list', 'table', 'inet', 'vnet']);
+}
 const WAN = '198.51.100.1';
 
 let host: Netns;
@@ -41,8 +61,8 @@ async function nftDriver(args: string[], input?: unknown) {
   return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
 }
 
-async function apply(networks: NatNetwork[]): Promise<void> {
-  const r = await nftDriver(['apply'], buildRuleset(networks));
+async function apply(networks: NetworkSpec[]): Promise<void> {
+  const r = await nftDriver(['apply'], tableFor(networks));
   if (r.exitCode !== 0) throw new Error(`apply failed: ${r.stderr}`);
 }
 
@@ -91,10 +111,6 @@ async function addBridge(name: string, addr: string): Promise<void> {
   await host.run('ip', ['link', 'set', name, 'up']);
 }
 
-/** Strip kernel handles so two listings of the same rules compare equal across re-creation. */
-function withoutHandles(v: unknown): unknown {
-  return JSON.parse(JSON.stringify(v, (k, x) => (k === 'handle' ? undefined : x)));
-}
 
 /** With a route back to the guests in wan, run fn (which may then reach the guests without NAT). */
 async function withRouteBack<T>(fn: () => Promise<T>): Promise<T> {
@@ -108,7 +124,7 @@ async function withRouteBack<T>(fn: () => Promise<T>): Promise<T> {
 
 beforeAll(async () => {
   // the driver runs vnet's compiled Nft class from dist/, which the global setup built
-  if (!existsSync(path.join(ROOT, 'dist/nat/nft.js'))) throw new Error(`no ${ROOT}/dist/nat/nft.js: the global setup's make build did not emit it`);
+  if (!existsSync(path.join(ROOT, 'dist/firewall/nft.js'))) throw new Error(`no ${ROOT}/dist/firewall/nft.js: the global setup's make build did not emit it`);
 
   ({ host, wan } = await hostAndWan());
   await host.run('sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
@@ -144,8 +160,7 @@ describe('vnet NAT table in a namespace', () => {
   it('with one network: the table exists with 15 rules and a guest reaches wan through masquerade', async () => {
     await apply([NET0]);
     expect(await hasVnet()).toBe(true);
-    expect(ruleCount(await listVnet())).toBe(RULES_PER_NETWORK);
-    expect(RULES_PER_NETWORK).toBe(15);
+    expect(ruleCount(await listVnet())).toBe(BASE_RULES + RULES_PER_NETWORK);
     expect(await ping(g1, WAN)).toBe(true);
     expect(await foreignTable()).toBe(foreignBefore);
   });
@@ -237,26 +252,26 @@ describe('vnet NAT table in a namespace', () => {
     await apply([NET0]);
     await apply([NET0]);
     const third = await listVnet();
-    expect(ruleCount(third)).toBe(RULES_PER_NETWORK);
-    expect(withoutHandles(third)).toEqual(withoutHandles(first));
+    expect(ruleCount(third)).toBe(BASE_RULES + RULES_PER_NETWORK);
+    expect(third).toEqual(first);
     expect(await foreignTable()).toBe(foreignBefore);
   });
 
   it('a transaction nft rejects changes nothing, and the error carries nft stderr', async () => {
     await apply([NET0]);
-    const before = await listVnet();
-    const bad = buildRuleset([NET0, NET1]);
-    bad.nftables.push({ add: { rule: { family: 'inet', table: 'vnet', chain: 'nochain' as 'input', expr: [{ accept: null }] } } });
+    const before = await handles();
+    const bad = tableFor([NET0, NET1]);
+    bad.nftables.push({ add: { rule: { family: 'inet', table: 'vnet', chain: 'nochain', expr: [{ accept: null }] } } });
     const r = await nftDriver(['apply'], bad);
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toMatch(/^NftError: nft rejected the ruleset: .*No such file or directory/s);
-    expect(await listVnet()).toEqual(before); // same handles: the table was not even re-created
+    expect(await handles()).toEqual(before); // same handles: the table was not even re-created
     expect(await foreignTable()).toBe(foreignBefore);
   });
 
   it('two networks: 30 rules, both masquerade, and neither can open connections into the other', async () => {
     await apply([NET0, NET1]);
-    expect(ruleCount(await listVnet())).toBe(2 * RULES_PER_NETWORK);
+    expect(ruleCount(await listVnet())).toBe(BASE_RULES + 2 * RULES_PER_NETWORK);
     expect(await ping(g1, WAN)).toBe(true);
     expect(await ping(g3, WAN)).toBe(true);
     expect(await ping(g1, '10.78.0.10', 1)).toBe(false);
@@ -274,7 +289,7 @@ describe('vnet NAT table in a namespace', () => {
     try {
       expect(await ping(g1, WAN, 1)).toBe(false);
       expect(await ping(g1, '10.77.0.11', 1)).toBe(false); // bridged guest<->guest frames too (br_netfilter)
-      expect(ruleCount(await listVnet())).toBe(RULES_PER_NETWORK); // our table is intact, just overruled
+      expect(ruleCount(await listVnet())).toBe(BASE_RULES + RULES_PER_NETWORK); // our table is intact, just overruled
       await apply([NET0]); // re-applying changes nothing about it
       expect(await ping(g1, WAN, 1)).toBe(false);
     } finally {
@@ -305,7 +320,7 @@ describe('Nft applier failures (no kernel: stand-in nft binaries)', () => {
   }
 
   it('a missing binary is an NftError naming it, with the cause kept', async () => {
-    const err = await new Nft({ binary: '/nonexistent/nft' }).apply(buildRuleset([])).catch((e: unknown) => e);
+    const err = await new Nft({ binary: '/nonexistent/nft' }).apply(tableFor([])).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(NftError);
     expect((err as Error).name).toBe('NftError');
     expect((err as Error).message).toMatch(/^\/nonexistent\/nft -j -f \S+ failed: .*ENOENT/);
@@ -315,23 +330,24 @@ describe('Nft applier failures (no kernel: stand-in nft binaries)', () => {
   it('a refusal carries nft stderr, and the transaction file is gone afterwards', async () => {
     const tmp = tempDir('vnet-nft-tmp-');
     const nft = new Nft({ binary: fakeNft('echo "Error: syntax error near $3" >&2; exit 1'), tmpDir: tmp });
-    const err = await nft.apply(buildRuleset([])).catch((e: unknown) => e);
+    const err = await nft.apply(tableFor([])).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(NftError);
     expect((err as Error).message).toMatch(/^nft rejected the ruleset: Error: syntax error near .*\/vnet-nft-\w+\/ruleset\.json$/);
     expect(readdirSync(tmp)).toEqual([]);
   });
 
   it('a hung nft is stopped at the timeout', async () => {
-    const err = await new Nft({ binary: fakeNft('exec sleep 30'), timeoutMs: 300 }).apply(buildRuleset([])).catch((e: unknown) => e);
+    const err = await new Nft({ binary: fakeNft('exec sleep 30'), timeoutMs: 300 }).apply(tableFor([])).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(NftError);
     expect((err as Error).message).toMatch(/timed out/i);
   });
 
-  it('output that is not JSON is refused; an absent table is undefined, other list errors throw', async () => {
+  it('output that is not JSON is refused; an absent table lists as empty, other list errors throw', async () => {
     await expect(new Nft({ binary: fakeNft('echo not json') }).hasTable()).rejects.toThrow(/printed output that is not JSON: not json/);
-    expect(await new Nft({ binary: fakeNft('echo "Error: No such file or directory" >&2; exit 1') }).listTable()).toBeUndefined();
-    await expect(new Nft({ binary: fakeNft('echo "Error: Operation not permitted" >&2; exit 1') }).listTable()).rejects.toThrow(
-      /^nft -j list table inet vnet failed: Error: Operation not permitted$/,
+    const none = await new Nft({ binary: fakeNft('echo \'{"nftables":[{"metainfo":{}},{"table":{"family":"inet","name":"other"}}]}\'') }).list();
+    expect(none.exists).toBe(false);
+    await expect(new Nft({ binary: fakeNft('echo "Error: Operation not permitted" >&2; exit 1') }).list()).rejects.toThrow(
+      /^nft -j list tables inet failed: Error: Operation not permitted$/,
     );
   });
 });

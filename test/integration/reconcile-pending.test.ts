@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { bridgeMac } from '../../src/plan/planner.js';
+import { bridgeMac } from '../../src/desired/contributors/link.js';
 import { cleanupAll, createNetns, pidsWithArg, waitFor, type Netns } from '../support/netns.js';
 import { Vnetd, vnetEnv, type VnetEnv } from '../support/vnetd.js';
 

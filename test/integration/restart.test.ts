@@ -142,7 +142,7 @@ beforeAll(async () => {
   await start();
   await vnetd.call('up', { name: 'default' });
   cleanRules = await vnetRules();
-  expect(await ruleCount()).toBe(15);
+  expect(await ruleCount()).toBe(20); // 5 base dispatch rules, 15 of the network
 });
 
 beforeEach(async () => {
@@ -183,7 +183,7 @@ describe('SIGKILL at rest', () => {
       await vnetd.stop(i % 2 ? 'SIGKILL' : 'SIGTERM');
       await start();
     }
-    expect(await ruleCount()).toBe(15);
+    expect(await ruleCount()).toBe(20); // 5 base dispatch rules, 15 of the network
     expect(await vnetRules()).toBe(cleanRules);
     expect(await bridges()).toEqual(['virbr0']);
     expect(dnsmasqs()).toHaveLength(1);
@@ -195,14 +195,14 @@ describe('SIGKILL between steps', () => {
   const upPoints = [
     'before:create-bridge',
     'after:create-bridge',
-    'after:disable-ipv6',
-    'after:set-link',
+    'after:set-sysctl@net/ipv6/conf/virbr0/disable_ipv6',
     'after:add-address',
-    'after:apply-ruleset',
-    'after:set-forwarding',
-    'after:start-dnsmasq',
+    'after:set-link',
+    'after:firewall',
+    'after:set-sysctl@net/ipv4/ip_forward',
+    'after:start-dhcp',
   ];
-  const downPoints = ['after:stop-dnsmasq', 'after:apply-ruleset', 'after:set-forwarding', 'before:delete-bridge', 'after:delete-bridge'];
+  const downPoints = ['after:stop-dhcp', 'after:firewall', 'after:set-sysctl@net/ipv4/ip_forward', 'before:delete-bridge', 'after:delete-bridge'];
 
   it.each(upPoints)('killed at %s during `vnet up`: a restart converges to a clean up, and down leaves nothing', async (point) => {
     await start({ VNET_FAILPOINT: `up:${point}` });
@@ -274,7 +274,7 @@ describe('a VM attached through the helper survives a vnetd restart', () => {
 });
 
 describe('a failure half way through `vnet up`', () => {
-  it.each(['up:before:start-dnsmasq', 'up:after:apply-ruleset', 'up:after:add-address'])(
+  it.each(['up:before:start-dhcp', 'up:after:firewall', 'up:after:add-address'])(
     'failing at %s rolls back what that up made: no bridge, no rules, no dnsmasq, forwarding as it was',
     async (point) => {
       const rulesBefore = await host.nftRuleset();

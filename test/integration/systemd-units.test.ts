@@ -262,11 +262,11 @@ describe('example network definition', () => {
     const file = path.join(REPO, 'etc/vnet/networks/example.toml.example');
     const text = await readFile(file, 'utf8');
     const def = parseDefinition('example', file, text);
-    expect(def).toMatchObject({ bridge: 'vnbr1', forward: 'nat', onDemand: true, idleDown: 60 });
-    expect(def.dhcpRange).toEqual({ start: '192.168.150.2', end: '192.168.150.254' });
+    expect(def).toMatchObject({ bridge: { name: 'vnbr1' }, forward: { mode: 'nat' }, lifecycle: { onDemand: true, idleDown: 60 } });
+    expect(def.dhcp.range4).toEqual({ start: '192.168.150.2', end: '192.168.150.254' });
     // Commented-out keys parse too once uncommented.
     const all = parseDefinition('example', file, text.replace(/^# ([a-z-]+ = )/gm, '$1'));
-    expect(all).toMatchObject({ allowUsers: ['alice', 'bob'], allowGroups: ['kvm'], domain: 'vm.internal', mtu: 1500 });
+    expect(all).toMatchObject({ access: { allowUsers: ['alice', 'bob'], allowGroups: ['kvm'] }, dns: { domain: 'vm.internal' }, bridge: { mtu: 1500 } });
     for (const key of ['bridge', 'address', 'dhcp-range', 'forward', 'on-demand', 'idle-down', 'standby', 'allow-users', 'allow-groups', 'domain', 'mtu', 'dhcp-lease-max'])
       expect(text).toMatch(new RegExp(`^(# )?${key} = `, 'm'));
   });

@@ -241,7 +241,7 @@ describe('Definitions cache', () => {
     expect(defs.load().networks.get('lab')?.bridge.name).toBe('vnlab2');
 
     // replaced by rename (new inode), then settled
-    write(`${f}.new`, 'bridge = "vnlab3"\naddress = "10.61.0.1/24"\n');
+    writeFileSync(`${f}.new`, 'bridge = "vnlab3"\naddress = "10.61.0.1/24"\n');
     renameSync(`${f}.new`, f);
     settle();
     expect(defs.load().networks.get('lab')?.bridge.name).toBe('vnlab3');

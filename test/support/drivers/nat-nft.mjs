@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-const { Nft } = await import(pathToFileURL(path.join(root, 'dist/nat/nft.js')).href);
+const { Nft } = await import(pathToFileURL(path.join(root, 'dist/firewall/nft.js')).href);
 
 const [cmd, arg] = process.argv.slice(2);
 const nft = new Nft();
@@ -27,7 +27,8 @@ try {
     }
     out = { times };
   } else if (cmd === 'list') {
-    out = { table: (await nft.listTable()) ?? null };
+    const t = await nft.list();
+    out = { table: t.exists ? { chains: [...t.chains], maps: [...t.maps].map(([name, m]) => [name, m.def, [...m.elems]]) } : null };
   } else if (cmd === 'has') {
     out = { has: await nft.hasTable() };
   } else {
