@@ -100,7 +100,7 @@ export class Daemon implements VnetService {
       journal: saved.journal,
       save: () => this.persist(),
     });
-    this.runtime = new NetworkRuntime({ reconciler: this.reconciler, mutex: this.mutex, clock: this.clock, log: this.log, tapsOn: (n) => this.taps.onNetwork(n).length });
+    this.runtime = new NetworkRuntime({ reconciler: this.reconciler, mutex: this.mutex, clock: this.clock, log: this.log, tapsOn: (n) => this.taps.onNetwork(n).length, persist: () => this.persist() });
     this.wireEvents();
     this.watcher = watchLinks((e) => this.onLinkGone(e.link.name, e.link.index), {
       deletionsOnly: true,

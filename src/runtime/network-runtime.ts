@@ -54,6 +54,8 @@ export interface RuntimeOptions {
   log: Logger;
   /** taps now on a network (the tap registry) */
   tapsOn(network: string): number;
+  /** save the records now (write-ahead: a network's intent is on disk before its first step) */
+  persist(): Promise<void>;
 }
 
 export class NetworkRuntime extends EventEmitter<RuntimeEvents> {
@@ -224,7 +226,7 @@ export class NetworkRuntime extends EventEmitter<RuntimeEvents> {
   /** Take the network to `level`. The level is its intent from now on (a restarted vnetd finishes the job), also if this fails. */
   private async converge(lock: Lock, r: NetworkRecord, level: Level, mode: Mode): Promise<void> {
     r.level = level;
-    this.emit('changed');
+    await this.opts.persist();
     const scope: Scope = { names: new Set([r.spec.name]), sweep: false };
     await this.opts.reconciler.converge(lock, this.targets(), scope, mode);
   }

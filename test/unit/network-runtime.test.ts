@@ -21,7 +21,7 @@ function setup() {
   const mutex = new Mutex();
   const taps = new Map<string, number>();
   const r = new Reconciler({ backends: b, contributors: contributors({ runtimeDir: '/run/vnet', stateDir: '/var/lib/vnet' }), log, journal: emptyJournal(), save: async () => undefined });
-  const rt = new NetworkRuntime({ reconciler: r, mutex, clock, log, tapsOn: (n) => taps.get(n) ?? 0 });
+  const rt = new NetworkRuntime({ reconciler: r, mutex, clock, log, tapsOn: (n) => taps.get(n) ?? 0, persist: async () => undefined });
   const states: string[] = [];
   rt.on('state', (name, state) => states.push(`${name}:${state}`));
   const bridge = () => b.links.links.find((l) => l.name === 'vnoff0');
