@@ -13,6 +13,7 @@ import { pathsFromEnv } from '../config/paths.js';
 import type { FileLock } from '../sys/flock.js';
 import { listenFds, sdNotify } from '../sys/notify.js';
 import { startDbus, type DbusHandle } from '../dbus/bus.js';
+import { refusalLimiter } from '../log/refusals.js';
 import { Daemon } from './daemon.js';
 import { takeInstanceLock } from './instance-lock.js';
 import { CappedLogFile, DEFAULT_LOG_MAX_BYTES } from './log-file.js';
@@ -46,9 +47,12 @@ async function main(): Promise<void> {
   await daemon.start();
   let arm = () => {}; // the idle-exit timer, when VNET_IDLE_EXIT is set (below)
   const idleMs = Number(process.env.VNET_CLIENT_IDLE_MS || 30_000);
+  // a uid's refusals are logged once per window, whichever front (socket, D-Bus) they come by
+  const refusals = refusalLimiter();
   const server = new Server({
     service: daemon,
     log,
+    refusals,
     listen: fds[0] !== undefined ? { fd: fds[0] } : { path: paths.socket },
     idleTimeoutMs: Number.isInteger(idleMs) && idleMs > 0 ? idleMs : 30_000,
     onQuiet: () => arm(),
@@ -57,7 +61,7 @@ async function main(): Promise<void> {
   // VNET_DBUS_ADDRESS: "system", or a bus address (unix:path=...). Without the bus the socket still serves.
   let dbusApi: DbusHandle | undefined;
   if (process.env.VNET_DBUS_ADDRESS) {
-    dbusApi = await startDbus(daemon, { address: process.env.VNET_DBUS_ADDRESS, log }).catch((err) => {
+    dbusApi = await startDbus(daemon, { address: process.env.VNET_DBUS_ADDRESS, log, refusals }).catch((err) => {
       log.error({ err }, 'D-Bus API not started; the socket API still serves');
       return undefined;
     });

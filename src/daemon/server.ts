@@ -16,7 +16,7 @@ import { encodeFrame, FrameReader, parseRequest, type Reply, type Request } from
 import type { PeerCred } from '../model.js';
 import { cut, errField } from '../log/cut.js';
 import type { RateLimiter } from '../log/rate-limit.js';
-import { isRefusal, logRefusal, refusalsPerUid, type RefusalFields } from '../log/refusals.js';
+import { isRefusal, logRefusal, refusalLimiter, type RefusalFields } from '../log/refusals.js';
 import { fdOf, getPeerCred, getPeerGroups, trySendFds } from '../sys/libc.js';
 import { ServiceError, type VnetService } from './service.js';
 import { TapCloser } from './tap-closer.js';
@@ -74,7 +74,7 @@ export class Server {
   constructor(private readonly opts: ServerOptions) {
     this.turns = new Turns(opts.turnsPerUid ?? 4);
     this.stallMs = opts.sendStallMs ?? 3000;
-    this.refusals = opts.refusals ?? refusalsPerUid;
+    this.refusals = opts.refusals ?? refusalLimiter();
   }
 
   /** connections now open */

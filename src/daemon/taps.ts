@@ -101,9 +101,10 @@ export async function handOut(d: TapDeps, bridge: string, opts: { vnetHdr: boole
     // read before the reply, while the helper surely still exists
     const entry: TapEntry = { name: tap.name, ifindex: index, uid: caller.uid, pid: parentPid(caller.pid) ?? caller.pid, ...(r ? { network: r.spec.name } : {}) };
     if (r) d.runtime.tapArrived(r.spec.name);
+    d.taps.add(entry);
     failpoint('tap:prepared');
     setImmediate(() => {
-      d.taps.add(entry);
+      d.taps.announce(entry);
       d.log.info({ tap: tap.name, bridge, uid: caller.uid, pid: entry.pid }, 'tap handed out');
       d.handedOut(entry);
     });

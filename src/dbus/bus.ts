@@ -18,7 +18,7 @@ import type { Lease, PeerCred } from '../model.js';
 import { ServiceError, type NetworkStatus, type VnetService } from '../daemon/service.js';
 import { cut, errField } from '../log/cut.js';
 import type { RateLimiter } from '../log/rate-limit.js';
-import { isRefusal, refusalsPerUid } from '../log/refusals.js';
+import { isRefusal, refusalLimiter } from '../log/refusals.js';
 import { callerOf } from './caller.js';
 import { BusRefusals, isRefusedBusError } from './refusals.js';
 import { Announcer } from './signals.js';
@@ -379,7 +379,7 @@ export async function startDbus(service: VnetService, opts: DbusOptions): Promis
     opts.log.error({ bus: opts.address }, `D-Bus connection to ${where} lost: the D-Bus API is off until vnetd restarts (the socket still serves)`);
     void vnet?.close();
   });
-  vnet = new VnetBus(bus, service, opts.log, opts.refusals ?? refusalsPerUid);
+  vnet = new VnetBus(bus, service, opts.log, opts.refusals ?? refusalLimiter());
   try {
     await vnet.start();
     let reply: number;

@@ -6,7 +6,7 @@ import type { NetworkSpec } from '../spec/spec.js';
 import type { Contributor, Desired, DesiredNetwork, Level } from './model.js';
 import { addresses } from './contributors/addresses.js';
 import { dhcp, type DhcpContext } from './contributors/dhcp.js';
-import { firewall } from './contributors/firewall.js';
+import { firewall, hostFirewall } from './contributors/firewall.js';
 import { forwarding } from './contributors/forwarding.js';
 import { link } from './contributors/link.js';
 
@@ -17,13 +17,13 @@ export interface Target {
 
 /** The contributors vnetd runs, in the order their steps should apply. */
 export function contributors(ctx: DhcpContext): Contributor[] {
-  return [link, addresses, firewall, forwarding, dhcp(ctx)];
+  return [link, addresses, firewall, hostFirewall, forwarding, dhcp(ctx)];
 }
 
 export function desired(targets: Iterable<Target>, parts: readonly Contributor[]): Desired {
   const out: Desired = { networks: new Map(), sysctls: [] };
   for (const { spec, level } of targets) {
-    const n: DesiredNetwork = { name: spec.name, spec, level, addresses: [], linkSysctls: [] };
+    const n: DesiredNetwork = { name: spec.name, spec, level, addresses: [], linkSysctls: [], hostFirewall: false };
     for (const c of parts) c.network?.(n);
     out.networks.set(spec.name, n);
   }

@@ -42,6 +42,8 @@ export interface DesiredNetwork {
   /** sysctls of the bridge itself: they go with the link, nothing to restore */
   linkSysctls: Sysctl[];
   firewall?: Part;
+  /** host firewalls (firewalld, Docker) must let the bridge's traffic through */
+  hostFirewall: boolean;
   dhcp?: DhcpConfig;
 }
 

@@ -25,18 +25,11 @@ import { pino, type Logger } from 'pino';
 import { writeFileAtomic } from '../sys/atomic-file.js';
 import { requireAccount } from './account.js';
 import { dnsmasqArgs, dnsmasqTestArgs } from './dnsmasq.js';
-import { cutLine, LineLimiter, type LineLimiterOptions } from './line-limit.js';
+import { cut } from '../log/cut.js';
+import { Backoff, type BackoffOptions } from '../sys/backoff.js';
+import { TokenBucket, type TokenBucketOptions } from '../log/token-bucket.js';
 
-export interface BackoffOptions {
-  /** delay before the first restart */
-  initialMs: number;
-  /** longest delay between restarts */
-  maxMs: number;
-  /** quick failures in a row before giving up */
-  maxFailures: number;
-  /** a run at least this long is not a quick failure (resets the count) */
-  stableMs: number;
-}
+type RestartOptions = Required<BackoffOptions>;
 
 export interface SupervisorOptions {
   /** network name, for messages and logs */
@@ -56,7 +49,7 @@ export interface SupervisorOptions {
   /** wait after SIGTERM before SIGKILL */
   stopTimeoutMs?: number;
   /** the rate limit of dnsmasq's lines in the log (default: a burst of 20, then one a second) */
-  lineLimit?: Partial<LineLimiterOptions>;
+  lineLimit?: Partial<TokenBucketOptions>;
 }
 
 export class DnsmasqError extends Error {
@@ -72,10 +65,10 @@ export class DnsmasqError extends Error {
 
 export type SupervisorState = 'idle' | 'starting' | 'running' | 'backoff' | 'stopping' | 'stopped' | 'failed';
 
-const DEFAULT_BACKOFF: BackoffOptions = { initialMs: 200, maxMs: 5000, maxFailures: 5, stableMs: 5000 };
+const DEFAULT_BACKOFF: RestartOptions = { initialMs: 200, maxMs: 5000, maxFailures: 5, stableMs: 5000 };
 const STARTED = /\bstarted, version /;
 const TAIL_LINES = 12;
-const DEFAULT_LINE_LIMIT: LineLimiterOptions = { burst: 20, refillMs: 1000 };
+const DEFAULT_LINE_LIMIT: TokenBucketOptions = { burst: 20, refillMs: 1000 };
 /** lines held back are counted in the log at the latest this long after the first of them */
 const HELD_REPORT_MS = 5000;
 /** dnsmasq gets a clean environment: nothing of vnetd's (NOTIFY_SOCKET, LISTEN_FDS, ...) */
@@ -87,18 +80,17 @@ export class DnsmasqSupervisor extends EventEmitter {
   private readonly config: string;
   private readonly binary: string;
   private readonly log: Logger;
-  private readonly backoff: BackoffOptions;
+  private readonly backoff: Backoff;
   private readonly leaseFile: string | undefined;
   private readonly startTimeoutMs: number;
   private readonly stopTimeoutMs: number;
 
   private state: SupervisorState = 'idle';
   private child: ChildProcess | undefined;
-  private failures = 0;
   private restartTimer: NodeJS.Timeout | undefined;
   private tail: string[] = [];
   /** one bucket per network, across restarts of its dnsmasq */
-  private readonly lines: LineLimiter;
+  private readonly lines: TokenBucket;
   private heldTimer: NodeJS.Timeout | undefined;
   /** spawn-to-serving time of the current dnsmasq, in ms */
   lastStartupMs: number | undefined;
@@ -110,11 +102,11 @@ export class DnsmasqSupervisor extends EventEmitter {
     this.config = opts.config;
     this.binary = opts.binary ?? 'dnsmasq';
     this.log = (opts.logger ?? pino({ level: 'silent' })).child({ network: opts.name, component: 'dnsmasq' });
-    this.backoff = { ...DEFAULT_BACKOFF, ...opts.backoff };
+    this.backoff = new Backoff({ ...DEFAULT_BACKOFF, ...opts.backoff });
     this.leaseFile = opts.leaseFile;
     this.startTimeoutMs = opts.startTimeoutMs ?? 10_000;
     this.stopTimeoutMs = opts.stopTimeoutMs ?? 3_000;
-    this.lines = new LineLimiter({ ...DEFAULT_LINE_LIMIT, ...opts.lineLimit });
+    this.lines = new TokenBucket({ ...DEFAULT_LINE_LIMIT, ...opts.lineLimit });
   }
 
   /** pid of the running dnsmasq, if any */
@@ -131,7 +123,7 @@ export class DnsmasqSupervisor extends EventEmitter {
       throw new DnsmasqError(this.name, `dnsmasq for network ${this.name} is already ${this.state}`);
     }
     this.state = 'starting';
-    this.failures = 0;
+    this.backoff.reset();
     try {
       // before anything is written: a missing account fails here, naming it, not in dnsmasq
       const user = /^user=(.*)$/m.exec(this.config)?.[1];
@@ -217,7 +209,7 @@ export class DnsmasqSupervisor extends EventEmitter {
       }, this.startTimeoutMs);
       const onLine = (raw: string) => {
         if (raw.trim() === '') return;
-        const line = cutLine(raw);
+        const line = cut(raw);
         this.tail.push(line);
         if (this.tail.length > TAIL_LINES) this.tail.shift();
         const v = this.lines.take();
@@ -275,8 +267,7 @@ export class DnsmasqSupervisor extends EventEmitter {
     this.emit('exit', { pid: child.pid, code, signal });
     if (this.child !== child || this.state !== 'running') return; // stop() or a newer child owns it
     this.log.warn({ pid: child.pid, ranMs }, `dnsmasq ${how}`);
-    this.failures = ranMs >= this.backoff.stableMs ? 1 : this.failures + 1;
-    this.scheduleRestart(`${how}${this.tail.length ? `: ${this.tail.slice(-3).join('; ')}` : ''}`);
+    this.scheduleRestart(`${how}${this.tail.length ? `: ${this.tail.slice(-3).join('; ')}` : ''}`, ranMs);
   }
 
   /** Log how many lines the rate limit held back, if any (at exit and stop: no later line may come to carry it). */
@@ -291,16 +282,17 @@ export class DnsmasqSupervisor extends EventEmitter {
     this.log.warn({ pid, suppressed: n }, `${n} dnsmasq line(s) not logged: more than the rate limit allows`);
   }
 
-  private scheduleRestart(reason: string): void {
-    if (this.failures >= this.backoff.maxFailures) {
+  /** One more failure (after a run of `ranMs`): restart after the backoff's delay, or give up. */
+  private scheduleRestart(reason: string, ranMs = 0): void {
+    const delay = this.backoff.fail(ranMs);
+    if (delay === undefined) {
       this.state = 'failed';
       this.child = undefined;
-      const msg = `dnsmasq for network ${this.name} failed ${this.failures} times in a row; not restarting. Last: ${reason}`;
+      const msg = `dnsmasq for network ${this.name} failed ${this.backoff.count} times in a row; not restarting. Last: ${reason}`;
       this.log.error(msg);
       this.emit('failed', msg);
       return;
     }
-    const delay = Math.min(this.backoff.maxMs, this.backoff.initialMs * 2 ** Math.max(0, this.failures - 1));
     this.state = 'backoff';
     this.restartTimer = setTimeout(() => {
       this.restartTimer = undefined;
@@ -312,7 +304,6 @@ export class DnsmasqSupervisor extends EventEmitter {
         },
         (err: Error) => {
           if (this.state !== 'running') return;
-          this.failures += 1;
           this.scheduleRestart(err.message);
         },
       );

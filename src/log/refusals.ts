@@ -18,7 +18,10 @@ export function isRefusal(code: string): boolean {
 }
 
 /** The limiter of every front of one vnetd, unless a front is given its own (tests). */
-export const refusalsPerUid = new RateLimiter<number>({ windowMs: REFUSAL_WINDOW_MS });
+/** One limiter for every front of vnetd (socket, D-Bus), made by main(): a uid's refusals count together. */
+export function refusalLimiter(): RateLimiter<number> {
+  return new RateLimiter<number>({ windowMs: REFUSAL_WINDOW_MS });
+}
 
 export type RefusalFields = Record<string, string | number | boolean | undefined>;
 

@@ -73,6 +73,12 @@ const executors: Executors = {
     await b.firewall.apply(s.tx);
     j.firewallApplied(s);
   },
+  'host-firewall': async (s, b) => {
+    const fw = b.hostFirewalls?.find((f) => f.name === s.integration);
+    if (!fw) throw new Error(`no host firewall named ${s.integration}`);
+    if (s.bind) await fw.bind(s.bridge, s.mode);
+    else await fw.unbind(s.bridge);
+  },
   'start-dhcp': async (s, b) => b.dhcp.start(s.config),
   'stop-dhcp': async (s, b) => b.dhcp.stop(s.network),
 };
@@ -87,6 +93,8 @@ function subject(step: Step): string {
     case 'start-dhcp':
     case 'stop-dhcp':
       return step.network;
+    case 'host-firewall':
+      return `${step.integration}:${step.bridge}`;
     default:
       return step.bridge;
   }

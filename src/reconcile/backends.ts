@@ -5,6 +5,7 @@
 import type { DhcpConfig } from '../desired/model.js';
 import type { TableState, Transaction } from '../firewall/table.js';
 import type { Link, LinkAddress, LinkChange, Route } from '../netlink/rtnl.js';
+import type { ForwardMode } from '../spec/spec.js';
 
 export interface LinkBackend {
   listLinks(): Promise<Link[]>;
@@ -38,9 +39,26 @@ export interface DhcpBackend {
   stop(network: string): Promise<void>;
 }
 
+/**
+ * A firewall vnet does not own (firewalld's zones, Docker's chain) that must be told to let a
+ * network's traffic pass: vnet's own table cannot override another table's reject. Each is bound
+ * per bridge while the network is up, unbound when it goes, and rebound after it reloads.
+ */
+export interface HostFirewall {
+  readonly name: string;
+  /** the bridges it lets through now, as it says itself */
+  bound(): Promise<ReadonlySet<string>>;
+  bind(bridge: string, mode: ForwardMode): Promise<void>;
+  unbind(bridge: string): Promise<void>;
+  /** call `changed` when it reloaded or restarted (its bindings may be gone); returns a stop function */
+  watch?(changed: () => void): () => void;
+}
+
 export interface Backends {
   links: LinkBackend;
   firewall: FirewallBackend;
   sysctl: SysctlBackend;
   dhcp: DhcpBackend;
+  /** firewalls beside vnet's own table (none when the host runs none) */
+  hostFirewalls?: readonly HostFirewall[];
 }

@@ -172,6 +172,19 @@ function sysctlSteps(d: Desired, o: Observed): { down: PlannedStep[]; up: Planne
   return { down, up };
 }
 
+/** Host firewalls (firewalld, Docker) let an up network's bridge through, and only while it is up. */
+function hostFirewallSteps(n: DesiredNetwork, o: Observed): { down: PlannedStep[]; up: PlannedStep[] } {
+  const down: PlannedStep[] = [];
+  const up: PlannedStep[] = [];
+  const bridge = n.spec.bridge.name;
+  for (const [integration, bound] of o.hostFirewalls) {
+    const step = { kind: 'host-firewall' as const, integration, network: n.name, bridge, mode: n.spec.forward.mode };
+    if (n.hostFirewall && !bound.has(bridge)) up.push({ step: { ...step, bind: true }, undo: { ...step, bind: false } });
+    if (!n.hostFirewall && bound.has(bridge)) down.push({ step: { ...step, bind: false } });
+  }
+  return { down, up };
+}
+
 function dhcpSteps(n: DesiredNetwork, o: Observed): { down: PlannedStep[]; up: PlannedStep[] } {
   const running = o.dhcp.get(n.name);
   const stop = { kind: 'stop-dhcp' as const, network: n.name };
@@ -186,10 +199,19 @@ export function diff(d: Desired, o: Observed, scope: Scope): PlannedStep[] {
   for (const n of nets) if (n.level !== 'down') checkConflicts(n, o);
   const links = nets.map((n) => linkSteps(n, o));
   const dhcp = nets.map((n) => dhcpSteps(n, o));
+  const hostFw = nets.map((n) => hostFirewallSteps(n, o));
   const fw = firewallSteps(d, o, scope);
   const sys = sysctlSteps(d, o);
   const orphans: PlannedStep[] = [];
   if (scope.sweep) {
+    // host firewall bindings of bridges no up network has
+    const wanted = new Set([...d.networks.values()].filter((n) => n.hostFirewall).map((n) => n.spec.bridge.name));
+    for (const [integration, bound] of o.hostFirewalls) {
+      for (const bridge of bound) {
+        if (wanted.has(bridge) || nets.some((n) => n.spec.bridge.name === bridge)) continue;
+        orphans.push({ step: { kind: 'host-firewall', integration, network: '', bridge, bind: false, mode: 'nat' } });
+      }
+    }
     // bridges vnet made for networks no definition wants any more
     for (const [bridge, index] of o.journal.owned) {
       if ([...d.networks.values()].some((n) => n.spec.bridge.name === bridge)) continue;
@@ -198,12 +220,14 @@ export function diff(d: Desired, o: Observed, scope: Scope): PlannedStep[] {
   }
   return [
     ...dhcp.flatMap((x) => x.down),
+    ...hostFw.flatMap((x) => x.down),
     ...fw.down,
     ...sys.down,
     ...links.flatMap((x) => x.down),
     ...orphans,
     ...links.flatMap((x) => x.up),
     ...fw.up,
+    ...hostFw.flatMap((x) => x.up),
     ...sys.up,
     ...dhcp.flatMap((x) => x.up),
   ];

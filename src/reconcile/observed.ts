@@ -13,6 +13,8 @@ export interface Observed {
   firewall: TableState;
   /** running DHCP/DNS servers by network, with the configuration each runs */
   dhcp: Map<string, DhcpConfig>;
+  /** per host firewall (by name), the bridges it lets through */
+  hostFirewalls: Map<string, ReadonlySet<string>>;
   /** what vnet recorded doing: the bridges it owns, the sysctls it changed */
   journal: Journal;
 }

@@ -123,6 +123,8 @@ export class Reconciler {
       if (v !== undefined) sysctls.set(key, v);
     }
     this.table ??= await b.firewall.list();
-    return { links, addresses, routes, sysctls, firewall: this.table, dhcp: b.dhcp.running(), journal: this.journal };
+    const hostFirewalls = new Map<string, ReadonlySet<string>>();
+    for (const fw of b.hostFirewalls ?? []) hostFirewalls.set(fw.name, await fw.bound());
+    return { links, addresses, routes, sysctls, firewall: this.table, dhcp: b.dhcp.running(), hostFirewalls, journal: this.journal };
   }
 }

@@ -4,6 +4,7 @@
  */
 import type { Transaction } from '../firewall/table.js';
 import type { DhcpConfig } from '../desired/model.js';
+import type { ForwardMode } from '../spec/spec.js';
 
 export type Step =
   | { kind: 'create-bridge'; network: string; bridge: string; mac: string; mtu?: number }
@@ -14,6 +15,7 @@ export type Step =
   /** `restore`: the value before vnet changed it, journaled so that it can be put back */
   | { kind: 'set-sysctl'; key: string; value: string; restore?: string }
   | { kind: 'firewall'; what: string; tx: Transaction }
+  | { kind: 'host-firewall'; integration: string; network: string; bridge: string; bind: boolean; mode: ForwardMode }
   | { kind: 'start-dhcp'; network: string; config: DhcpConfig }
   | { kind: 'stop-dhcp'; network: string };
 
@@ -39,6 +41,8 @@ export function describe(step: Step): string {
       return `set ${step.key}=${step.value}`;
     case 'firewall':
       return `nft: ${step.what}`;
+    case 'host-firewall':
+      return `${step.integration}: ${step.bind ? 'let' : 'stop letting'} ${step.bridge} through`;
     case 'start-dhcp':
     case 'stop-dhcp':
       return `${step.kind} for ${step.network}`;

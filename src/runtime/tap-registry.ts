@@ -19,9 +19,18 @@ export interface TapEvents {
 export class TapRegistry extends EventEmitter<TapEvents> {
   private readonly taps = new Map<string, TapEntry>();
 
+  /**
+   * Count a tap from now on. Its 'added' event waits for announce(): the hand-off replies first,
+   * but the tap must count at once (for quotas, and so no idle-down queued behind the hand-off
+   * takes its network down).
+   */
   add(tap: TapEntry): void {
     this.taps.set(tap.name, tap);
-    this.emit('added', tap);
+  }
+
+  /** Tell listeners about a tap add() counted (if it still exists). */
+  announce(tap: TapEntry): void {
+    if (this.taps.get(tap.name) === tap) this.emit('added', tap);
   }
 
   /** Adopt a tap recorded before a restart (no event: nothing changed for the outside). */

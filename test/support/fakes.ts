@@ -8,7 +8,8 @@
 import type { DhcpConfig } from '../../src/desired/model.js';
 import { emptyTable, simulate, type TableState, type Transaction } from '../../src/firewall/table.js';
 import type { Link, LinkAddress, LinkChange, Route } from '../../src/netlink/rtnl.js';
-import type { Backends, DhcpBackend, FirewallBackend, LinkBackend, SysctlBackend } from '../../src/reconcile/backends.js';
+import type { Backends, DhcpBackend, FirewallBackend, HostFirewall, LinkBackend, SysctlBackend } from '../../src/reconcile/backends.js';
+import type { ForwardMode } from '../../src/spec/spec.js';
 import type { Clock, Timer } from '../../src/sys/clock.js';
 
 /** Throws on the next call named `op` when armed. */
@@ -133,9 +134,27 @@ export class FakeDhcp extends Faults implements DhcpBackend {
   }
 }
 
+/** A firewall beside vnet's (firewalld, Docker) that remembers which bridges it lets through. */
+export class FakeHostFirewall extends Faults implements HostFirewall {
+  readonly bridges = new Map<string, ForwardMode>();
+  constructor(readonly name = 'fakewall') {
+    super();
+  }
+  async bound() {
+    return new Set(this.bridges.keys());
+  }
+  async bind(bridge: string, mode: ForwardMode) {
+    this.check('bind');
+    this.bridges.set(bridge, mode);
+  }
+  async unbind(bridge: string) {
+    this.bridges.delete(bridge);
+  }
+}
+
 export function fakeBackends() {
   const links = new FakeLinks();
-  const b = { links, firewall: new FakeFirewall(), sysctl: new FakeSysctl(links), dhcp: new FakeDhcp() };
+  const b = { links, firewall: new FakeFirewall(), sysctl: new FakeSysctl(links), dhcp: new FakeDhcp(), hostFirewalls: [new FakeHostFirewall()] };
   return b satisfies Backends;
 }
 

@@ -66,7 +66,7 @@ describe('converge', () => {
     expect(b.links.addresses.filter((a) => a.index > 2)).toEqual([]);
     expect(b.firewall.table.exists).toBe(false);
     const { steps } = await run((l) => r.plan(l, [{ spec: def, level: 'up' }], one('default')));
-    expect(steps.map((s) => s.step.kind)).toEqual(['add-address', 'firewall', 'set-sysctl', 'start-dhcp']);
+    expect(steps.map((s) => s.step.kind)).toEqual(['add-address', 'firewall', 'host-firewall', 'set-sysctl', 'start-dhcp']);
   });
 
   it('a failing step rolls back what the converge made, and the journal owns nothing', async () => {
@@ -129,6 +129,31 @@ describe('converge', () => {
     await run((l) => r.converge(l, t, { names: new Set(['default', 'lab']), sweep: true }, 'best-effort'));
     expect(b.firewall.applied.slice(n).map((tx) => JSON.stringify(tx).includes('vnlab0'))).toEqual([false]);
     expect(await run((l) => r.firewallIntact(l, t))).toBe(true);
+  });
+});
+
+describe('host firewalls beside vnet\'s table', () => {
+  it('let an up network through, stop when it goes down, and are bound again after they lost it; "open" asks nothing', async () => {
+    const { b, r, run } = setup();
+    const wall = b.hostFirewalls[0]!;
+    await run((l) => r.converge(l, [{ spec: def, level: 'up' }, { spec: lab, level: 'up' }], one('default', 'lab'), 'rollback'));
+    expect([...wall.bridges]).toEqual([['virbr0', 'nat'], ['vnlab0', 'isolated']]);
+    wall.bridges.clear(); // it reloaded and forgot its runtime bindings
+    await run((l) => r.converge(l, [{ spec: def, level: 'up' }, { spec: lab, level: 'up' }], { names: new Set(['default', 'lab']), sweep: true }, 'best-effort'));
+    expect([...wall.bridges.keys()]).toEqual(['virbr0', 'vnlab0']);
+    await run((l) => r.converge(l, [{ spec: def, level: 'down' }, { spec: lab, level: 'up' }], one('default'), 'best-effort'));
+    expect([...wall.bridges.keys()]).toEqual(['vnlab0']);
+    const open = { ...def, forward: { mode: 'open' as const } };
+    await run((l) => r.converge(l, [{ spec: open, level: 'up' }, { spec: lab, level: 'up' }], one('default'), 'rollback'));
+    expect([...wall.bridges.keys()]).toEqual(['vnlab0']);
+  });
+
+  it('a binding that fails rolls the bring-up back', async () => {
+    const { b, r, run } = setup();
+    b.hostFirewalls[0]!.fail('bind');
+    await expect(run((l) => r.converge(l, [{ spec: def, level: 'up' }], one('default'), 'rollback'))).rejects.toThrow(/fakewall: let virbr0 through failed/);
+    expect(b.links.links.some((l) => l.name === 'virbr0')).toBe(false);
+    expect(b.firewall.table.exists).toBe(false);
   });
 });
 

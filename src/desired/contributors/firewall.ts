@@ -10,3 +10,11 @@ export const firewall: Contributor = {
     if (part) n.firewall = part;
   },
 };
+
+/** While up, other firewalls on the host let the bridge through; "open" asks nothing of anyone. */
+export const hostFirewall: Contributor = {
+  name: 'host-firewall',
+  network(n) {
+    n.hostFirewall = n.level === 'up' && n.spec.forward.mode !== 'open';
+  },
+};

@@ -1,26 +1,10 @@
 /**
- * Bounds what one network's dnsmasq can put in vnetd's log: each line cut to a byte
- * limit, and a token bucket per network (a burst of lines, then one a second) with a
- * count of the lines it held back. A guest can make dnsmasq log at packet rate (every
- * DHCP request it cannot serve is an error line even with quiet-dhcp); the log must grow
- * at the bucket's rate, not the guest's.
+ * A token bucket for log lines: a burst of lines, then one per refill period, with a count of
+ * the lines it held back. It bounds what one source (a network's dnsmasq, driven by a guest)
+ * can put in vnetd's log: the log grows at the bucket's rate, not the source's.
  */
 
-/** longest dnsmasq line copied into the log, in UTF-8 bytes */
-export const MAX_LINE_BYTES = 256;
-const ELLIPSIS = '…';
-
-/** `line` cut to at most `max` UTF-8 bytes (ending in "…" when cut), never splitting a character. */
-export function cutLine(line: string, max = MAX_LINE_BYTES): string {
-  const buf = Buffer.from(line, 'utf8');
-  if (buf.length <= max) return line;
-  let end = Math.max(0, max - Buffer.byteLength(ELLIPSIS));
-  // back up to the first byte of a character (continuation bytes are 10xxxxxx)
-  while (end > 0 && (buf[end]! & 0xc0) === 0x80) end -= 1;
-  return buf.subarray(0, end).toString('utf8') + ELLIPSIS;
-}
-
-export interface LineLimiterOptions {
+export interface TokenBucketOptions {
   /** lines let through at once after a quiet spell */
   burst: number;
   /** one more line is allowed every this many ms */
@@ -36,7 +20,7 @@ export interface Verdict {
   suppressed: number;
 }
 
-export class LineLimiter {
+export class TokenBucket {
   private readonly burst: number;
   private readonly refillMs: number;
   private readonly now: () => number;
@@ -44,7 +28,7 @@ export class LineLimiter {
   private last: number;
   private held = 0;
 
-  constructor(opts: LineLimiterOptions) {
+  constructor(opts: TokenBucketOptions) {
     if (!(opts.burst >= 1) || !(opts.refillMs > 0)) throw new RangeError('LineLimiter: burst >= 1 and refillMs > 0');
     this.burst = opts.burst;
     this.refillMs = opts.refillMs;

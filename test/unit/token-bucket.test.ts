@@ -1,36 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { cutLine, LineLimiter, MAX_LINE_BYTES } from '../../src/dhcp/line-limit.js';
+import { TokenBucket } from '../../src/log/token-bucket.js';
 
-describe('cutLine', () => {
-  it('keeps a line of at most 256 bytes as it is', () => {
-    const line = 'x'.repeat(MAX_LINE_BYTES);
-    expect(cutLine(line)).toBe(line);
-    expect(cutLine('dnsmasq-dhcp[42]: DHCPDISCOVER(virbr0) 52:54:00:12:34:56 no address available')).toBe(
-      'dnsmasq-dhcp[42]: DHCPDISCOVER(virbr0) 52:54:00:12:34:56 no address available',
-    );
-  });
-
-  it('cuts a longer line to 256 bytes, ending in "…"', () => {
-    const out = cutLine('y'.repeat(5000));
-    expect(Buffer.byteLength(out)).toBe(MAX_LINE_BYTES);
-    expect(out.endsWith('…')).toBe(true);
-    expect(out.startsWith('yyy')).toBe(true);
-  });
-
-  it('never splits a multi-byte character', () => {
-    for (let pad = 0; pad < 4; pad += 1) {
-      const out = cutLine('a'.repeat(pad) + '€😀'.repeat(200));
-      expect(Buffer.byteLength(out)).toBeLessThanOrEqual(MAX_LINE_BYTES);
-      expect(out).not.toContain('\ufffd');
-      expect(Buffer.from(out, 'utf8').toString('utf8')).toBe(out);
-    }
-  });
-});
-
-describe('LineLimiter (a fake clock)', () => {
+describe('TokenBucket (a fake clock)', () => {
   const make = (burst: number, refillMs: number) => {
     let t = 0;
-    const lim = new LineLimiter({ burst, refillMs, now: () => t });
+    const lim = new TokenBucket({ burst, refillMs, now: () => t });
     return { lim, advance: (ms: number) => (t += ms) };
   };
 
@@ -69,7 +43,7 @@ describe('LineLimiter (a fake clock)', () => {
   });
 
   it('refuses a nonsensical configuration', () => {
-    expect(() => new LineLimiter({ burst: 0, refillMs: 1000 })).toThrow(RangeError);
-    expect(() => new LineLimiter({ burst: 5, refillMs: 0 })).toThrow(RangeError);
+    expect(() => new TokenBucket({ burst: 0, refillMs: 1000 })).toThrow(RangeError);
+    expect(() => new TokenBucket({ burst: 5, refillMs: 0 })).toThrow(RangeError);
   });
 });
