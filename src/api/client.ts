@@ -1,19 +1,26 @@
-/** A client of vnetd's socket, used by the CLI and tests. */
+/** A client of vnetd's socket, used by the CLI and tests: typed by the API table. */
 import net from 'node:net';
+import { isErrorCode, VnetError } from './errors.js';
+import type { MethodName, ParamsOf, ResultOf } from './methods.js';
 import { encodeFrame, FrameReader, type Reply } from './protocol.js';
 
-export class ClientError extends Error {
-  override name = 'ClientError';
-  constructor(
-    readonly code: string,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
+/** Errors of a client are VnetErrors: the server's code, or ENOTRUNNING / ETIMEDOUT / ECONNRESET / EPROTO of its own. */
+export { VnetError as ClientError };
+
+/** A failure to reach vnetd at all: its reason kept, always ENOTRUNNING (the CLI's exit 6). */
+function unreachable(socketPath: string, err: NodeJS.ErrnoException): VnetError {
+  const code = err.code ?? 'EIO';
+  const why = code === 'ENOENT' ? `no socket at ${socketPath}` : code === 'ECONNREFUSED' ? `nothing listens on ${socketPath}` : `cannot connect to ${socketPath}: ${err.message}`;
+  return new VnetError('ENOTRUNNING', `vnetd is not running (${why})`, { cause: err });
 }
 
-/** Send one request and wait for its reply. Rejects with ClientError(code) on an error reply. */
+function fromReply(code: string, message: string): VnetError {
+  return new VnetError(isErrorCode(code) ? code : 'EIO', message);
+}
+
+/** Send one request and wait for its reply. Rejects with a VnetError on an error reply. */
+export function call<M extends MethodName>(socketPath: string, method: M, params?: Partial<ParamsOf<M>>, timeoutMs?: number): Promise<ResultOf<M>>;
+export function call(socketPath: string, method: string, params?: Record<string, unknown>, timeoutMs?: number): Promise<unknown>;
 export function call(socketPath: string, method: string, params: Record<string, unknown> = {}, timeoutMs = 60_000): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const sock = net.createConnection(socketPath);
@@ -26,34 +33,33 @@ export function call(socketPath: string, method: string, params: Record<string, 
       if (err) reject(err);
       else resolve(value);
     };
-    sock.setTimeout(timeoutMs, () => done(new ClientError('ETIMEDOUT', `vnetd did not answer within ${timeoutMs} ms`)));
+    sock.setTimeout(timeoutMs, () => done(new VnetError('ETIMEDOUT', `vnetd did not answer within ${timeoutMs} ms`)));
     sock.on('connect', () => sock.write(encodeFrame({ id: 1, method, params })));
+    let connected = false;
+    sock.on('connect', () => (connected = true));
     sock.on('error', (err: NodeJS.ErrnoException) => {
-      const code = err.code ?? 'EIO';
-      if (code === 'ENOENT' || code === 'ECONNREFUSED') {
-        const why = code === 'ENOENT' ? `no socket at ${socketPath}` : `nothing listens on ${socketPath}`;
-        done(new ClientError('ENOTRUNNING', `vnetd is not running (${why})`, { cause: err }));
-      } else done(new ClientError(code, `cannot talk to vnetd at ${socketPath}: ${err.message}`, { cause: err }));
+      if (!connected) done(unreachable(socketPath, err));
+      else done(new VnetError('ECONNRESET', `lost vnetd at ${socketPath}: ${err.message}`, { cause: err }));
     });
     sock.on('data', (chunk: Buffer) => {
       try {
         for (const frame of reader.push(chunk)) {
           const reply = asReply(frame);
           if (reply.ok) done(undefined, reply.result);
-          else done(new ClientError(reply.error.code, reply.error.message));
+          else done(fromReply(reply.error.code, reply.error.message));
         }
       } catch (err) {
-        if (err instanceof ClientError) done(err);
-        else done(new ClientError('EPROTO', `vnetd sent a malformed reply: ${(err as Error).message}`, { cause: err }));
+        if (err instanceof VnetError) done(err);
+        else done(new VnetError('EPROTO', `vnetd sent a malformed reply: ${(err as Error).message}`, { cause: err }));
       }
     });
-    sock.on('close', () => done(new ClientError('ECONNRESET', 'vnetd closed the connection without answering')));
+    sock.on('close', () => done(new VnetError('ECONNRESET', 'vnetd closed the connection without answering')));
   });
 }
 
-/** Check the shape of a reply frame; throws ClientError(EPROTO) naming what is wrong. */
+/** Check the shape of a reply frame; throws VnetError(EPROTO) naming what is wrong. */
 function asReply(frame: unknown): Reply {
-  const bad = (what: string) => new ClientError('EPROTO', `vnetd sent a malformed reply: ${what}`);
+  const bad = (what: string) => new VnetError('EPROTO', `vnetd sent a malformed reply: ${what}`);
   if (typeof frame !== 'object' || frame === null || Array.isArray(frame)) throw bad('not a JSON object');
   const r = frame as Record<string, unknown>;
   if (r.ok === true) return r as Reply;
@@ -71,7 +77,7 @@ function asReply(frame: unknown): Reply {
 export class Session {
   private readonly reader = new FrameReader();
   private pending: { id: number; resolve: (v: unknown) => void; reject: (e: Error) => void } | undefined;
-  private failed: ClientError | undefined;
+  private failed: VnetError | undefined;
   private nextId = 1;
 
   private constructor(
@@ -83,18 +89,18 @@ export class Session {
         for (const frame of this.reader.push(chunk)) {
           const reply = asReply(frame);
           const p = this.pending;
-          if (!p || reply.id !== p.id) throw new ClientError('EPROTO', `vnetd sent a malformed reply: unexpected id ${String(reply.id)}`);
+          if (!p || reply.id !== p.id) throw new VnetError('EPROTO', `vnetd sent a malformed reply: unexpected id ${String(reply.id)}`);
           this.pending = undefined;
           if (reply.ok) p.resolve(reply.result);
-          else p.reject(new ClientError(reply.error.code, reply.error.message));
+          else p.reject(fromReply(reply.error.code, reply.error.message));
         }
       } catch (err) {
-        this.fail(err instanceof ClientError ? err : new ClientError('EPROTO', `vnetd sent a malformed reply: ${(err as Error).message}`, { cause: err }));
+        this.fail(err instanceof VnetError ? err : new VnetError('EPROTO', `vnetd sent a malformed reply: ${(err as Error).message}`, { cause: err }));
       }
     });
-    sock.on('error', (err: NodeJS.ErrnoException) => this.fail(new ClientError(err.code ?? 'EIO', `cannot talk to vnetd: ${err.message}`, { cause: err })));
-    sock.on('close', () => this.fail(new ClientError('ECONNRESET', 'vnetd closed the connection without answering')));
-    sock.setTimeout(timeoutMs, () => this.fail(new ClientError('ETIMEDOUT', `vnetd did not answer within ${timeoutMs} ms`)));
+    sock.on('error', (err: NodeJS.ErrnoException) => this.fail(new VnetError('ECONNRESET', `lost vnetd: ${err.message}`, { cause: err })));
+    sock.on('close', () => this.fail(new VnetError('ECONNRESET', 'vnetd closed the connection without answering')));
+    sock.setTimeout(timeoutMs, () => this.fail(new VnetError('ETIMEDOUT', `vnetd did not answer within ${timeoutMs} ms`)));
   }
 
   static open(socketPath: string, timeoutMs = 60_000): Promise<Session> {
@@ -104,17 +110,13 @@ export class Session {
         sock.removeAllListeners('error');
         resolve(new Session(sock, timeoutMs));
       });
-      sock.once('error', (err: NodeJS.ErrnoException) => {
-        const code = err.code ?? 'EIO';
-        if (code === 'ENOENT' || code === 'ECONNREFUSED') {
-          const why = code === 'ENOENT' ? `no socket at ${socketPath}` : `nothing listens on ${socketPath}`;
-          reject(new ClientError('ENOTRUNNING', `vnetd is not running (${why})`, { cause: err }));
-        } else reject(new ClientError(code, `cannot talk to vnetd at ${socketPath}: ${err.message}`, { cause: err }));
-      });
+      sock.once('error', (err: NodeJS.ErrnoException) => reject(unreachable(socketPath, err)));
     });
   }
 
   /** One request; the previous one must have been answered. */
+  call<M extends MethodName>(method: M, params?: Partial<ParamsOf<M>>): Promise<ResultOf<M>>;
+  call(method: string, params?: Record<string, unknown>): Promise<unknown>;
   call(method: string, params: Record<string, unknown> = {}): Promise<unknown> {
     if (this.failed) return Promise.reject(this.failed);
     if (this.pending) return Promise.reject(new Error('Session.call: the previous call is still waiting'));
@@ -126,11 +128,11 @@ export class Session {
   }
 
   close(): void {
-    this.failed ??= new ClientError('ECONNRESET', 'the session is closed');
+    this.failed ??= new VnetError('ECONNRESET', 'the session is closed');
     this.sock.destroy();
   }
 
-  private fail(err: ClientError): void {
+  private fail(err: VnetError): void {
     this.failed ??= err;
     this.sock.destroy();
     const p = this.pending;

@@ -110,6 +110,11 @@ function readDefinitions(networksDir: string, entries: string[]): DefinitionSet 
 /** Why `def` cannot stand beside `others`: the same bridge, or a subnet (v4 or v6) that overlaps. */
 export function clashOf(def: NetworkSpec, others: NetworkSpec[]): DefinitionError | undefined {
   for (const o of others) {
+    // a network is named by its name or its bridge's: neither may stand for another network
+    if (o.bridge.name === def.name)
+      return new DefinitionError(def.source, undefined, undefined, `network name "${def.name}" is the bridge of network "${o.name}" (${o.source}); a network can be named by either, so they must not clash`);
+    if (o.name === def.bridge.name)
+      return new DefinitionError(def.source, 'bridge', def.bridge.name, `is the name of network "${o.name}" (${o.source}); a network can be named by either, so they must not clash`);
     if (o.bridge.name === def.bridge.name)
       return new DefinitionError(def.source, 'bridge', def.bridge.name, `bridge is already used by network "${o.name}" (${o.source})`);
     for (const a of def.addresses) {

@@ -20,21 +20,24 @@ import { Nft } from '../firewall/nft.js';
 import type { PeerCred } from '../model.js';
 import { watchLinks, type LinkWatcher } from '../netlink/events.js';
 import { Rtnl } from '../netlink/rtnl.js';
+import { NssIdentity, type Identity } from '../identity/nss.js';
 import { isAdmin } from '../policy/access.js';
 import { BridgeConf } from '../qemu/bridge-conf.js';
 import { Reconciler } from '../reconcile/reconciler.js';
 import { BridgeAclSync } from '../runtime/bridge-acl-sync.js';
 import { LeaseWatch } from '../runtime/lease-watch.js';
-import { NetworkRuntime, RuntimeError } from '../runtime/network-runtime.js';
+import { NetworkRuntime } from '../runtime/network-runtime.js';
 import { RulesetGuard } from '../runtime/ruleset-guard.js';
 import { StateFile, type SavedNetwork } from '../runtime/state-file.js';
 import { TapRegistry } from '../runtime/tap-registry.js';
+import { specChanges } from '../spec/changes.js';
 import type { NetworkSpec } from '../spec/spec.js';
 import { systemClock, type Clock } from '../sys/clock.js';
 import { Mutex, type Lock } from '../sys/mutex.js';
 import { ProcSysctl } from '../sys/sysctl.js';
 import { handOut, type TapDeps } from './taps.js';
-import { ServiceError, statusOf, type NetworkStatus, type ServiceEvent, type TapResult, type VnetService } from './service.js';
+import { VnetError, toVnetError } from '../api/errors.js';
+import { statusOf, type NetworkStatus, type ReloadResult, type ServiceEvent, type TapResult, type VnetService } from './service.js';
 
 export interface DaemonOptions {
   paths: Paths;
@@ -44,6 +47,8 @@ export interface DaemonOptions {
   /** dnsmasq binary */
   dnsmasq?: string;
   clock?: Clock;
+  /** users and groups by name (default: NSS through getent) */
+  identity?: Identity;
 }
 
 export class Daemon implements VnetService {
@@ -61,6 +66,7 @@ export class Daemon implements VnetService {
   private readonly acl: BridgeAclSync;
   private readonly guard: RulesetGuard;
   private readonly tapQuota: number;
+  private readonly identity: Identity;
   /** lease files parsed once per version; a bad file is a problem of its network only */
   private readonly leaseCache = new LeaseCache();
   private reconciler!: Reconciler;
@@ -75,6 +81,7 @@ export class Daemon implements VnetService {
     this.log = opts.log;
     this.clock = opts.clock ?? systemClock;
     this.tapQuota = opts.tapQuota ?? 64;
+    this.identity = opts.identity ?? new NssIdentity({ clock: this.clock });
     this.definitions = new Definitions(opts.paths.networksDir);
     this.servers = new DnsmasqServers({ log: opts.log, ...(opts.dnsmasq ? { binary: opts.dnsmasq } : {}) });
     this.stateFile = new StateFile(path.join(opts.paths.runtimeDir, 'state.json'));
@@ -198,14 +205,14 @@ export class Daemon implements VnetService {
   }
 
   async up(name: string, caller: PeerCred): Promise<NetworkStatus> {
-    this.requireAdmin(caller, `bring up network "${name}"`);
+    await this.requireAdmin(caller, `bring up network "${name}"`);
     const spec = this.definition(name);
     await this.mutex.run((lock) => this.runtime.up(lock, spec, { pin: true })).catch(rethrow);
     return this.statusOf(spec);
   }
 
   async down(name: string, caller: PeerCred, opts: { force?: boolean } = {}): Promise<NetworkStatus> {
-    this.requireAdmin(caller, `bring down network "${name}"`);
+    await this.requireAdmin(caller, `bring down network "${name}"`);
     const spec = this.definition(name);
     await this.mutex
       .run(async (lock) => {
@@ -215,7 +222,7 @@ export class Daemon implements VnetService {
         const taps = this.taps.onNetwork(name);
         if (taps.length > 0 && !opts.force) {
           const list = taps.map((t) => `${t.name} (uid ${t.uid}, pid ${t.pid})`).join(', ');
-          throw new ServiceError('EBUSY', `network "${name}" has ${taps.length} tap(s) in use: ${list}; stop the VMs first or use --force`);
+          throw new VnetError('EBUSY', `network "${name}" has ${taps.length} tap(s) in use: ${list}; stop the VMs first or use --force`);
         }
         // forced: the taps live on without a bridge until their VMs close them, and still count for quotas
         this.taps.detach(name);
@@ -225,16 +232,47 @@ export class Daemon implements VnetService {
     return this.statusOf(spec);
   }
 
+  async reload(name: string | undefined, caller: PeerCred): Promise<ReloadResult[]> {
+    await this.requireAdmin(caller, name === undefined ? 'reload the network definitions' : `reload network "${name}"`);
+    const target = name === undefined ? undefined : this.definition(name).name;
+    const { networks, errors } = this.definitions.load();
+    void this.acl.sync(networks.values());
+    return this.mutex
+      .run(async (lock) => {
+        const out: ReloadResult[] = [];
+        const records = this.runtime.all().filter((r) => target === undefined || r.spec.name === target);
+        // every edited definition is checked before any is applied: a reload of all changes all or none
+        const plans = records.map((r) => {
+          const err = errors.get(r.spec.name);
+          if (err) throw new VnetError('EINVAL', err.message, { cause: err });
+          const edited = networks.get(r.spec.name);
+          if (!edited) throw new VnetError('ENOENT', `network "${r.spec.name}" runs, but its definition is gone; take it down with \`vnet down ${r.spec.name}\``);
+          const changes = specChanges(r.spec, edited);
+          const stuck = changes.find((c) => !c.live);
+          if (stuck)
+            throw new VnetError('ENOTLIVE', `network "${r.spec.name}": key \`${stuck.key}\` cannot change while the network runs (${edited.source}); take it down and up again to apply it`);
+          return { r, edited, changes };
+        });
+        for (const { r, edited, changes } of plans) {
+          if (changes.length) await this.runtime.reload(lock, r.spec.name, edited);
+          out.push({ name: r.spec.name, changed: changes.map((c) => c.key) });
+        }
+        if (target !== undefined && out.length === 0) out.push({ name: target, changed: [] });
+        return out;
+      })
+      .catch(rethrow);
+  }
+
   async leases(name: string, query: LeaseQuery = {}): Promise<LeasePage> {
     try {
       checkLeaseQuery(query);
     } catch (err) {
-      if (err instanceof LeaseQueryError) throw new ServiceError('EINVAL', err.message);
+      if (err instanceof LeaseQueryError) throw new VnetError('EINVAL', err.message);
       throw err;
     }
     const spec = this.definition(name);
     const snapshot = await this.leaseCache.get(leaseFilePath(this.paths.stateDir, spec.name));
-    if (snapshot.problem) throw new ServiceError('EIO', `network "${name}": ${snapshot.problem}`);
+    if (snapshot.problem) throw new VnetError('EIO', `network "${name}": ${snapshot.problem}`);
     return pageLeases(snapshot.leases, query);
   }
 
@@ -247,6 +285,7 @@ export class Daemon implements VnetService {
       log: this.log,
       quota: this.tapQuota,
       qemuConfDir: this.paths.qemuConfDir,
+      identity: this.identity,
       syncAcl: (specs) => void this.acl.sync(specs),
       pruneTaps: () => this.pruneTaps(),
       linkKind: async (name) => {
@@ -277,23 +316,26 @@ export class Daemon implements VnetService {
     this.events.emit('event', e);
   }
 
-  /** The running copy of a network, else its definition on disk. */
+  /**
+   * A network as people name it: by its network name, or else by its bridge's name. Its running
+   * copy when it runs (requests use that until a reload), else its definition on disk.
+   */
   private definition(name: string): NetworkSpec {
-    const running = this.runtime.get(name);
-    if (running) return running.spec;
     const { networks, errors } = this.definitions.load();
+    const running = this.runtime.get(name) ?? this.runtime.all().find((r) => r.spec.bridge.name === name && !networks.has(name) && !errors.has(name));
+    if (running) return running.spec;
     const err = errors.get(name);
-    if (err) throw new ServiceError('EINVAL', err.message, { cause: err });
-    const spec = networks.get(name);
+    if (err) throw new VnetError('EINVAL', err.message, { cause: err });
+    const spec = networks.get(name) ?? [...networks.values()].find((s) => s.bridge.name === name);
     if (!spec) {
-      const known = [...networks.keys()].join(', ') || 'none';
-      throw new ServiceError('ENOENT', `no network named "${name}" (defined: ${known}; definitions live in ${this.paths.networksDir})`);
+      const known = [...networks.values()].map((s) => `${s.name} (${s.bridge.name})`).join(', ') || 'none';
+      throw new VnetError('ENOENT', `no network or bridge named "${name}" (defined: ${known}; definitions live in ${this.paths.networksDir})`);
     }
     return spec;
   }
 
-  private requireAdmin(caller: PeerCred, what: string): void {
-    if (!isAdmin(caller)) throw new ServiceError('EPERM', `uid ${caller.uid} may not ${what}: needs root or membership of group "vnet"`);
+  private async requireAdmin(caller: PeerCred, what: string): Promise<void> {
+    if (!(await isAdmin(caller, this.identity))) throw new VnetError('EPERM', `uid ${caller.uid} may not ${what}: needs root or membership of group "vnet"`);
   }
 
   private async statusOf(spec: NetworkSpec): Promise<NetworkStatus> {
@@ -305,7 +347,12 @@ export class Daemon implements VnetService {
       leases = liveLeaseCount(snapshot.leases, this.clock.now() / 1000);
       problem = snapshot.problem;
     }
-    return statusOf(spec, r, this.taps.onNetwork(spec.name), leases, problem);
+    const s = statusOf(spec, r, this.taps.onNetwork(spec.name), leases, problem);
+    if (r) {
+      const onDisk = this.definitions.load().networks.get(spec.name);
+      if (!onDisk || specChanges(r.spec, onDisk).length > 0) s.edited = true;
+    }
+    return s;
   }
 
   /** A full repair after someone else changed the ruleset: only when vnet's table differs by content. */
@@ -368,8 +415,7 @@ export class Daemon implements VnetService {
 }
 
 function rethrow(err: unknown): never {
-  if (err instanceof RuntimeError) throw new ServiceError(err.code, err.message, { cause: err });
-  throw err;
+  throw toVnetError(err);
 }
 
 /** The uid a tap belongs to (TUNSETOWNER), from sysfs; -1 when unknown. */

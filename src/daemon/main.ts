@@ -13,6 +13,7 @@ import { pathsFromEnv } from '../config/paths.js';
 import type { FileLock } from '../sys/flock.js';
 import { listenFds, sdNotify } from '../sys/notify.js';
 import { startDbus, type DbusHandle } from '../dbus/bus.js';
+import { errField } from '../log/cut.js';
 import { refusalLimiter } from '../log/refusals.js';
 import { Daemon } from './daemon.js';
 import { takeInstanceLock } from './instance-lock.js';
@@ -84,6 +85,13 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
+  // SIGHUP: `vnet reload` of every running network, as root
+  process.on('SIGHUP', () => {
+    daemon.reload(undefined, { pid: process.pid, uid: 0, gid: 0, groups: [] }).then(
+      (r) => log.info({ reloaded: r.filter((x) => x.changed.length).map((x) => x.name) }, 'SIGHUP: definitions reloaded'),
+      (err) => log.error({ err: errField(err) }, 'SIGHUP: reload refused'),
+    );
+  });
 
   // Idle exit without polling: one timer, armed whenever the last client leaves or a
   // network changes state, fires only if still nothing is up and nobody is connected.

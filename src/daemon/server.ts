@@ -16,9 +16,11 @@ import { encodeFrame, FrameReader, parseRequest, type Reply, type Request } from
 import type { PeerCred } from '../model.js';
 import { cut, errField } from '../log/cut.js';
 import type { RateLimiter } from '../log/rate-limit.js';
-import { isRefusal, logRefusal, refusalLimiter, type RefusalFields } from '../log/refusals.js';
+import { logRefusal, refusalLimiter, type RefusalFields } from '../log/refusals.js';
 import { fdOf, getPeerCred, getPeerGroups, trySendFds } from '../sys/libc.js';
-import { ServiceError, type VnetService } from './service.js';
+import { isRefusal, toVnetError, VnetError } from '../api/errors.js';
+import { methodOf, type TapReply } from '../api/methods.js';
+import type { VnetService } from './service.js';
 import { TapCloser } from './tap-closer.js';
 import { Turns } from './turns.js';
 
@@ -39,26 +41,10 @@ export interface ServerOptions {
   onQuiet?: () => void;
 }
 
-type Handler = (params: Record<string, unknown>, caller: PeerCred, conn: Conn) => Promise<unknown>;
-
 interface Conn {
   socket: net.Socket;
   fd: number;
   cred: PeerCred;
-}
-
-function stringParam(params: Record<string, unknown>, key: string): string {
-  const v = params[key];
-  if (typeof v !== 'string') throw new ServiceError('EINVAL', `parameter \`${key}\` must be a string, got ${v === undefined ? 'nothing' : typeof v}`);
-  return v;
-}
-
-/** A reply that carries an fd: sent with SCM_RIGHTS, then vnetd's copy is closed (tap-closer.ts). */
-class FdResult {
-  constructor(
-    readonly value: unknown,
-    readonly fd: number,
-  ) {}
 }
 
 export class Server {
@@ -81,25 +67,6 @@ export class Server {
   get connections(): number {
     return this.conns.size;
   }
-
-  private readonly handlers: Record<string, Handler> = {
-    ping: async () => ({ pong: true, pid: process.pid }),
-    list: async () => this.opts.service.list(),
-    status: async (p) => this.opts.service.status(stringParam(p, 'name')),
-    up: async (p, c) => this.opts.service.up(stringParam(p, 'name'), c),
-    down: async (p, c) => this.opts.service.down(stringParam(p, 'name'), c, { force: p.force === true }),
-    leases: async (p) => this.opts.service.leases(stringParam(p, 'name'), { after: p.after, limit: p.limit }),
-    whoami: async (_p, c) => c,
-    tap: async (p, c) => {
-      const vnetHdr = p.vnetHdr === undefined ? false : p.vnetHdr;
-      if (typeof vnetHdr !== 'boolean') throw new ServiceError('EINVAL', 'parameter `vnetHdr` must be true or false');
-      const bridge = stringParam(p, 'bridge');
-      // this uid's earlier taps that its clients closed are gone first (tap-closer.ts)
-      await this.closer.settled(c.uid);
-      const r = await this.opts.service.tap(bridge, { vnetHdr }, c);
-      return new FdResult({ tap: r.name }, r.fd);
-    },
-  };
 
   async start(): Promise<void> {
     const server = net.createServer({ allowHalfOpen: false }, (socket) => this.accept(socket));
@@ -230,21 +197,26 @@ export class Server {
     });
   }
 
-  /** Run one request; never throws. An fd in the result is the caller's to send or close. */
+  /** Run one request (a method of the API table); never throws. An fd in the result is the caller's to send or close. */
   private async run(conn: Conn, req: Request): Promise<{ reply: Reply; fd?: number }> {
-    const handler = Object.hasOwn(this.handlers, req.method) ? this.handlers[req.method] : undefined;
+    const method = methodOf(req.method);
     try {
-      if (!handler) throw new ServiceError('ENOSYS', `unknown method ${JSON.stringify(req.method)}`);
-      const result = await handler(req.params, conn.cred, conn);
-      if (result instanceof FdResult) return { reply: { id: req.id, ok: true, result: result.value }, fd: result.fd };
+      if (!method) throw new VnetError('ENOSYS', `unknown method ${JSON.stringify(req.method)}`);
+      const params = method.params(req.params);
+      // this uid's earlier taps that its clients closed are gone first (tap-closer.ts)
+      if (method.passesFd) await this.closer.settled(conn.cred.uid);
+      const result = await method.run(this.opts.service, params, conn.cred);
+      if (method.passesFd) {
+        const { fd, ...rest } = result as TapReply;
+        return { reply: { id: req.id, ok: true, result: rest }, fd };
+      }
       return { reply: { id: req.id, ok: true, result } };
-    } catch (err) {
-      const code = err instanceof ServiceError ? err.code : 'EIO';
-      const message = err instanceof Error ? err.message : String(err);
-      if (!(err instanceof ServiceError))
-        this.opts.log.error({ err: errField(err), method: cut(req.method), uid: conn.cred.uid, pid: conn.cred.pid }, 'request failed');
-      else if (isRefusal(code)) this.refused(conn.cred, { method: req.method, code, reason: message }, 'request refused');
-      return { reply: { id: req.id, ok: false, error: { code, message } } };
+    } catch (raw) {
+      const err = toVnetError(raw);
+      if (!(raw instanceof VnetError))
+        this.opts.log.error({ err: errField(raw), method: cut(req.method), uid: conn.cred.uid, pid: conn.cred.pid }, 'request failed');
+      else if (isRefusal(err.code)) this.refused(conn.cred, { method: req.method, code: err.code, reason: err.message }, 'request refused');
+      return { reply: { id: req.id, ok: false, error: { code: err.code, message: err.message } } };
     }
   }
 

@@ -30,6 +30,8 @@ export interface NetworkStatus {
   /** why the network failed, when state is "failed" */
   reason?: string;
   source: string;
+  /** the definition file was edited since the network came up: `vnet reload` applies it */
+  edited?: true;
 }
 
 export interface TapResult {
@@ -44,16 +46,11 @@ export type ServiceEvent =
   | { type: 'lease-added'; network: string; lease: Lease }
   | { type: 'lease-removed'; network: string; lease: Lease };
 
-/** Error with a stable code that every adapter passes on to its client. */
-export class ServiceError extends Error {
-  override name = 'ServiceError';
-  constructor(
-    readonly code: string,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
+/** What `reload` did to one running network. */
+export interface ReloadResult {
+  name: string;
+  /** the definition keys whose change was applied ([] when the file says what runs) */
+  changed: string[];
 }
 
 export interface VnetService {
@@ -70,6 +67,12 @@ export interface VnetService {
    * Bad cursor or limit: EINVAL; an unreadable lease file: EIO naming the problem.
    */
   leases(name: string, query?: LeaseQuery): Promise<LeasePage>;
+  /**
+   * Apply the edited definition of one running network (or of every one) without taking it down
+   * where the kernel allows; a change that cannot apply live is refused (ENOTLIVE) naming the key.
+   * Needs an admin caller.
+   */
+  reload(name: string | undefined, caller: PeerCred): Promise<ReloadResult[]>;
   /** Create a tap on `bridge` for the caller; brings an on-demand network up first. */
   tap(bridge: string, opts: { vnetHdr: boolean }, caller: PeerCred): Promise<TapResult>;
   /** Subscribe to events; returns an unsubscribe function. */

@@ -10,7 +10,8 @@ import type { Definitions } from '../config/networks.js';
 import type { PeerCred } from '../model.js';
 import type { NetlinkError } from '../netlink/errors.js';
 import { attachTap, openTap, type Tap } from '../netlink/tun.js';
-import { AccessError, authorizeTap } from '../policy/access.js';
+import type { Identity } from '../identity/nss.js';
+import { authorizeTap } from '../policy/access.js';
 import type { NetworkRecord, NetworkRuntime } from '../runtime/network-runtime.js';
 import type { TapEntry, TapRegistry } from '../runtime/tap-registry.js';
 import type { NetworkSpec } from '../spec/spec.js';
@@ -18,7 +19,8 @@ import { failpoint } from '../sys/failpoint.js';
 import { closeFd } from '../sys/libc.js';
 import type { Mutex } from '../sys/mutex.js';
 import { parentPid } from '../sys/proc.js';
-import { ServiceError, type TapResult } from './service.js';
+import { VnetError } from '../api/errors.js';
+import type { TapResult } from './service.js';
 
 export interface TapDeps {
   definitions: Definitions;
@@ -28,6 +30,8 @@ export interface TapDeps {
   log: Logger;
   quota: number;
   qemuConfDir: string;
+  /** users and groups by name (NSS) */
+  identity: Identity;
   /** an edited definition may open or close a bridge to the stock helper */
   syncAcl(specs: Iterable<NetworkSpec>): void;
   /** re-list links and forget ghost taps */
@@ -40,24 +44,22 @@ export interface TapDeps {
 
 export async function handOut(d: TapDeps, bridge: string, opts: { vnetHdr: boolean }, caller: PeerCred): Promise<TapResult> {
   const problem = ifnameProblem(bridge);
-  if (problem) throw new ServiceError('EINVAL', `bridge name ${JSON.stringify(bridge)} ${problem}`);
+  if (problem) throw new VnetError('EINVAL', `bridge name ${JSON.stringify(bridge)} ${problem}`);
   // the definition as it is now on disk (cached by file identity): an edited allow-list applies
   // at once, even to a network that is already up
   const { networks } = d.definitions.load();
-  const onDisk = [...networks.values()].find((s) => s.bridge.name === bridge);
-  const spec = onDisk ?? d.runtime.all().find((r) => r.spec.bridge.name === bridge)?.spec;
+  // the running copy of the network on this bridge (until a reload), else its definition; its
+  // allow lists always as the file says now: revoking access never waits for a reload
+  const running = d.runtime.all().find((r) => r.spec.bridge.name === bridge)?.spec;
+  const onDisk = running ? networks.get(running.name) : [...networks.values()].find((s) => s.bridge.name === bridge);
+  const spec = running ? { ...running, access: onDisk?.access ?? running.access } : onDisk;
   d.syncAcl(networks.values());
-  try {
-    authorizeTap(bridge, spec, caller, d.qemuConfDir);
-  } catch (err) {
-    if (err instanceof AccessError) throw new ServiceError(err.code, err.message, { cause: err });
-    throw err;
-  }
+  await authorizeTap(bridge, spec, caller, d.qemuConfDir, d.identity);
   if (!spec) {
     // a bridge vnet does not manage (rare): make sure it is one before a tap is made for it
     const kind = await d.linkKind(bridge);
-    if (kind === undefined) throw new ServiceError('ENODEV', `no bridge named ${bridge} (and no vnet network uses it)`);
-    if (kind !== 'bridge') throw new ServiceError('EACCES', `${bridge} is not a bridge; taps go only on bridges`);
+    if (kind === undefined) throw new VnetError('ENODEV', `no bridge named ${bridge} (and no vnet network uses it)`);
+    if (kind !== 'bridge') throw new VnetError('EACCES', `${bridge} is not a bridge; taps go only on bridges`);
   }
   return d.mutex.run(async (lock) => {
     let live = d.taps.countFor(caller.uid);
@@ -66,12 +68,12 @@ export async function handOut(d: TapDeps, bridge: string, opts: { vnetHdr: boole
       await d.pruneTaps();
       live = d.taps.countFor(caller.uid);
     }
-    if (live >= d.quota) throw new ServiceError('EDQUOT', `uid ${caller.uid} already holds ${live} taps, the most one user may hold (quota ${d.quota})`);
+    if (live >= d.quota) throw new VnetError('EDQUOT', `uid ${caller.uid} already holds ${live} taps, the most one user may hold (quota ${d.quota})`);
     let r: NetworkRecord | undefined;
     if (spec) {
       r = d.runtime.get(spec.name) as NetworkRecord | undefined;
       if (!r || r.state !== 'up') {
-        if (!spec.lifecycle.onDemand && !r?.pinned) throw new ServiceError('ENETDOWN', `network "${spec.name}" is down and not on-demand; run \`vnet up ${spec.name}\``);
+        if (!spec.lifecycle.onDemand && !r?.pinned) throw new VnetError('ENETDOWN', `network "${spec.name}" is down and not on-demand; run \`vnet up ${spec.name}\``);
         d.log.info({ network: spec.name, uid: caller.uid, pid: caller.pid }, 'bringing network up on demand');
         r = await d.runtime.up(lock, r?.spec ?? spec);
       }
@@ -83,7 +85,7 @@ export async function handOut(d: TapDeps, bridge: string, opts: { vnetHdr: boole
       tap = openTap({ vnetHdr: opts.vnetHdr, ownerUid: caller.uid });
     } catch (err) {
       idle();
-      throw new ServiceError('EIO', `could not create a tap: ${(err as Error).message}`, { cause: err });
+      throw new VnetError('EIO', `could not create a tap: ${(err as Error).message}`, { cause: err });
     }
     let index: number;
     try {
@@ -93,9 +95,9 @@ export async function handOut(d: TapDeps, bridge: string, opts: { vnetHdr: boole
       closeFd(tap.fd);
       idle();
       const errno = (err as NetlinkError).errno;
-      if (errno === 'ENODEV') throw new ServiceError('ENODEV', `no bridge named ${bridge} (and no vnet network uses it)`, { cause: err });
-      if (errno === 'EOPNOTSUPP') throw new ServiceError('EACCES', `${bridge} is not a bridge; taps go only on bridges`, { cause: err });
-      throw new ServiceError('EIO', `could not attach ${tap.name} to ${bridge}: ${(err as Error).message}`, { cause: err });
+      if (errno === 'ENODEV') throw new VnetError('ENODEV', `no bridge named ${bridge} (and no vnet network uses it)`, { cause: err });
+      if (errno === 'EOPNOTSUPP') throw new VnetError('EACCES', `${bridge} is not a bridge; taps go only on bridges`, { cause: err });
+      throw new VnetError('EIO', `could not attach ${tap.name} to ${bridge}: ${(err as Error).message}`, { cause: err });
     }
     // the helper asks and exits; the tap lives as long as its parent (QEMU) holds the fd:
     // read before the reply, while the helper surely still exists

@@ -14,11 +14,14 @@
 import dbus from 'dbus-next';
 import type { Message, MessageBus } from 'dbus-next';
 import type { Logger } from 'pino';
-import type { Lease, PeerCred } from '../model.js';
-import { ServiceError, type NetworkStatus, type VnetService } from '../daemon/service.js';
+import { dbusErrorName, isRefusal, VnetError } from '../api/errors.js';
+import { METHODS, type MethodDef } from '../api/methods.js';
+import type { NetworkStatus, VnetService } from '../daemon/service.js';
+import type { PeerCred } from '../model.js';
 import { cut, errField } from '../log/cut.js';
 import type { RateLimiter } from '../log/rate-limit.js';
-import { isRefusal, refusalLimiter } from '../log/refusals.js';
+import { refusalLimiter } from '../log/refusals.js';
+import { bindingOf, BusError, type AnyBinding } from './methods.js';
 import { callerOf } from './caller.js';
 import { BusRefusals, isRefusedBusError } from './refusals.js';
 import { Announcer } from './signals.js';
@@ -30,11 +33,9 @@ import {
   propertyVariants,
   signatureOf,
   type InterfaceSpec,
-  type MethodSpec,
 } from './introspect.js';
 import {
   BUS_NAME,
-  dbusErrorName,
   escapePathElement,
   MANAGER_IFACE,
   MANAGER_PATH,
@@ -65,16 +66,6 @@ export interface DbusHandle {
   close(): Promise<void>;
 }
 
-/** An error to send back as a D-Bus error reply. */
-class BusError extends Error {
-  override name = 'BusError';
-  constructor(
-    readonly errorName: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
 
 function busLabel(address: string): string {
   return address === 'system' ? 'the system bus' : `bus ${address}`;
@@ -135,19 +126,6 @@ function connect(opts: DbusOptions, lost: () => void): Promise<MessageBus> {
   });
 }
 
-/**
- * dbus-next encodes a message synchronously, a few thousand (sssst) a second: a page holds at
- * most DBUS_PAGE_LEASES and GetLeases at most DBUS_ALL_LEASES (else it refuses, naming
- * GetLeasesPage), so no reply stalls vnetd for long. The byte bound (JSON bytes, never fewer
- * than a lease's bytes on the bus) keeps any reply under the bus's 32 MiB message cap.
- */
-const DBUS_PAGE_LEASES = 256;
-const DBUS_ALL_LEASES = 1024;
-const DBUS_MAX_BYTES = 16 * 1024 * 1024;
-
-function leaseTuples(leases: Lease[]): unknown[] {
-  return leases.map((l) => [l.mac, l.ip, l.hostname, l.clientId, BigInt(Math.max(0, Math.trunc(l.expires)))]);
-}
 
 class VnetBus {
   private readonly announcer: Announcer;
@@ -202,7 +180,7 @@ class VnetBus {
         name = err.errorName;
         text = err.message;
         if (isRefusedBusError(name)) void this.refusals.refused(msg, name, text);
-      } else if (err instanceof ServiceError) {
+      } else if (err instanceof VnetError) {
         name = dbusErrorName(err.code);
         text = err.message;
         if (isRefusal(err.code)) void this.refusals.refused(msg, name, text);
@@ -225,10 +203,10 @@ class VnetBus {
     }
     if (iface === PROPERTIES_IFACE) return this.properties(msg);
     if (path === MANAGER_PATH && (iface === MANAGER_IFACE || !iface)) {
-      const method = MANAGER.methods.find((m) => m.name === msg.member);
-      if (method) {
-        this.expectSignature(msg, signatureOf(method.in));
-        return { signature: signatureOf(method.out), body: await this.managerCall(method, msg) };
+      const binding = bindingOf(msg.member);
+      if (binding) {
+        this.expectSignature(msg, signatureOf(binding.in));
+        return { signature: signatureOf(binding.out), body: await this.managerCall(binding, msg) };
       }
     }
     if (!(await this.objectExists(path))) throw new BusError('org.freedesktop.DBus.Error.UnknownObject', `no object at ${path}`);
@@ -246,53 +224,22 @@ class VnetBus {
       );
   }
 
-  private async managerCall(method: MethodSpec, msg: Message): Promise<unknown[]> {
-    const body = msg.body as unknown[];
-    const name = () => body[0] as string;
-    switch (method.name) {
-      case 'ListNetworks':
-        return [(await this.service.list()).map((s) => networkPath(s.name))];
-      case 'GetNetworkByName':
-        return [networkPath((await this.service.status(name())).name)];
-      case 'Up': {
-        const caller = await this.caller(msg, 'Up');
-        const s = await this.service.up(name(), caller);
-        this.log.info({ sender: msg.sender, uid: caller.uid, pid: caller.pid, network: cut(s.name) }, 'D-Bus Up');
-        this.announcer.refresh(s.name);
-        return [networkPath(s.name)];
-      }
-      case 'Down': {
-        const caller = await this.caller(msg, 'Down');
-        const s = await this.service.down(name(), caller, { force: body[1] === true });
-        this.log.info({ sender: msg.sender, uid: caller.uid, pid: caller.pid, network: cut(s.name), force: body[1] === true }, 'D-Bus Down');
-        this.announcer.refresh(s.name);
-        return [networkPath(s.name)];
-      }
-      case 'GetLeases': {
-        const page = await this.service.leases(name(), { limit: DBUS_ALL_LEASES, maxBytes: DBUS_MAX_BYTES });
-        if (page.next !== null)
-          throw new BusError(
-            'org.freedesktop.DBus.Error.LimitsExceeded',
-            `network "${name()}" has more leases than one GetLeases answer carries (${DBUS_ALL_LEASES}); page through them with GetLeasesPage(s name, s after, u limit)`,
-          );
-        return [leaseTuples(page.leases)];
-      }
-      case 'GetLeasesPage': {
-        // limit 0, or more than a page holds: a full page
-        const [, after, limit] = body as [string, string, number];
-        const page = await this.service.leases(name(), { after, limit: Math.min(limit || DBUS_PAGE_LEASES, DBUS_PAGE_LEASES), maxBytes: DBUS_MAX_BYTES });
-        return [leaseTuples(page.leases), page.next ?? ''];
-      }
-      case 'Status':
-        return [JSON.stringify(await this.service.list())];
-      default:
-        throw new BusError('org.freedesktop.DBus.Error.UnknownMethod', `${MANAGER_IFACE}.${method.name} is not implemented`);
-    }
+  /** A Manager method: its binding's API method, run for the caller the bus names. */
+  private async managerCall(binding: AnyBinding, msg: Message): Promise<unknown[]> {
+    const def = METHODS[binding.method] as MethodDef<unknown, unknown>;
+    const caller = await this.caller(msg, binding.name);
+    const params = binding.params(msg.body as unknown[]);
+    const result = await def.run(this.service, params, caller);
+    const body = binding.reply(result as never, params as never);
+    const touched = binding.touches?.(result as never);
+    if (def.access === 'admin') this.log.info({ sender: msg.sender, uid: caller.uid, pid: caller.pid, network: touched === undefined ? undefined : cut(touched) }, `D-Bus ${binding.name}`);
+    if (touched !== undefined) this.announcer.refresh(touched);
+    return body;
   }
 
   /** Who made the call, from the bus. Nothing is logged here: a call is logged once answered, its arguments cut. */
   private async caller(msg: Message, what: string): Promise<PeerCred> {
-    if (!msg.sender) throw new ServiceError('EPERM', `a call to ${what} came without a sender; refusing it`);
+    if (!msg.sender) throw new VnetError('EPERM', `a call to ${what} came without a sender; refusing it`);
     const caller = await callerOf(this.bus, msg.sender);
     this.refusals.remember(msg, caller.uid);
     return caller;
@@ -313,7 +260,7 @@ class VnetBus {
     try {
       return await this.service.status(name);
     } catch (err) {
-      if (err instanceof ServiceError && err.code === 'ENOENT') return undefined;
+      if (err instanceof VnetError && err.code === 'ENOENT') return undefined;
       throw err;
     }
   }

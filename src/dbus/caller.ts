@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import dbus from 'dbus-next';
 import type { MessageBus, Variant } from 'dbus-next';
 import type { PeerCred } from '../model.js';
-import { ServiceError } from '../daemon/service.js';
+import { VnetError } from '../api/errors.js';
 import { parseProcStatus } from '../sys/proc.js';
 
 export interface BusCredentials {
@@ -22,7 +22,7 @@ export function parseCredentials(sender: string, creds: Record<string, Variant>)
   const uid = creds.UnixUserID?.value;
   const pid = creds.ProcessID?.value;
   if (typeof uid !== 'number' || typeof pid !== 'number')
-    throw new ServiceError('EPERM', `the bus did not report the uid and pid of ${sender}; refusing the call`);
+    throw new VnetError('EPERM', `the bus did not report the uid and pid of ${sender}; refusing the call`);
   const gids = creds.UnixGroupIDs?.value;
   return { uid, pid, gids: Array.isArray(gids) ? gids.filter((g): g is number => typeof g === 'number') : [] };
 }
@@ -59,14 +59,14 @@ export async function callerOf(bus: MessageBus, sender: string): Promise<PeerCre
     );
   } catch (err) {
     const text = (err as { text?: string }).text ?? (err as Error).message;
-    throw new ServiceError('EPERM', `could not learn who bus peer ${sender} is (${text}); refusing the call`, { cause: err });
+    throw new VnetError('EPERM', `could not learn who bus peer ${sender} is (${text}); refusing the call`, { cause: err });
   }
   const creds = parseCredentials(sender, (reply?.body[0] ?? {}) as Record<string, Variant>);
   // the effective gid from /proc (if the pid still runs as the uid the bus reported), else one of
   // the groups the bus saw; never an invented one
   const gid = (await effectiveGid(creds.pid, creds.uid)) ?? creds.gids[0];
   if (gid === undefined)
-    throw new ServiceError(
+    throw new VnetError(
       'EPERM',
       `could not learn the group of bus peer ${sender} (uid ${creds.uid}, pid ${creds.pid}): the process is gone or changed uid, and the bus reported no groups; refusing the call`,
     );

@@ -4,6 +4,7 @@
  */
 import dbus from 'dbus-next';
 import type { NetworkStatus } from '../daemon/service.js';
+import { BINDINGS } from './methods.js';
 import { MANAGER_IFACE, NETWORK_IFACE } from './names.js';
 
 export interface Arg {
@@ -44,22 +45,9 @@ const s = (name: string): Arg => ({ name, type: 's' });
 const o = (name: string): Arg => ({ name, type: 'o' });
 const u = (name: string): Arg => ({ name, type: 'u' });
 
-/** Lease tuple: mac, ip, hostname, client id, expiry (unix seconds, 0 = never). */
-export const LEASE_TYPE = '(sssst)';
-
 export const MANAGER: InterfaceSpec = {
   name: MANAGER_IFACE,
-  methods: [
-    { name: 'ListNetworks', in: [], out: [{ name: 'networks', type: 'ao' }] },
-    { name: 'GetNetworkByName', in: [s('name')], out: [o('network')] },
-    { name: 'Up', in: [s('name')], out: [o('network')] },
-    { name: 'Down', in: [s('name'), { name: 'force', type: 'b' }], out: [o('network')] },
-    { name: 'GetLeases', in: [s('name')], out: [{ name: 'leases', type: `a${LEASE_TYPE}` }] },
-    // one page, sorted by address then MAC: after "" = from the start, limit 0 = a full page (256);
-    // next "" on the last page, else the `after` of the next call
-    { name: 'GetLeasesPage', in: [s('name'), s('after'), u('limit')], out: [{ name: 'leases', type: `a${LEASE_TYPE}` }, s('next')] },
-    { name: 'Status', in: [], out: [s('json')] },
-  ],
+  methods: BINDINGS.map((m) => ({ name: m.name, in: m.in, out: m.out })),
   signals: [
     { name: 'NetworkStateChanged', args: [s('network'), s('state'), s('reason')] },
     { name: 'TapAdded', args: [s('network'), s('tap'), u('uid'), u('pid')] },

@@ -61,25 +61,3 @@ export function networkNameOf(path: string): string | undefined {
   const name = unescapePathElement(element);
   return name !== undefined && escapePathElement(name) === element ? name : undefined;
 }
-
-/** ServiceError codes (errno names) and the D-Bus error each becomes. */
-const ERROR_NAMES: Record<string, string> = {
-  EPERM: 'PermissionDenied',
-  EACCES: 'AccessDenied',
-  ENOENT: 'UnknownNetwork',
-  EINVAL: 'InvalidArgument',
-  EBUSY: 'Busy',
-  EEXIST: 'AlreadyExists',
-  EADDRINUSE: 'AddressInUse',
-  ENETDOWN: 'NetworkDown',
-  ENODEV: 'NoSuchDevice',
-  EDQUOT: 'QuotaExceeded',
-  EUSERS: 'TooManyClients',
-  ENOSYS: 'NotSupported',
-  EIO: 'Failed',
-};
-
-/** "EPERM" → "org.vnet.Vnet1.Error.PermissionDenied"; unknown codes become ...Error.Failed. */
-export function dbusErrorName(code: string): string {
-  return `${ERROR_PREFIX}.${Object.hasOwn(ERROR_NAMES, code) ? ERROR_NAMES[code] : 'Failed'}`;
-}

@@ -10,14 +10,6 @@ import { RateLimiter } from './rate-limit.js';
 
 export const REFUSAL_WINDOW_MS = 10_000;
 
-/** Error codes that say the caller asked for something it may not have, or asked wrongly. */
-const REFUSAL_CODES = new Set(['EPERM', 'EACCES', 'EDQUOT', 'EUSERS', 'EINVAL', 'ENOSYS', 'EPROTO', 'EMSGSIZE']);
-
-export function isRefusal(code: string): boolean {
-  return REFUSAL_CODES.has(code);
-}
-
-/** The limiter of every front of one vnetd, unless a front is given its own (tests). */
 /** One limiter for every front of vnetd (socket, D-Bus), made by main(): a uid's refusals count together. */
 export function refusalLimiter(): RateLimiter<number> {
   return new RateLimiter<number>({ windowMs: REFUSAL_WINDOW_MS });

@@ -8,18 +8,13 @@ import type { Desired, DesiredNetwork } from '../desired/model.js';
 import { chainsOf } from '../firewall/rules.js';
 import { baseIntact, changePart, holdsAny, partIntact, rebuild, removeStrays, simulate, strays, type Part, type TableState } from '../firewall/table.js';
 import { overlaps, parseIfAddress, parseSubnet, subnetOf } from '../net/ip.js';
+import { VnetError } from '../api/errors.js';
 import type { Observed } from './observed.js';
 import type { PlannedStep } from './steps.js';
 
-export class PlanError extends Error {
+/** A network that cannot be made as asked: EEXIST (its bridge name is taken), EADDRINUSE (its subnet is in use), ENODEV (a bridge it needs is missing). */
+export class PlanError extends VnetError {
   override name = 'PlanError';
-  constructor(
-    /** EEXIST (the bridge name is taken), EADDRINUSE (the subnet is in use) */
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
 }
 
 /**

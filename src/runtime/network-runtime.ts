@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import type { Target } from '../desired/desired.js';
 import type { Level } from '../desired/model.js';
 import type { NetworkState } from '../model.js';
+import { VnetError } from '../api/errors.js';
 import { ApplyError } from '../reconcile/apply.js';
 import { PlanError, type Scope } from '../reconcile/diff.js';
 import type { Mode, Reconciler } from '../reconcile/reconciler.js';
@@ -36,16 +37,6 @@ export interface RuntimeEvents {
   changed: [];
 }
 
-export class RuntimeError extends Error {
-  override name = 'RuntimeError';
-  constructor(
-    readonly code: string,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
-}
 
 export interface RuntimeOptions {
   reconciler: Reconciler;
@@ -168,6 +159,26 @@ export class NetworkRuntime extends EventEmitter<RuntimeEvents> {
     this.opts.log.info({ network: name, ms: +(performance.now() - t0).toFixed(1), stub: toStub }, 'network down');
   }
 
+  /**
+   * Apply an edited definition to a running network, at the level it is at. A failure rolls back
+   * to the running copy, which stays.
+   */
+  async reload(lock: Lock, name: string, spec: NetworkSpec): Promise<void> {
+    const r = this.records.get(name);
+    if (!r) return;
+    const old = r.spec;
+    r.spec = spec;
+    try {
+      await this.converge(lock, r, r.level, 'rollback');
+    } catch (err) {
+      r.spec = old;
+      await this.opts.persist();
+      throw this.toError(spec, 'could not take the edited definition', err);
+    }
+    this.opts.log.info({ network: name }, 'definition reloaded');
+    this.scheduleIdle(r);
+  }
+
   /** Someone else deleted our bridge: the network failed; the next `up` or tap rebuilds it. */
   async bridgeLost(lock: Lock, name: string, bridge: string): Promise<void> {
     const r = this.records.get(name);
@@ -261,9 +272,9 @@ export class NetworkRuntime extends EventEmitter<RuntimeEvents> {
     this.emit('changed');
   }
 
-  private toError(spec: NetworkSpec, what: string, err: unknown): RuntimeError {
-    if (err instanceof PlanError) return new RuntimeError(err.code, err.message, { cause: err });
+  private toError(spec: NetworkSpec, what: string, err: unknown): VnetError {
+    if (err instanceof PlanError) return err;
     const message = err instanceof ApplyError || err instanceof Error ? err.message : String(err);
-    return new RuntimeError('EIO', `network "${spec.name}" ${what}: ${message}`, { cause: err });
+    return new VnetError('EIO', `network "${spec.name}" ${what}: ${message}`, { cause: err });
   }
 }

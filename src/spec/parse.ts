@@ -4,6 +4,7 @@
  * file, the key and the value. Pure: no file system here (see config/networks.ts).
  */
 import { parse as parseToml } from 'smol-toml';
+import { VnetError } from '../api/errors.js';
 import { networkNameProblem } from '../config/names.js';
 import { access } from './keys/access.js';
 import { addresses } from './keys/addresses.js';
@@ -17,7 +18,8 @@ import type { NetworkSpec } from './spec.js';
 
 export { show };
 
-export class DefinitionError extends Error {
+/** A definition vnet refuses: the file, the key and its value, and what is wrong (code EINVAL). */
+export class DefinitionError extends VnetError {
   override name = 'DefinitionError';
   constructor(
     readonly file: string,
@@ -27,6 +29,7 @@ export class DefinitionError extends Error {
     options?: { cause?: unknown },
   ) {
     super(
+      'EINVAL',
       key === undefined
         ? `${file}: ${problem}`
         : `${file}: key \`${key}\`${value === undefined ? '' : ` = ${show(value)}`}: ${problem}`,

@@ -312,8 +312,8 @@ describe('bad requests', () => {
     ['tap', { bridge: {} }, 'EINVAL', 'parameter `bridge` must be a string, got object'],
     ['tap', { bridge: 'vnlab0', vnetHdr: 'yes' }, 'EINVAL', 'parameter `vnetHdr` must be true or false'],
     ['tap', { bridge: '../../etc' }, 'EINVAL', 'bridge name "../../etc" may hold only'],
-    ['status', { name: '__proto__' }, 'ENOENT', 'no network named "__proto__"'],
-    ['status', { name: 'constructor' }, 'ENOENT', 'no network named "constructor"'],
+    ['status', { name: '__proto__' }, 'ENOENT', 'no network or bridge named "__proto__"'],
+    ['status', { name: 'constructor' }, 'ENOENT', 'no network or bridge named "constructor"'],
     ['status', { __proto__: { name: 'lab' } }, 'EINVAL', 'parameter `name` must be a string, got nothing'],
   ])('%s %j: %s', async (method, params, code, fragment) => {
     // send the params as raw JSON so "__proto__" arrives as an own key, as a hostile client would

@@ -134,7 +134,7 @@ describe('vnet up default / down default', () => {
     expect(s.exitCode).toBe(0);
     expect(JSON.parse(s.stdout)).toEqual([expect.objectContaining({ name: 'default', state: 'up', leases: 1 })]);
     const d = await vnetd.cli(['down', 'default'], { user: 'nobody' });
-    expect(d.exitCode).toBe(1);
+    expect(d.exitCode).toBe(3); // permission denied
     expect(d.stderr).toMatch(/uid 65534 may not bring down network "default"/);
     // and nothing changed
     expect(await linkNames(host)).toContain('virbr0');
@@ -210,8 +210,8 @@ describe('bad input changes nothing', () => {
 
   it('an unknown network is a clear error', async () => {
     const r = await vnetd.cli(['up', 'nosuch']);
-    expect(r.exitCode).toBe(1);
-    expect(r.stderr).toMatch(/no network named "nosuch"/);
+    expect(r.exitCode).toBe(4); // unknown network
+    expect(r.stderr).toMatch(/no network or bridge named "nosuch" \(defined: default \(virbr0\)/);
   });
 });
 
@@ -219,7 +219,7 @@ describe('no vnetd', () => {
   it('a user who cannot start it is told why and how; nothing is started', async () => {
     const none = new Vnetd(host, vnetEnv());
     const r = await none.cli(['up', 'default'], { user: 'nobody' });
-    expect(r.exitCode).toBe(1);
+    expect(r.exitCode).toBe(6); // vnetd unreachable
     expect(r.stderr).toBe(
       `vnet: vnetd is not running (no socket at ${none.socket}); start it as root (\`sudo vnet up NAME\` or \`systemctl start vnetd.socket\`)`,
     );
@@ -228,8 +228,10 @@ describe('no vnetd', () => {
     mkdirSync(none.env.VNET_RUNTIME_DIR, { recursive: true });
     writeFileSync(none.socket, '');
     const s = await none.cli(['status']);
-    expect(s.exitCode).toBe(1);
-    expect(s.stderr).toMatch(/^vnet: vnetd is not running \(nothing listens on .*vnetd\.sock\)/);
+    // the defined networks, all down, and why: exit 6
+    expect(s.exitCode).toBe(6);
+    expect(s.stdout).toMatch(/^default\s+virbr0\s+down\s+192\.168\.122\.0\/24/m);
+    expect(s.stderr).toMatch(/^vnet: vnetd is not running \(nothing listens on .*vnetd\.sock\); every network is down/);
     expect(await linkNames(host)).not.toContain('virbr0');
   });
 });

@@ -7,7 +7,8 @@ import dbus from 'dbus-next';
 import { execa, type ResultPromise } from 'execa';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dbusErrorName, escapePathElement, networkNameOf, networkPath, unescapePathElement } from '../../src/dbus/names.js';
+import { dbusErrorName } from '../../src/api/errors.js';
+import { escapePathElement, networkNameOf, networkPath, unescapePathElement } from '../../src/dbus/names.js';
 import { DbusDaemon } from '../support/dbus-daemon.js';
 import { cleanupAll, createNetns, hostAndWan, trackPid, untrackPid, veth, waitFor, type Netns } from '../support/netns.js';
 import { ROOT, Vnetd, vnetEnv } from '../support/vnetd.js';
@@ -212,7 +213,7 @@ describe('vnetd on a system-like bus', () => {
     expect(await busctlJson(['call', DEST, MANAGER, 'org.vnet.Vnet1.Manager', 'GetNetworkByName', 's', 'default'])).toEqual([DEFAULT]);
     const r = await gdbus('call', ['--dest', DEST, '--object-path', MANAGER, '--method', 'org.vnet.Vnet1.Manager.GetNetworkByName', 'nosuch']);
     expect(r.exitCode).not.toBe(0);
-    expect(r.stderr).toMatch(/org\.vnet\.Vnet1\.Error\.UnknownNetwork: no network named "nosuch" \(defined: default;/);
+    expect(r.stderr).toMatch(/org\.vnet\.Vnet1\.Error\.UnknownNetwork: no network or bridge named "nosuch" \(defined: default \(virbr0\);/);
   });
 
   it('Up as nobody is refused with PermissionDenied naming the uid, and changes nothing', async () => {
@@ -337,7 +338,7 @@ describe('vnetd on a system-like bus', () => {
 
       await expect(manager.GetNetworkByName!('nosuch')).rejects.toMatchObject({
         type: 'org.vnet.Vnet1.Error.UnknownNetwork',
-        text: expect.stringMatching(/no network named "nosuch"/),
+        text: expect.stringMatching(/no network or bridge named "nosuch"/),
       });
 
       const states: string[] = [];

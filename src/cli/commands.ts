@@ -1,0 +1,163 @@
+/**
+ * The CLI's commands, as a table: each one's usage, its own options (util.parseArgs: an option
+ * another command has is still unknown here), how many names it takes, and what it does through
+ * the client. A new command is a new entry.
+ */
+import { VnetError } from '../api/errors.js';
+import type { MethodName, ParamsOf, ResultOf } from '../api/methods.js';
+import { readDefinitionSet } from '../config/networks.js';
+import type { Paths } from '../config/paths.js';
+import type { NetworkStatus } from '../daemon/service.js';
+import type { LeasePage } from '../dhcp/lease-page.js';
+import type { Lease } from '../model.js';
+import { summary } from '../spec/parse.js';
+import type { NetworkSpec } from '../spec/spec.js';
+import { formatLeases, formatStatus, formatUp } from './format.js';
+
+/** What a command may use: where vnet lives, output, and the API (a fake in unit tests). */
+export interface Ctx {
+  paths: Paths;
+  out(text: string): Promise<void>;
+  err(text: string): void;
+  call<M extends MethodName>(method: M, params?: Partial<ParamsOf<M>>): Promise<ResultOf<M>>;
+  /** several calls on one connection (pages of leases) */
+  pages<T>(fn: (call: Ctx['call']) => Promise<T>): Promise<T>;
+  /** start vnetd when none answers (as root) */
+  ensureDaemon(): Promise<void>;
+}
+
+export type OptionSpec = Record<string, { type: 'boolean' | 'string'; short?: string }>;
+
+export interface Command {
+  name: string;
+  /** "NAME [--force]" */
+  args: string;
+  summary: string;
+  options: OptionSpec;
+  /** how many positional arguments: [least, most] */
+  names: [number, number];
+  run(ctx: Ctx, names: string[], opts: Record<string, string | boolean | undefined>): Promise<number>;
+}
+
+const JSON_OPT: OptionSpec = { json: { type: 'boolean' } };
+const show = (v: unknown) => `${JSON.stringify(v, null, 2)}`;
+
+/** Every lease of a network: vnetd answers in pages (a reply is one 64 KiB frame), sorted by address. */
+async function allLeases(ctx: Ctx, name: string): Promise<Lease[]> {
+  return ctx.pages(async (call) => {
+    const leases: Lease[] = [];
+    let after: string | null = null;
+    for (;;) {
+      const page: LeasePage = await call('leases', { name, after });
+      if (!Array.isArray(page?.leases) || (page.next !== null && typeof page.next !== 'string')) throw new VnetError('EPROTO', 'vnetd sent a malformed page of leases');
+      for (const l of page.leases) leases.push(l);
+      if (page.next === null) return leases;
+      // a cursor that does not move would page forever
+      if (page.next === after || page.leases.length === 0) throw new VnetError('EPROTO', `vnetd sent a page that does not advance (cursor ${page.next})`);
+      after = page.next;
+    }
+  });
+}
+
+/** The networks as their definitions say, all down: what status can tell without vnetd. */
+function offline(paths: Paths, name?: string): NetworkStatus[] {
+  const { networks } = readDefinitionSet(paths.networksDir);
+  const shown = (s: NetworkSpec): NetworkStatus => {
+    const v4 = s.addresses.find((a) => a.family === 4);
+    return { name: s.name, bridge: s.bridge.name, state: 'down', subnet: v4?.cidr ?? '', address: v4?.address ?? '', addresses: s.addresses.map((a) => `${a.address}/${a.prefix}`), forward: s.forward.mode, onDemand: s.lifecycle.onDemand, pinned: false, leases: 0, taps: [], source: s.source };
+  };
+  const all = [...networks.values()];
+  if (name === undefined) return all.map(shown);
+  const one = networks.get(name) ?? all.find((s) => s.bridge.name === name);
+  if (!one) throw new VnetError('ENOENT', `no network or bridge named "${name}" (definitions live in ${paths.networksDir})`);
+  return [shown(one)];
+}
+
+export const COMMANDS: Command[] = [
+  {
+    name: 'status',
+    args: '[NAME] [--json]',
+    summary: 'networks: name, bridge, state, subnet, leases, taps (NAME: a network or its bridge)',
+    options: JSON_OPT,
+    names: [0, 1],
+    async run(ctx, [name], o) {
+      let list: NetworkStatus[];
+      try {
+        list = name === undefined ? await ctx.call('list') : [await ctx.call('status', { name })];
+      } catch (err) {
+        if (!(err instanceof VnetError) || err.code !== 'ENOTRUNNING') throw err;
+        // no vnetd: what the definitions say, every network down, and exit 6
+        list = offline(ctx.paths, name);
+        await ctx.out(o.json ? show(list) : formatStatus(list));
+        ctx.err(`vnet: ${err.message}; every network is down`);
+        return 6;
+      }
+      await ctx.out(o.json ? show(name === undefined ? list : list[0]) : formatStatus(list));
+      return 0;
+    },
+  },
+  {
+    name: 'up',
+    args: 'NAME [--json]',
+    summary: 'bring a network up and keep it up (root or group "vnet"); starts vnetd if needed',
+    options: JSON_OPT,
+    names: [1, 1],
+    async run(ctx, [name], o) {
+      await ctx.ensureDaemon();
+      const s = await ctx.call('up', { name: name! });
+      await ctx.out(o.json ? show(s) : formatUp(s));
+      return 0;
+    },
+  },
+  {
+    name: 'down',
+    args: 'NAME [--force] [--json]',
+    summary: 'take a network down; --force even with VMs attached (root or group "vnet")',
+    options: { ...JSON_OPT, force: { type: 'boolean' } },
+    names: [1, 1],
+    async run(ctx, [name], o) {
+      const s = await ctx.call('down', { name: name!, force: o.force === true });
+      await ctx.out(o.json ? show(s) : `${s.name}: ${s.state}`);
+      return 0;
+    },
+  },
+  {
+    name: 'reload',
+    args: '[NAME] [--json]',
+    summary: 'apply edited definitions to running networks without taking them down (root or group "vnet")',
+    options: JSON_OPT,
+    names: [0, 1],
+    async run(ctx, [name], o) {
+      const r = await ctx.call('reload', name === undefined ? {} : { name });
+      if (o.json) await ctx.out(show(r));
+      else await ctx.out(r.length ? r.map((x) => `${x.name}: ${x.changed.length ? `applied ${x.changed.join(', ')}` : 'unchanged'}`).join('\n') : 'no network runs');
+      return 0;
+    },
+  },
+  {
+    name: 'leases',
+    args: 'NAME [--json]',
+    summary: 'DHCP leases of a network: MAC, IP, hostname, expiry (anyone)',
+    options: JSON_OPT,
+    names: [1, 1],
+    async run(ctx, [name], o) {
+      const leases = await allLeases(ctx, name!);
+      await ctx.out(o.json ? show(leases) : formatLeases(leases));
+      return 0;
+    },
+  },
+  {
+    name: 'check',
+    args: '',
+    summary: 'validate every network definition, change nothing',
+    options: {},
+    names: [0, 0],
+    async run(ctx) {
+      const { networks, errors } = readDefinitionSet(ctx.paths.networksDir);
+      const ok = [...networks.values()].map((d) => `ok     ${d.name} (${d.source}): ${summary(d)}`);
+      if (ok.length) await ctx.out(ok.join('\n'));
+      for (const err of errors.values()) ctx.err(`error  ${err.message}`);
+      return errors.size ? 1 : 0;
+    },
+  },
+];

@@ -1,0 +1,34 @@
+/** What the CLI prints: tables of networks and leases, as people read them. */
+import type { NetworkStatus } from '../daemon/service.js';
+import type { Lease } from '../model.js';
+
+export function table(rows: string[][]): string {
+  // a loop, not Math.max(...): a table may have 65,536 rows
+  const widths = rows[0]!.map((_, i) => rows.reduce((w, r) => Math.max(w, (r[i] ?? '').length), 0));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n');
+}
+
+export function formatStatus(list: NetworkStatus[]): string {
+  const rows = [['NAME', 'BRIDGE', 'STATE', 'SUBNET', 'LEASES', 'TAPS']];
+  for (const n of list) {
+    const taps = n.taps.length ? n.taps.map((t) => `${t.name}(uid ${t.uid}, pid ${t.pid})`).join(' ') : '-';
+    const state = n.state + (n.state === 'up' && n.pinned ? '' : n.state === 'up' ? ' (on-demand)' : '');
+    rows.push([n.name, n.bridge, state, n.subnet, n.leasesProblem ? '?' : String(n.leases), taps]);
+  }
+  let out = table(rows);
+  for (const n of list) if (n.reason) out += `\n${n.name}: ${n.reason}`;
+  for (const n of list) if (n.leasesProblem) out += `\n${n.name}: leases unknown: ${n.leasesProblem}`;
+  for (const n of list) if (n.edited) out += `\n${n.name}: its definition was edited since it came up; \`vnet reload ${n.name}\` applies it`;
+  return out;
+}
+
+export function formatLeases(leases: Lease[]): string {
+  if (!leases.length) return 'no leases';
+  const rows = [['MAC', 'IP', 'HOSTNAME', 'EXPIRES']];
+  for (const l of leases) rows.push([l.mac, l.ip, l.hostname || '-', l.expires === 0 ? 'never' : new Date(l.expires * 1000).toISOString()]);
+  return table(rows);
+}
+
+export function formatUp(s: NetworkStatus): string {
+  return `${s.name}: ${s.state} (bridge ${s.bridge}, ${s.addresses.join(', ')})`;
+}
