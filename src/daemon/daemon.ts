@@ -214,6 +214,7 @@ export class Daemon implements VnetService {
   async down(name: string, caller: PeerCred, opts: { force?: boolean } = {}): Promise<NetworkStatus> {
     await this.requireAdmin(caller, `bring down network "${name}"`);
     const spec = this.definition(name);
+    name = spec.name; // as people say it: by its bridge too
     await this.mutex
       .run(async (lock) => {
         // looked up under the lock: idle-down or an on-demand up may have replaced the record meanwhile

@@ -25,6 +25,8 @@ export interface HandoffOptions {
   runtimeDir: string;
   /** run as this uid (and gid), no other groups; default nobody (65534) */
   uid?: number;
+  /** supplementary groups instead of none */
+  groups?: number[];
   /** ask for a vnet header (QEMU's --use-vnet); default true */
   vnet?: boolean;
   /** keep the tap open until release() */
@@ -45,7 +47,8 @@ export interface Handoff {
 export async function handoff(bridge: string, opts: HandoffOptions): Promise<Handoff> {
   const uid = opts.uid ?? 65534;
   const ms = opts.timeoutMs ?? 30_000;
-  const args = [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', '/usr/bin/python3', QEMU_SIDE];
+  const groups = opts.groups?.length ? `--groups=${opts.groups.join(',')}` : '--clear-groups';
+  const args = [`--reuid=${uid}`, `--regid=${uid}`, groups, '/usr/bin/python3', QEMU_SIDE];
   if (opts.hold) args.push('--hold', '-1');
   if (opts.vnet === false) args.push('--no-vnet');
   args.push(HELPER, bridge);

@@ -41,6 +41,8 @@ export class Vnetd {
   constructor(
     readonly ns: Netns,
     readonly env: VnetEnv,
+    /** a command that runs `ip netns exec ...` for it, as its arguments (a private mount namespace, say); each execs the next, so the pid stays vnetd's */
+    readonly wrap: string[] = [],
   ) {}
 
   get socket(): string {
@@ -60,7 +62,8 @@ export class Vnetd {
 
   async start(): Promise<this> {
     this.log = '';
-    const proc = execa('ip', ['netns', 'exec', this.ns.name, process.execPath, VNETD], {
+    const cmd = [...this.wrap, 'ip', 'netns', 'exec', this.ns.name, process.execPath, VNETD];
+    const proc = execa(cmd[0]!, cmd.slice(1), {
       env: { ...process.env, ...this.env },
       extendEnv: false,
       reject: false,
