@@ -24,7 +24,7 @@ FIX_PREFIX     := sed -e '/^[[:space:]]*[\#;]/!s|/usr/local|$(PREFIX)|g'
 # libc.a), and for its tests and benchmarks.
 RUN_DEBS   := nftables dnsmasq-base iproute2
 BUILD_DEBS := gcc libc6-dev make
-TEST_DEBS  := $(RUN_DEBS) $(BUILD_DEBS) qemu-system-x86 qemu-system-common busybox-static cpio python3 util-linux dbus systemd libglib2.0-bin
+TEST_DEBS  := $(RUN_DEBS) $(BUILD_DEBS) qemu-system-x86 qemu-system-common busybox-static cpio python3 util-linux dbus systemd libglib2.0-bin libnss-extrausers
 
 TS_SRC    := $(shell find src -name '*.ts' 2>/dev/null)
 

@@ -211,6 +211,8 @@ describe('vnetd on a system-like bus', () => {
   it('ListNetworks and GetNetworkByName answer anyone; unknown names are a named error', async () => {
     expect(await busctlJson(['call', DEST, MANAGER, 'org.vnet.Vnet1.Manager', 'ListNetworks'], { nobody: true })).toEqual([[DEFAULT]]);
     expect(await busctlJson(['call', DEST, MANAGER, 'org.vnet.Vnet1.Manager', 'GetNetworkByName', 's', 'default'])).toEqual([DEFAULT]);
+    // by its bridge's name, as people say it
+    expect(await busctlJson(['call', DEST, MANAGER, 'org.vnet.Vnet1.Manager', 'GetNetworkByName', 's', 'virbr0'], { nobody: true })).toEqual([DEFAULT]);
     const r = await gdbus('call', ['--dest', DEST, '--object-path', MANAGER, '--method', 'org.vnet.Vnet1.Manager.GetNetworkByName', 'nosuch']);
     expect(r.exitCode).not.toBe(0);
     expect(r.stderr).toMatch(/org\.vnet\.Vnet1\.Error\.UnknownNetwork: no network or bridge named "nosuch" \(defined: default \(virbr0\);/);
@@ -225,6 +227,14 @@ describe('vnetd on a system-like bus', () => {
     expect(g.stderr).toContain('GDBus.Error:org.vnet.Vnet1.Error.PermissionDenied: uid 65534 may not bring up network "default"');
     expect(await state()).toBe('down');
     expect(await linkNames(host)).not.toContain('virbr0');
+  });
+
+  it('Reload is for root or group vnet; it answers what it applied', async () => {
+    const no = await busctl(['call', DEST, MANAGER, 'org.vnet.Vnet1.Manager', 'Reload', 's', ''], { nobody: true });
+    expect(no.exitCode).not.toBe(0);
+    expect(no.stderr).toMatch(/uid 65534 may not reload the network definitions/);
+    expect(await busctlJson(['call', DEST, MANAGER, 'org.vnet.Vnet1.Manager', 'Reload', 's', ''])).toEqual([[]]);
+    expect(await busctlJson(['call', DEST, MANAGER, 'org.vnet.Vnet1.Manager', 'Reload', 's', 'virbr0'])).toEqual([[['default', []]]]);
   });
 
   it('properties are read-only', async () => {
