@@ -12,7 +12,7 @@ interface CodeInfo {
   /** the last element of the D-Bus error name, org.vnet.Vnet1.Error.NAME */
   dbus: string;
   exit: (typeof EXIT)[keyof typeof EXIT];
-  /** a refusal of the caller's request (logged rate-limited), not a failure of vnetd */
+  /** a request refused as not allowed or malformed: logged, rate-limited per uid (others are answers, not events) */
   refusal: boolean;
 }
 
@@ -20,14 +20,14 @@ const CODES = {
   EINVAL: { dbus: 'InvalidArgument', exit: EXIT.failed, refusal: true },
   EPERM: { dbus: 'PermissionDenied', exit: EXIT.denied, refusal: true },
   EACCES: { dbus: 'AccessDenied', exit: EXIT.denied, refusal: true },
-  ENOENT: { dbus: 'UnknownNetwork', exit: EXIT.unknown, refusal: true },
-  EBUSY: { dbus: 'Busy', exit: EXIT.busy, refusal: true },
+  ENOENT: { dbus: 'UnknownNetwork', exit: EXIT.unknown, refusal: false },
+  EBUSY: { dbus: 'Busy', exit: EXIT.busy, refusal: false },
   /** a change to a running network that the kernel cannot take without taking it down */
-  ENOTLIVE: { dbus: 'NotLive', exit: EXIT.busy, refusal: true },
-  EEXIST: { dbus: 'AlreadyExists', exit: EXIT.failed, refusal: true },
-  EADDRINUSE: { dbus: 'AddressInUse', exit: EXIT.failed, refusal: true },
-  ENETDOWN: { dbus: 'NetworkDown', exit: EXIT.failed, refusal: true },
-  ENODEV: { dbus: 'NoSuchDevice', exit: EXIT.failed, refusal: true },
+  ENOTLIVE: { dbus: 'NotLive', exit: EXIT.busy, refusal: false },
+  EEXIST: { dbus: 'AlreadyExists', exit: EXIT.failed, refusal: false },
+  EADDRINUSE: { dbus: 'AddressInUse', exit: EXIT.failed, refusal: false },
+  ENETDOWN: { dbus: 'NetworkDown', exit: EXIT.failed, refusal: false },
+  ENODEV: { dbus: 'NoSuchDevice', exit: EXIT.failed, refusal: false },
   EDQUOT: { dbus: 'QuotaExceeded', exit: EXIT.failed, refusal: true },
   EUSERS: { dbus: 'TooManyClients', exit: EXIT.failed, refusal: true },
   ENOSYS: { dbus: 'NotSupported', exit: EXIT.failed, refusal: true },

@@ -92,7 +92,7 @@ export const COMMANDS: Command[] = [
         ctx.err(`vnet: ${err.message}; every network is down`);
         return 6;
       }
-      await ctx.out(o.json ? show(name === undefined ? list : list[0]) : formatStatus(list));
+      await ctx.out(o.json ? show(list) : formatStatus(list));
       return 0;
     },
   },

@@ -208,6 +208,7 @@ export class Daemon implements VnetService {
     await this.requireAdmin(caller, `bring up network "${name}"`);
     const spec = this.definition(name);
     await this.mutex.run((lock) => this.runtime.up(lock, spec, { pin: true })).catch(rethrow);
+    await this.saved();
     return this.statusOf(spec);
   }
 
@@ -230,6 +231,7 @@ export class Daemon implements VnetService {
         await this.runtime.down(lock, name);
       })
       .catch(rethrow);
+    await this.saved();
     return this.statusOf(spec);
   }
 
@@ -261,7 +263,8 @@ export class Daemon implements VnetService {
         if (target !== undefined && out.length === 0) out.push({ name: target, changed: [] });
         return out;
       })
-      .catch(rethrow);
+      .catch(rethrow)
+      .finally(() => this.saved());
   }
 
   async leases(name: string, query: LeaseQuery = {}): Promise<LeasePage> {
@@ -362,6 +365,11 @@ export class Daemon implements VnetService {
     if (await this.reconciler.firewallIntact(lock, targets)) return;
     this.log.warn('vnet nft table was changed by someone else: repairing it');
     await this.reconciler.converge(lock, targets, { names: this.runtime.healthy(), sweep: true }, 'best-effort');
+  }
+
+  /** Once every state write queued so far is done: a reply never runs ahead of what a restart would find. */
+  private saved(): Promise<void> {
+    return this.persist().catch((err) => this.log.error({ err }, 'could not save state'));
   }
 
   private persist(): Promise<void> {

@@ -81,7 +81,7 @@ describe('vnet reload', () => {
     expect(await addrs('vnlab0')).toEqual(['10.21.0.1/24']);
     expect((await host.tryRun('ip', ['link', 'show', 'vnlab1'])).exitCode).not.toBe(0);
     // requests still use the running copy: its bridge, by either name
-    expect(JSON.parse((await vnetd.cli(['status', 'vnlab0', '--json'])).stdout)).toMatchObject({ name: 'lab', bridge: 'vnlab0', state: 'up' });
+    expect(JSON.parse((await vnetd.cli(['status', 'vnlab0', '--json'])).stdout)).toEqual([expect.objectContaining({ name: 'lab', bridge: 'vnlab0', state: 'up' })]);
     const tap = await handoff('vnlab0', { uid: 65534, runtimeDir: vnetd.env.VNET_RUNTIME_DIR });
     expect(tap.result, tap.result.stderr).toMatchObject({ exit: 0, nfds: 1 });
   });
@@ -107,7 +107,7 @@ describe('vnet reload', () => {
 describe('names as people say them', () => {
   it('up, status and down take the bridge\'s name as well as the network\'s', async () => {
     expect((await vnetd.cli(['up', 'virbr0'])).stdout).toMatch(/^default: up \(bridge virbr0, 192\.168\.122\.1\/24\)$/m);
-    expect(JSON.parse((await vnetd.cli(['status', 'virbr0', '--json'])).stdout)).toMatchObject({ name: 'default', state: 'up' });
+    expect(JSON.parse((await vnetd.cli(['status', 'virbr0', '--json'])).stdout)).toEqual([expect.objectContaining({ name: 'default', state: 'up' })]);
     expect((await vnetd.cli(['down', 'virbr0'])).stdout).toBe('default: down');
   });
 

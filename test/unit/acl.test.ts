@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { groupIdOf, parseGroup, parsePasswd, readIdLookups } from '../../src/identity/accounts.js';
+import { NssIdentity } from '../../src/identity/nss.js';
 import { networkAllows } from '../../src/policy/access.js';
 import { evaluateAcl, parseAcl, type AclLoader } from '../../src/qemu/acl.js';
 import { callerCred, callerGroups, parseProcStatus } from '../../src/sys/proc.js';
@@ -296,30 +296,36 @@ describe('caller identity and network allow lists', () => {
     expect(me.gids).toContain(process.getgid!());
   });
 
-  it('parses passwd and group files (first entry wins, comments and NIS lines skipped)', () => {
-    const users = parsePasswd('root:x:0:0:root:/root:/bin/bash\n# c\n+nis::::::\nalice:x:1000:1000::/home/alice:/bin/sh\nalice:x:2000:2000::/:\nbad:x:abc:1::/:\n');
-    expect([...users]).toEqual([['root', 0], ['alice', 1000]]);
-    expect([...parseGroup('kvm:x:104:alice\nnetdev:x:108:\n')]).toEqual([['kvm', 104], ['netdev', 108]]);
-    const sys = readIdLookups();
-    expect(sys.uidOf('root')).toBe(0);
-    expect(readIdLookups('/nonexistent-vnet').uidOf('root')).toBeUndefined();
-    expect(groupIdOf('root')).toBe(0);
-    expect(groupIdOf('no-such-group-vnet')).toBeUndefined();
+  it('looks users and groups up through NSS (getent), caching answers and unknown names alike', async () => {
+    const nss = new NssIdentity();
+    expect(await nss.uidOf('root')).toBe(0);
+    expect(await nss.gidOf('root')).toBe(0);
+    expect(await nss.userOf(0)).toBe('root');
+    expect(await nss.uidOf('no-such-user-vnet')).toBeUndefined();
+    expect(await nss.gidOf('no-such-group-vnet')).toBeUndefined();
+    // a name that is no account name is not even asked for
+    expect(await nss.uidOf('-x; rm -rf /')).toBeUndefined();
+    // a lookup that fails (a broken NSS module, a timeout) knows nobody: it grants nothing
+    expect(await new NssIdentity({ getent: '/bin/false' }).uidOf('root')).toBeUndefined();
   });
 
-  const lookups = { uidOf: (u: string) => ({ alice: 1000, bob: 1001 })[u], gidOf: (g: string) => ({ kvm: 104, netdev: 108 })[g] };
-  it('no lists: everyone; lists: the named users and members of the named groups only', () => {
+  const lookups = {
+    uidOf: async (u: string) => ({ alice: 1000, bob: 1001 })[u as 'alice'],
+    gidOf: async (g: string) => ({ kvm: 104, netdev: 108 })[g as 'kvm'],
+    userOf: async () => undefined,
+  };
+  it('no lists: everyone; lists: the named users and members of the named groups only', async () => {
     const bob = { uid: 1001, gids: [1001] };
     const carol = { uid: 1002, gids: [1002, 104] };
-    expect(networkAllows({ name: 'default' }, bob, lookups)).toEqual({ allowed: true, reason: 'network default allows every local user' });
+    expect(await networkAllows({ name: 'default' }, bob, lookups)).toEqual({ allowed: true, reason: 'network default allows every local user' });
     const def = { name: 'office', allowUsers: ['alice', 'nosuchuser'], allowGroups: ['kvm', 'nosuchgroup'] };
-    expect(networkAllows(def, { uid: 1000, gids: [1000] }, lookups)).toEqual({ allowed: true, reason: 'network office allows user alice' });
-    expect(networkAllows(def, carol, lookups)).toEqual({ allowed: true, reason: 'network office allows group kvm' });
-    expect(networkAllows(def, bob, lookups)).toEqual({
+    expect(await networkAllows(def, { uid: 1000, gids: [1000] }, lookups)).toEqual({ allowed: true, reason: 'network office allows user alice' });
+    expect(await networkAllows(def, carol, lookups)).toEqual({ allowed: true, reason: 'network office allows group kvm' });
+    expect(await networkAllows(def, bob, lookups)).toEqual({
       allowed: false,
       reason: 'access denied: network office allows users [alice, nosuchuser] and groups [kvm, nosuchgroup], not uid 1001',
     });
-    expect(networkAllows({ allowUsers: [] }, carol, lookups).allowed).toBe(false);
-    expect(networkAllows({ allowUsers: [] }, { uid: 0, gids: [0] }, lookups).allowed).toBe(true);
+    expect((await networkAllows({ allowUsers: [] }, carol, lookups)).allowed).toBe(false);
+    expect((await networkAllows({ allowUsers: [] }, { uid: 0, gids: [0] }, lookups)).allowed).toBe(true);
   });
 });

@@ -9,7 +9,8 @@ import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { cut, errField, MAX_FIELD_BYTES } from '../../src/log/cut.js';
 import { RateLimiter } from '../../src/log/rate-limit.js';
-import { isRefusal, logRefusal, REFUSAL_WINDOW_MS } from '../../src/log/refusals.js';
+import { isRefusal } from '../../src/api/errors.js';
+import { logRefusal, REFUSAL_WINDOW_MS } from '../../src/log/refusals.js';
 
 const bytes = (s: string) => Buffer.byteLength(s, 'utf8');
 
