@@ -10,6 +10,7 @@ import { call, ClientError, Session } from '../api/client.js';
 import { readDefinitionSet } from '../config/networks.js';
 import { summary } from '../spec/parse.js';
 import { pathsFromEnv, type Paths } from '../config/paths.js';
+import { importLibvirt, processIo } from '../import/command.js';
 import type { NetworkStatus } from '../daemon/service.js';
 import type { Lease } from '../model.js';
 
@@ -21,6 +22,8 @@ commands:
   down NAME [--force]      take a network down; --force even with VMs attached
   leases NAME [--json]     DHCP leases of a network: MAC, IP, hostname, expiry
   check                    validate every network definition, change nothing
+  import-libvirt FILE.xml|DIR|--running [--write [--force]]
+                           libvirt network XML -> vnet definitions (printed, or written)
   help                     this text
 
 environment: VNET_CONFIG_DIR (/etc/vnet), VNET_STATE_DIR (/var/lib/vnet),
@@ -115,6 +118,8 @@ async function ensureDaemon(paths: Paths): Promise<void> {
 }
 
 export async function run(argv: string[]): Promise<number> {
+  // options of its own (util.parseArgs), so before the generic --json/--force handling below
+  if (argv[0] === 'import-libvirt') return importLibvirt(argv.slice(1), processIo());
   const paths = pathsFromEnv();
   const json = argv.includes('--json');
   const force = argv.includes('--force');
