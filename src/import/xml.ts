@@ -288,10 +288,8 @@ class Parser {
       const parent = stack[stack.length - 1];
       if (parent) parent.children.push(open.el);
       else root = open.el;
-      if (!open.selfClosing) {
-        if (stack.length + 1 > this.limits.maxDepth) this.fail(`elements nest deeper than ${this.limits.maxDepth} levels`, open.at);
-        stack.push(open.el);
-      }
+      if (stack.length + 1 > this.limits.maxDepth) this.fail(`elements nest deeper than ${this.limits.maxDepth} levels`, open.at);
+      if (!open.selfClosing) stack.push(open.el);
       // content until the next start tag, or until the stack is empty
       for (;;) {
         const top = stack[stack.length - 1];
@@ -313,9 +311,26 @@ class Parser {
           continue;
         }
         if (c === ']' && this.startsWith(']]>')) this.fail('"]]>" is not allowed in text');
-        top.text += this.next();
+        top.text += this.textRun();
       }
     }
+  }
+
+  /** Plain text up to the next "<", "&" or "]" (at least one character), checked as next() would. */
+  private textRun(): string {
+    const from = this.pos;
+    this.next();
+    for (;;) {
+      const c = this.s.charCodeAt(this.pos);
+      if (Number.isNaN(c) || c === 0x3c || c === 0x26 || c === 0x5d) break;
+      if (c === 0x0a) {
+        this.pos += 1;
+        this.line += 1;
+        this.lineStart = this.pos;
+      } else if ((c >= 0x20 && c < 0xd800) || c === 0x09 || c === 0x0d || (c >= 0xe000 && c <= 0xfffd)) this.pos += 1;
+      else this.next(); // surrogate pairs, and the characters next() refuses
+    }
+    return this.s.slice(from, this.pos);
   }
 
   private startTag(): { el: XmlElement; selfClosing: boolean; at: number } {
