@@ -180,7 +180,7 @@ export async function importLibvirt(argv: string[], io: Io): Promise<number> {
     if (values.running ? positionals.length !== 0 : positionals.length !== 1) throw new UsageError('give one FILE.xml or DIR, or --running');
     if (values.force && !values.write) throw new UsageError('--force only goes with --write');
   } catch (err) {
-    await io.err(`vnet import-libvirt: ${(err as Error).message.split('\n')[0]}\n\n${IMPORT_USAGE}`);
+    await io.err(`vnet import-libvirt: ${(err as Error).message.split('\n')[0]!.split('. To specify')[0]}\n\n${IMPORT_USAGE}`);
     return 2;
   }
 
