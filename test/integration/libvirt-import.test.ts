@@ -1,6 +1,6 @@
 /**
  * `vnet import-libvirt` against the real libvirtd (Debian's libvirt-daemon): libvirtd runs in a
- * network namespace and a private mount namespace (its /etc/libvirt a copy of the package's,
+ * network namespace and a private mount namespace (its /etc/libvirt as Debian's package sets it up,
  * /run/libvirt, /var/lib/libvirt and /var/cache/libvirt in a temp folder; /etc/passwd with the
  * libvirt-qemu account its QEMU driver looks up, in that mount namespace only). virsh defines and
  * starts the stock default and five more networks; the test records what libvirt made (bridges,
@@ -12,7 +12,7 @@
  * "route") are taken out before `vnet up`, and named; what depends on them is it.todo below.
  */
 import { execa, type ResultPromise } from 'execa';
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseToml, stringify } from 'smol-toml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -21,7 +21,8 @@ import { cleanupAll, createNetns, hostAndWan, tempDir, trackPid, untrackPid, vet
 import { ROOT, VNET, Vnetd, vnetEnv } from '../support/vnetd.js';
 
 const UDHCPC = path.join(ROOT, 'test/support/udhcpc.sh');
-const STOCK_DEFAULT = '/etc/libvirt/qemu/networks/default.xml';
+/** Debian's default network, which libvirt-daemon-config-network installs as /etc/libvirt/qemu/networks/default.xml */
+const STOCK_DEFAULT = '/usr/share/libvirt/networks/default.xml';
 
 /** The keys other issues add; the importer already writes them (see src/import/). */
 const COMING_KEYS = ['autostart', 'nat-interface', 'nat-address', 'nat-ports', 'nat6', 'dhcp6-range', 'dhcp-lease-time', 'hosts', 'dns-records', 'dns-forwarders', 'dns'];
@@ -124,7 +125,10 @@ beforeAll(async () => {
   guest2 = await createNetns('lg');
   lvRoot = tempDir('vnet-libvirt-');
   for (const d of ['run', 'lib', 'cache', 'defs']) mkdirSync(path.join(lvRoot, d));
-  cpSync('/etc/libvirt', path.join(lvRoot, 'etc-libvirt'), { recursive: true });
+  // libvirt's /etc/libvirt as the package sets it up (not this machine's: it may define networks of its own)
+  mkdirSync(path.join(lvRoot, 'etc-libvirt', 'qemu', 'networks'), { recursive: true });
+  cpSync(STOCK_DEFAULT, path.join(lvRoot, 'etc-libvirt', 'qemu', 'networks', 'default.xml'));
+  chmodSync(path.join(lvRoot, 'etc-libvirt', 'qemu', 'networks', 'default.xml'), 0o600);
   writeFileSync(path.join(lvRoot, 'etc-libvirt', 'libvirtd.conf'), 'auth_unix_rw = "none"\nauth_unix_ro = "none"\nunix_sock_rw_perms = "0700"\nlog_outputs = "3:stderr"\n');
   writeFileSync(path.join(lvRoot, 'passwd'), `${readFileSync('/etc/passwd', 'utf8')}libvirt-qemu:x:64055:64055::/var/lib/libvirt:/usr/sbin/nologin\n`);
   writeFileSync(path.join(lvRoot, 'group'), `${readFileSync('/etc/group', 'utf8')}libvirt-qemu:x:64055:\n`);
