@@ -24,7 +24,13 @@ FIX_PREFIX     := sed -e '/^[[:space:]]*[\#;]/!s|/usr/local|$(PREFIX)|g'
 # libc.a), and for its tests and benchmarks.
 RUN_DEBS   := nftables dnsmasq-base iproute2
 BUILD_DEBS := gcc libc6-dev make
-TEST_DEBS  := $(RUN_DEBS) $(BUILD_DEBS) qemu-system-x86 qemu-system-common busybox-static cpio python3 util-linux dbus systemd libglib2.0-bin libnss-extrausers
+# libvirt's daemon, virsh and the default.xml Debian ships are for test/integration/libvirt-import.test.ts,
+# which runs its own libvirtd inside a network and mount namespace. None of the three starts a
+# daemon: libvirt-daemon has no units (libvirt-daemon-system has them, and is not installed), and
+# libvirt-daemon-config-network only restarts a libvirtd already running. The install runs under a
+# deny-all policy-rc.d all the same (below), so no package can start a service in the root namespace.
+TEST_DEBS  := $(RUN_DEBS) $(BUILD_DEBS) qemu-system-x86 qemu-system-common busybox-static cpio python3 util-linux dbus systemd libglib2.0-bin \
+              libnss-extrausers libvirt-daemon libvirt-clients libvirt-daemon-config-network
 
 TS_SRC    := $(shell find src -name '*.ts' 2>/dev/null)
 
@@ -61,14 +67,22 @@ build/handoff: bench/handoff.c
 	@mkdir -p build
 	$(CC) $(CFLAGS) -o $@ $<
 
-# Install missing Debian packages (needs root; a no-op when all are there).
+# Install missing Debian packages (needs root; a no-op when all are there). Maintainer scripts
+# start services through invoke-rc.d/deb-systemd-invoke, which ask /usr/sbin/policy-rc.d first:
+# where there is none, a temporary one answers 101 ("do not start") for the install and is removed
+# after it; an admin's own policy-rc.d is left as it is.
 define apt_install
 	@missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
-	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	  policy=""; if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	    policy=/usr/sbin/policy-rc.d; printf '#!/bin/sh\n# vnet make: no service starts while packages install\nexit 101\n' > $$policy; chmod 0755 $$policy; \
+	  fi; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; rc=$$?; \
+	  if [ -n "$$policy" ]; then rm -f $$policy; fi; \
+	  exit $$rc; \
 	fi
 endef
 

@@ -12,6 +12,7 @@ import type { LeasePage } from '../dhcp/lease-page.js';
 import type { Lease } from '../model.js';
 import { summary } from '../spec/parse.js';
 import type { NetworkSpec } from '../spec/spec.js';
+import { importLibvirt } from '../import/command.js';
 import { formatLeases, formatStatus, formatUp } from './format.js';
 
 /** What a command may use: where vnet lives, output, and the API (a fake in unit tests). */
@@ -36,6 +37,8 @@ export interface Command {
   options: OptionSpec;
   /** how many positional arguments: [least, most] */
   names: [number, number];
+  /** the command parses its own arguments (they come as `names`, untouched) */
+  ownArgs?: true;
   run(ctx: Ctx, names: string[], opts: Record<string, string | boolean | undefined>): Promise<number>;
 }
 
@@ -145,6 +148,15 @@ export const COMMANDS: Command[] = [
       await ctx.out(o.json ? show(leases) : formatLeases(leases));
       return 0;
     },
+  },
+  {
+    name: 'import-libvirt',
+    args: 'FILE.xml|DIR|--running [--write [--force]]',
+    summary: 'libvirt network XML → vnet definitions (printed; --write writes them)',
+    options: {},
+    names: [0, Infinity],
+    ownArgs: true,
+    run: (ctx, args) => importLibvirt(args, { out: ctx.out, err: async (t) => ctx.err(t.replace(/\n$/, '')), env: process.env }),
   },
   {
     name: 'check',

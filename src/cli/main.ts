@@ -15,13 +15,13 @@ class UsageError extends Error {
 }
 
 export function usage(): string {
-  const width = Math.max(...COMMANDS.map((c) => `${c.name} ${c.args}`.length));
-  const lines = COMMANDS.map((c) => `  ${`${c.name} ${c.args}`.padEnd(width)}  ${c.summary}`);
+  const lines = COMMANDS.map((c) => `  ${c.name} ${c.args}\n      ${c.summary}`);
   return `usage: vnet COMMAND [ARGS]
 
 commands:
 ${lines.join('\n')}
-  ${'help [COMMAND]'.padEnd(width)}  this text
+  help [COMMAND]
+      this text
 
 ${EXIT_HELP}
 
@@ -35,6 +35,7 @@ export function parse(argv: string[]): { cmd: Command; names: string[]; opts: Re
   const [name, ...rest] = argv;
   const cmd = COMMANDS.find((c) => c.name === name);
   if (!cmd) throw new UsageError(name === undefined ? 'no command given' : `unknown command ${JSON.stringify(name)}`);
+  if (cmd.ownArgs) return { cmd, names: rest, opts: {} };
   let parsed;
   try {
     parsed = parseArgs({ args: rest, options: cmd.options, allowPositionals: true, strict: true });
