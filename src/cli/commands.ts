@@ -5,15 +5,15 @@
  */
 import { VnetError } from '../api/errors.js';
 import type { MethodName, ParamsOf, ResultOf } from '../api/methods.js';
-import { readDefinitionSet } from '../config/networks.js';
 import type { Paths } from '../config/paths.js';
 import type { NetworkStatus } from '../daemon/service.js';
 import type { LeasePage } from '../dhcp/lease-page.js';
 import type { Lease } from '../model.js';
-import { summary } from '../spec/parse.js';
 import type { NetworkSpec } from '../spec/spec.js';
-import { importLibvirt } from '../import/command.js';
 import { formatLeases, formatStatus, formatUp } from './format.js';
+
+// Modules a command alone needs (definitions, the importer) are imported when it runs: `vnet
+// status` loads no TOML parser, XML parser or definition code.
 
 /** What a command may use: where vnet lives, output, and the API (a fake in unit tests). */
 export interface Ctx {
@@ -63,7 +63,8 @@ async function allLeases(ctx: Ctx, name: string): Promise<Lease[]> {
 }
 
 /** The networks as their definitions say, all down: what status can tell without vnetd. */
-function offline(paths: Paths, name?: string): NetworkStatus[] {
+async function offline(paths: Paths, name?: string): Promise<NetworkStatus[]> {
+  const { readDefinitionSet } = await import('../config/networks.js');
   const { networks } = readDefinitionSet(paths.networksDir);
   const shown = (s: NetworkSpec): NetworkStatus => {
     const v4 = s.addresses.find((a) => a.family === 4);
@@ -90,7 +91,7 @@ export const COMMANDS: Command[] = [
       } catch (err) {
         if (!(err instanceof VnetError) || err.code !== 'ENOTRUNNING') throw err;
         // no vnetd: what the definitions say, every network down, and exit 6
-        list = offline(ctx.paths, name);
+        list = await offline(ctx.paths, name);
         await ctx.out(o.json ? show(list) : formatStatus(list));
         ctx.err(`vnet: ${err.message}; every network is down`);
         return 6;
@@ -156,7 +157,10 @@ export const COMMANDS: Command[] = [
     options: {},
     names: [0, Infinity],
     ownArgs: true,
-    run: (ctx, args) => importLibvirt(args, { out: ctx.out, err: async (t) => ctx.err(t.replace(/\n$/, '')), env: process.env }),
+    run: async (ctx, args) => {
+      const { importLibvirt } = await import('../import/command.js');
+      return importLibvirt(args, { out: ctx.out, err: async (t) => ctx.err(t.replace(/\n$/, '')), env: process.env });
+    },
   },
   {
     name: 'check',
@@ -165,6 +169,7 @@ export const COMMANDS: Command[] = [
     options: {},
     names: [0, 0],
     async run(ctx) {
+      const [{ readDefinitionSet }, { summary }] = await Promise.all([import('../config/networks.js'), import('../spec/parse.js')]);
       const { networks, errors } = readDefinitionSet(ctx.paths.networksDir);
       const ok = [...networks.values()].map((d) => `ok     ${d.name} (${d.source}): ${summary(d)}`);
       if (ok.length) await ctx.out(ok.join('\n'));

@@ -12,7 +12,7 @@ import pino from 'pino';
 import { pathsFromEnv } from '../config/paths.js';
 import type { FileLock } from '../sys/flock.js';
 import { listenFds, sdNotify } from '../sys/notify.js';
-import { startDbus, type DbusHandle } from '../dbus/bus.js';
+import type { DbusHandle } from '../dbus/bus.js';
 import { errField } from '../log/cut.js';
 import { refusalLimiter } from '../log/refusals.js';
 import { Daemon } from './daemon.js';
@@ -62,6 +62,8 @@ async function main(): Promise<void> {
   // VNET_DBUS_ADDRESS: "system", or a bus address (unix:path=...). Without the bus the socket still serves.
   let dbusApi: DbusHandle | undefined;
   if (process.env.VNET_DBUS_ADDRESS) {
+    // loaded only when asked for: dbus-next costs start-up time a socket-only vnetd need not pay
+    const { startDbus } = await import('../dbus/bus.js');
     dbusApi = await startDbus(daemon, { address: process.env.VNET_DBUS_ADDRESS, log, refusals }).catch((err) => {
       log.error({ err }, 'D-Bus API not started; the socket API still serves');
       return undefined;

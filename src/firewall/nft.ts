@@ -6,7 +6,7 @@
  * are unix sockets, which cannot be opened that way (ENXIO). The file lives in a fresh
  * 0700 directory from mkdtemp and is removed right after the run.
  */
-import { execa } from 'execa';
+import { run, type RunResult } from '../sys/run.js';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -26,11 +26,6 @@ export interface NftOptions {
   tmpDir?: string;
 }
 
-interface RunResult {
-  exitCode: number;
-  stdout: string;
-  stderr: string;
-}
 
 export class Nft {
   readonly binary: string;
@@ -45,15 +40,10 @@ export class Nft {
 
   private async run(args: string[]): Promise<RunResult> {
     try {
-      const r = await execa(this.binary, args, { reject: false, timeout: this.timeoutMs, stdin: 'ignore' });
-      if (r.failed && r.exitCode === undefined) {
-        // never ran to completion: missing binary, timeout, signal
-        throw new NftError(`${this.binary} ${args.join(' ')} failed: ${r.shortMessage}`, { cause: r });
-      }
-      return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
+      return await run(this.binary, args, { timeoutMs: this.timeoutMs });
     } catch (cause) {
-      if (cause instanceof NftError) throw cause;
-      throw new NftError(`${this.binary} ${args.join(' ')} could not run: ${(cause as Error).message}`, { cause });
+      // never ran to completion: missing binary, timeout, signal
+      throw new NftError((cause as Error).message, { cause });
     }
   }
 

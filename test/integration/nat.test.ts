@@ -323,7 +323,7 @@ describe('Nft applier failures (no kernel: stand-in nft binaries)', () => {
     const err = await new Nft({ binary: '/nonexistent/nft' }).apply(tableFor([])).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(NftError);
     expect((err as Error).name).toBe('NftError');
-    expect((err as Error).message).toMatch(/^\/nonexistent\/nft -j -f \S+ failed: .*ENOENT/);
+    expect((err as Error).message).toMatch(/^\/nonexistent\/nft -j -f \S+ could not run: .*ENOENT/);
     expect((err as Error).cause).toBeDefined();
   });
 
