@@ -116,7 +116,8 @@ export class Daemon implements VnetService {
       for (const [name, rec] of Object.entries(saved.networks)) this.adoptSaved(name, rec, networks.get(name), links);
       for (const t of saved.foreignTaps) if (links.some((l) => l.name === t.name && l.index === t.ifindex)) this.taps.restore(t);
       const stubs = [...networks.values()].filter((s) => s.lifecycle.onDemand && s.lifecycle.standby === 'stub');
-      await this.runtime.restore(lock, stubs);
+      const autostart = [...networks.values()].filter((s) => s.lifecycle.autostart);
+      await this.runtime.restore(lock, stubs, { autostart, done: saved.autostarted });
       this.guard.watch(this.runtime.all().some((r) => r.level === 'up'));
     });
     if (this.taps.size) this.watchDrops();
@@ -323,7 +324,7 @@ export class Daemon implements VnetService {
         networks[r.spec.name] = { state: r.state, pinned: r.pinned, level: r.level, bridge: r.spec.bridge.name, taps: this.taps.onNetwork(r.spec.name).map(({ network: _n, ...t }) => t) };
       }
       const foreignTaps = this.taps.all().filter((t) => !t.network);
-      return { journal: this.reconciler.journalNow(), networks, foreignTaps };
+      return { journal: this.reconciler.journalNow(), networks, foreignTaps, autostarted: this.runtime?.autostartedNames() ?? [] };
     });
   }
 

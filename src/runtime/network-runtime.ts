@@ -60,6 +60,8 @@ export interface RuntimeOptions {
 
 export class NetworkRuntime extends EventEmitter<RuntimeEvents> {
   private readonly records = new Map<string, NetworkRecord>();
+  /** the autostart networks brought up since the host started (kept in the runtime folder's state) */
+  private readonly autostarted = new Set<string>();
   private closed = false;
 
   constructor(private readonly opts: RuntimeOptions) {
@@ -72,6 +74,11 @@ export class NetworkRuntime extends EventEmitter<RuntimeEvents> {
 
   all(): ReadonlyArray<Readonly<NetworkRecord>> {
     return [...this.records.values()];
+  }
+
+  /** The autostart networks a vnetd brought up since the host started: not again until it restarts. */
+  autostartedNames(): string[] {
+    return [...this.autostarted].sort();
   }
 
   /** Is any network up or changing? (A stub is only an UP bridge: it needs no daemon.) */
@@ -95,10 +102,21 @@ export class NetworkRuntime extends EventEmitter<RuntimeEvents> {
 
   /**
    * Start-up: converge every adopted network to its level (each on its own: one that cannot come
-   * back does not keep the others down), then sweep what no network accounts for.
+   * back does not keep the others down), then sweep what no network accounts for. Stubs are raised;
+   * autostart networks come up pinned, once per boot (`boot.done`: those a vnetd of this boot
+   * already started), so a `vnet down` holds across vnetd restarts until the host restarts.
    */
-  async restore(lock: Lock, stubs: readonly NetworkSpec[]): Promise<void> {
+  async restore(lock: Lock, stubs: readonly NetworkSpec[], boot: { autostart?: readonly NetworkSpec[]; done?: Iterable<string> } = {}): Promise<void> {
+    for (const name of boot.done ?? []) this.autostarted.add(name);
     for (const spec of stubs) if (!this.records.has(spec.name)) this.records.set(spec.name, { spec, state: 'down', level: 'stub', pinned: false });
+    for (const spec of boot.autostart ?? []) {
+      if (this.autostarted.has(spec.name)) continue;
+      this.autostarted.add(spec.name);
+      this.opts.log.info({ network: spec.name }, 'autostart');
+      const r = this.records.get(spec.name);
+      if (r) Object.assign(r, { spec, level: 'up', pinned: true });
+      else this.records.set(spec.name, { spec, state: 'starting', level: 'up', pinned: true });
+    }
     for (const r of [...this.records.values()]) {
       try {
         await this.converge(lock, r, r.level, r.level === 'down' ? 'best-effort' : 'rollback');
