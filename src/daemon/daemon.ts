@@ -18,12 +18,13 @@ import { reapOrphans } from '../dhcp/orphans.js';
 import { DnsmasqServers } from '../dhcp/servers.js';
 import { Nft } from '../firewall/nft.js';
 import type { PeerCred } from '../model.js';
-import { watchLinks, type LinkWatcher } from '../netlink/events.js';
+import { watchAddressing, watchLinks, type LinkWatcher } from '../netlink/events.js';
 import { Rtnl } from '../netlink/rtnl.js';
 import { isAdmin } from '../policy/access.js';
 import { BridgeConf } from '../qemu/bridge-conf.js';
 import { Reconciler } from '../reconcile/reconciler.js';
 import { BridgeAclSync } from '../runtime/bridge-acl-sync.js';
+import { ConflictWatch } from '../runtime/conflict-watch.js';
 import { LeaseWatch } from '../runtime/lease-watch.js';
 import { NetworkRuntime, RuntimeError } from '../runtime/network-runtime.js';
 import { RulesetGuard } from '../runtime/ruleset-guard.js';
@@ -66,6 +67,8 @@ export class Daemon implements VnetService {
   private reconciler!: Reconciler;
   private runtime!: NetworkRuntime;
   private watcher?: LinkWatcher;
+  /** routes and addresses that overlap an up network's subnet after it came up */
+  private conflicts?: ConflictWatch;
   private dropCheck?: NodeJS.Timeout;
   private seenDrops = 0;
   private closed = false;
@@ -101,6 +104,17 @@ export class Daemon implements VnetService {
       save: () => this.persist(),
     });
     this.runtime = new NetworkRuntime({ reconciler: this.reconciler, mutex: this.mutex, clock: this.clock, log: this.log, tapsOn: (n) => this.taps.onNetwork(n).length, persist: () => this.persist() });
+    this.conflicts = new ConflictWatch({
+      host: this.rtnl,
+      subscribe: (changed) => {
+        const w = watchAddressing(changed, { onError: changed });
+        return () => w.close();
+      },
+      networks: () => this.runtime.all().filter((r) => r.state === 'up').map((r) => r.spec),
+      report: (name, conflict) => this.runtime.setConflict(name, conflict),
+      clock: this.clock,
+      log: this.log,
+    });
     this.wireEvents();
     this.watcher = watchLinks((e) => this.onLinkGone(e.link.name, e.link.index), {
       deletionsOnly: true,
@@ -120,6 +134,8 @@ export class Daemon implements VnetService {
       await this.runtime.restore(lock, stubs, { autostart, done: saved.autostarted });
       this.guard.watch(this.runtime.all().some((r) => r.level === 'up'));
     });
+    // what took an up network's subnet while vnetd was away shows at once
+    if (this.runtime.all().some((r) => r.state === 'up')) await this.conflicts.check();
     if (this.taps.size) this.watchDrops();
     await this.acl.sync(networks.values());
   }
@@ -144,7 +160,11 @@ export class Daemon implements VnetService {
     this.runtime.on('state', (name, state, reason) => {
       this.emit({ type: 'network-state', name, state, ...(reason ? { reason } : {}) });
       this.guard.watch(this.runtime.all().some((r) => r.level === 'up'));
+      this.conflicts?.watch(this.runtime.all().some((r) => r.state === 'up'));
     });
+    this.runtime.on('conflict', (network, c) =>
+      this.emit({ type: 'subnet-conflict', network, ...(c ? { conflict: { subnet: c.subnet, interface: c.interface, detail: c.detail } } : {}) }),
+    );
     this.runtime.on('changed', () => void this.persist().catch((err) => this.log.error({ err }, 'could not save state')));
     this.taps.on('added', (t) => t.network && this.emit({ type: 'tap-added', network: t.network, tap: t }));
     this.taps.on('removed', (t) => {
@@ -172,6 +192,7 @@ export class Daemon implements VnetService {
     this.runtime?.close();
     await this.mutex.run(() => this.servers.stopAll());
     this.watcher?.close();
+    this.conflicts?.close();
     clearInterval(this.dropCheck);
     this.guard.close();
     this.leaseWatch.close();

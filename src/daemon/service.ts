@@ -29,6 +29,8 @@ export interface NetworkStatus {
   taps: TapInfo[];
   /** why the network failed, when state is "failed" */
   reason?: string;
+  /** while up: a route or address of another interface that overlaps its subnet (a VPN came up) */
+  conflict?: { subnet: string; interface: string; detail: string };
   source: string;
 }
 
@@ -42,7 +44,9 @@ export type ServiceEvent =
   | { type: 'tap-added'; network: string; tap: TapInfo }
   | { type: 'tap-removed'; network: string; tap: TapInfo }
   | { type: 'lease-added'; network: string; lease: Lease }
-  | { type: 'lease-removed'; network: string; lease: Lease };
+  | { type: 'lease-removed'; network: string; lease: Lease }
+  /** a subnet conflict appeared on an up network, or cleared (no conflict) */
+  | { type: 'subnet-conflict'; network: string; conflict?: { subnet: string; interface: string; detail: string } };
 
 /** Error with a stable code that every adapter passes on to its client. */
 export class ServiceError extends Error {
@@ -94,6 +98,7 @@ export function statusOf(spec: NetworkSpec, r: Readonly<NetworkRecord> | undefin
     source: spec.source,
   };
   if (r?.reason) s.reason = r.reason;
+  if (r?.conflict) s.conflict = { subnet: r.conflict.subnet, interface: r.conflict.interface, detail: r.conflict.detail };
   if (leasesProblem) s.leasesProblem = leasesProblem;
   return s;
 }

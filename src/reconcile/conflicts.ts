@@ -52,10 +52,16 @@ export function overlapOf(subnet: Subnet, host: HostAddressing, ownIndex: number
   return undefined;
 }
 
-/** The first of the network's subnets that something else on the host uses, or undefined. */
-export function subnetConflict(spec: NetworkSpec, host: HostAddressing): SubnetConflict | undefined {
+/**
+ * The first of the network's subnets that something else on the host uses, or undefined. With
+ * `newOnly`, addresses its bridge already carries are not checked: they were up before whatever
+ * overlaps them now (a restarted vnetd keeps such a network; the route watch reports the conflict).
+ */
+export function subnetConflict(spec: NetworkSpec, host: HostAddressing, opts: { newOnly?: boolean } = {}): SubnetConflict | undefined {
   const ownIndex = host.links.find((l) => l.name === spec.bridge.name)?.index;
+  const carried = (a: { address: string; prefix: number }) => host.addresses.some((x) => x.index === ownIndex && x.address === a.address && x.prefix === a.prefix);
   for (const a of spec.addresses) {
+    if (opts.newOnly && ownIndex !== undefined && carried(a)) continue;
     const hit = overlapOf(subnetOf(a), host, ownIndex);
     if (hit) return { subnet: a.cidr, ...hit, key: a.family === 4 ? 'address' : 'address6' };
   }

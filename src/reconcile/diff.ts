@@ -53,7 +53,8 @@ export function checkConflicts(n: DesiredNetwork, o: Observed): void {
     throw new PlanError('ENODEV', `network "${spec.name}": bridge ${bridge} does not exist; forward = "bridge" uses a bridge vnet does not create (make it first, e.g. with NetworkManager)`);
   if (!spec.bridge.managed && link?.kind !== 'bridge')
     throw new PlanError('EINVAL', `network "${spec.name}": interface ${bridge} is not a bridge; forward = "bridge" puts taps only on a bridge`);
-  const c = subnetConflict(spec, o);
+  // a subnet already up on the bridge stays up: what overlaps it since is reported, not refused
+  const c = subnetConflict(spec, o, { newOnly: true });
   if (c) throw new PlanError('EADDRINUSE', `network "${spec.name}": ${describeConflict(c)}; choose another \`${c.key}\` in ${spec.source}`);
 }
 

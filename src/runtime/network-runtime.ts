@@ -12,6 +12,7 @@ import type { Target } from '../desired/desired.js';
 import type { Level } from '../desired/model.js';
 import type { NetworkState } from '../model.js';
 import { ApplyError } from '../reconcile/apply.js';
+import type { SubnetConflict } from '../reconcile/conflicts.js';
 import { PlanError, type Scope } from '../reconcile/diff.js';
 import type { Mode, Reconciler } from '../reconcile/reconciler.js';
 import type { NetworkSpec } from '../spec/spec.js';
@@ -28,12 +29,16 @@ export interface NetworkRecord {
   pinned: boolean;
   reason?: string;
   idleTimer?: Timer;
+  /** while up: something on the host took (part of) its subnet since it came up */
+  conflict?: SubnetConflict;
 }
 
 export interface RuntimeEvents {
   state: [name: string, state: NetworkState, reason: string | undefined];
   /** a record changed in a way a restarted vnetd must know */
   changed: [];
+  /** a conflict with the host's routes appeared, changed or cleared (undefined) while the network is up */
+  conflict: [name: string, conflict: SubnetConflict | undefined];
 }
 
 export class RuntimeError extends Error {
@@ -203,6 +208,15 @@ export class NetworkRuntime extends EventEmitter<RuntimeEvents> {
     this.setState(r, 'failed', `dnsmasq keeps failing: ${reason}`);
   }
 
+  /** The route watch saw a conflict appear, change or clear on an up network. Nothing is torn down. */
+  setConflict(name: string, conflict: SubnetConflict | undefined): void {
+    const r = this.records.get(name);
+    if (!r || (r.conflict === undefined && conflict === undefined)) return;
+    if (conflict) r.conflict = conflict;
+    else delete r.conflict;
+    this.emit('conflict', name, conflict);
+  }
+
   /** A tap on the network went (or a bring-up for a tap did not lead to one): maybe idle down later. */
   scheduleIdle(r: NetworkRecord): void {
     const { spec } = r;
@@ -275,6 +289,11 @@ export class NetworkRuntime extends EventEmitter<RuntimeEvents> {
   private setState(r: NetworkRecord, state: NetworkState, reason?: string): void {
     r.state = state;
     r.reason = reason;
+    // a conflict is about the subnet in use: one going down or to its stub has none left
+    if (r.conflict && (state === 'stopping' || state === 'down' || state === 'stub')) {
+      delete r.conflict;
+      this.emit('conflict', r.spec.name, undefined);
+    }
     this.emit('state', r.spec.name, state, reason);
     this.emit('changed');
   }
