@@ -7,8 +7,7 @@ import { closeSync, constants, mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { call, ClientError, Session } from '../api/client.js';
-import { readDefinitionSet } from '../config/networks.js';
-import { summary } from '../spec/parse.js';
+import { checkDefinitions } from '../config/check.js';
 import { pathsFromEnv, type Paths } from '../config/paths.js';
 import type { NetworkStatus } from '../daemon/service.js';
 import type { Lease } from '../model.js';
@@ -166,10 +165,10 @@ export async function run(argv: string[]): Promise<number> {
     }
     case 'check': {
       if (rest.length) throw new UsageError('`vnet check` takes no arguments');
-      const { networks, errors } = readDefinitionSet(paths.networksDir);
-      for (const def of networks.values()) print(`ok     ${def.name} (${def.source}): ${summary(def)}`);
-      for (const err of errors.values()) process.stderr.write(`error  ${err.message}\n`);
-      return errors.size ? 1 : 0;
+      const { ok, errors } = await checkDefinitions(paths);
+      for (const line of ok) print(`ok     ${line}`);
+      for (const line of errors) process.stderr.write(`error  ${line}\n`);
+      return errors.length ? 1 : 0;
     }
     default:
       throw new UsageError(`unknown command ${JSON.stringify(cmd)}`);

@@ -9,6 +9,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { Definitions } from '../config/networks.js';
+import { loadSettings } from '../config/vnet-toml.js';
 import type { Paths } from '../config/paths.js';
 import { contributors } from '../desired/desired.js';
 import { leaseFilePath } from '../dhcp/dnsmasq.js';
@@ -23,6 +24,8 @@ import { Rtnl } from '../netlink/rtnl.js';
 import { isAdmin } from '../policy/access.js';
 import { BridgeConf } from '../qemu/bridge-conf.js';
 import { Reconciler } from '../reconcile/reconciler.js';
+import { SubnetAllocator } from '../runtime/allocator.js';
+import { AutoSubnets } from '../runtime/auto-subnets.js';
 import { BridgeAclSync } from '../runtime/bridge-acl-sync.js';
 import { ConflictWatch } from '../runtime/conflict-watch.js';
 import { LeaseWatch } from '../runtime/lease-watch.js';
@@ -54,6 +57,8 @@ export class Daemon implements VnetService {
   private readonly mutex = new Mutex();
   private readonly events = new EventEmitter();
   private readonly definitions: Definitions;
+  /** address = "auto": the subnets picked, filled into the definitions as they load */
+  private readonly auto: AutoSubnets;
   private readonly rtnl = new Rtnl();
   private readonly servers: DnsmasqServers;
   private readonly stateFile: StateFile;
@@ -78,7 +83,10 @@ export class Daemon implements VnetService {
     this.log = opts.log;
     this.clock = opts.clock ?? systemClock;
     this.tapQuota = opts.tapQuota ?? 64;
-    this.definitions = new Definitions(opts.paths.networksDir);
+    // vnet.toml is strict: a bad key stops vnetd here, naming file and key
+    const settings = loadSettings(opts.paths.configDir);
+    this.auto = new AutoSubnets(new SubnetAllocator(path.join(opts.paths.stateDir, 'allocations.json')), settings.autoPool, opts.log);
+    this.definitions = new Definitions(opts.paths.networksDir, Date.now, (set) => this.auto.resolveSet(set));
     this.servers = new DnsmasqServers({ log: opts.log, ...(opts.dnsmasq ? { binary: opts.dnsmasq } : {}) });
     this.stateFile = new StateFile(path.join(opts.paths.runtimeDir, 'state.json'));
     this.leaseWatch = new LeaseWatch(opts.log, this.leaseCache);
@@ -103,7 +111,20 @@ export class Daemon implements VnetService {
       journal: saved.journal,
       save: () => this.persist(),
     });
-    this.runtime = new NetworkRuntime({ reconciler: this.reconciler, mutex: this.mutex, clock: this.clock, log: this.log, tapsOn: (n) => this.taps.onNetwork(n).length, persist: () => this.persist() });
+    this.runtime = new NetworkRuntime({
+      reconciler: this.reconciler,
+      mutex: this.mutex,
+      clock: this.clock,
+      log: this.log,
+      tapsOn: (n) => this.taps.onNetwork(n).length,
+      persist: () => this.persist(),
+      prepare: async (spec) => {
+        if (!spec.auto) return spec;
+        const [links, routes, addresses] = await Promise.all([this.rtnl.listLinks(), this.rtnl.listRoutes(), this.rtnl.listAddresses()]);
+        const others = [...this.definitions.load().networks.values(), ...this.runtime.all().map((r) => r.spec)];
+        return this.auto.prepare(spec, { links, routes, addresses }, others);
+      },
+    });
     this.conflicts = new ConflictWatch({
       host: this.rtnl,
       subscribe: (changed) => {
@@ -123,7 +144,9 @@ export class Daemon implements VnetService {
         this.resyncTaps();
       },
     });
-    const { networks } = this.definitions.load();
+    const loaded = this.definitions.load();
+    const { networks } = loaded;
+    await this.auto.prune(loaded);
     await this.mutex.run(async (lock) => {
       await this.reconciler.settle(lock);
       const links = await this.rtnl.listLinks();
@@ -318,8 +341,10 @@ export class Daemon implements VnetService {
     if (!isAdmin(caller)) throw new ServiceError('EPERM', `uid ${caller.uid} may not ${what}: needs root or membership of group "vnet"`);
   }
 
-  private async statusOf(spec: NetworkSpec): Promise<NetworkStatus> {
-    const r = this.runtime.get(spec.name);
+  private async statusOf(given: NetworkSpec): Promise<NetworkStatus> {
+    const r = this.runtime.get(given.name);
+    // the running copy: what came up (address = "auto" gets its subnet only then)
+    const spec = r?.spec ?? given;
     let leases = 0;
     let problem: string | undefined;
     if (r && (r.state === 'up' || r.state === 'starting')) {

@@ -15,7 +15,7 @@ import { ApplyError } from '../reconcile/apply.js';
 import type { SubnetConflict } from '../reconcile/conflicts.js';
 import { PlanError, type Scope } from '../reconcile/diff.js';
 import type { Mode, Reconciler } from '../reconcile/reconciler.js';
-import type { NetworkSpec } from '../spec/spec.js';
+import { unresolved, type NetworkSpec } from '../spec/spec.js';
 import type { Clock, Timer } from '../sys/clock.js';
 import type { Lock, Mutex } from '../sys/mutex.js';
 
@@ -61,6 +61,11 @@ export interface RuntimeOptions {
   tapsOn(network: string): number;
   /** save the records now (write-ahead: a network's intent is on disk before its first step) */
   persist(): Promise<void>;
+  /**
+   * The spec to bring up, from one that is down: address = "auto" gets a subnet free on the host
+   * now (it needs the host's routes, so parsing cannot do it). Default: as it is.
+   */
+  prepare?(spec: NetworkSpec): Promise<NetworkSpec>;
 }
 
 export class NetworkRuntime extends EventEmitter<RuntimeEvents> {
@@ -124,6 +129,8 @@ export class NetworkRuntime extends EventEmitter<RuntimeEvents> {
     }
     for (const r of [...this.records.values()]) {
       try {
+        // an "auto" network coming up for the first time (autostart) needs its subnet first
+        if (r.level === 'up' && unresolved(r.spec) && this.opts.prepare) r.spec = await this.opts.prepare(r.spec);
         await this.converge(lock, r, r.level, r.level === 'down' ? 'best-effort' : 'rollback');
         this.finish(r);
       } catch (err) {
@@ -156,6 +163,7 @@ export class NetworkRuntime extends EventEmitter<RuntimeEvents> {
     r.level = 'up';
     this.setState(r, 'starting');
     try {
+      if (this.opts.prepare) r.spec = spec = await this.opts.prepare(spec);
       await this.converge(lock, r, 'up', 'rollback');
     } catch (err) {
       // never left in "starting": back to the stub it was, gone, or failed (with taps or pinned)

@@ -241,6 +241,10 @@ describe('forward = "bridge" on the admin\'s bridge', () => {
     const r = await vnetd.cli(['up', 'gone']);
     expect(r.exitCode).not.toBe(0);
     expect(r.stderr).toContain('bridge br9 does not exist; forward = "bridge" uses a bridge vnet does not create');
+    const check = await vnetd.cli(['check']);
+    expect(check.exitCode).toBe(1);
+    expect(check.stderr).toMatch(/^error {2}\S+\/gone\.toml: network "gone": bridge br9 does not exist; forward = "bridge" uses a bridge vnet does not create$/m);
+    expect(check.stdout).toMatch(/^ok {5}lan \(\S+\/lan\.toml\): br0 192\.0\.2\.1\/24 \(bridge\)$/m);
   });
 });
 

@@ -100,6 +100,10 @@ describe('a route that takes an up network\'s subnet', () => {
       expect(r.exitCode).not.toBe(0);
       expect(r.stderr).toContain('subnet 192.168.122.0/24 is already in use by interface vpn0 (route 192.168.122.0/24)');
       expect((await host.tryRun('ip', ['link', 'show', 'virbr0'])).exitCode).not.toBe(0);
+      // and `vnet check`, which needs no vnetd, names it the same way
+      const check = await vnetd.cli(['check']);
+      expect(check.exitCode).toBe(1);
+      expect(check.stderr).toContain('error  built-in: network "default": subnet 192.168.122.0/24 is already in use by interface vpn0 (route 192.168.122.0/24); choose another `address`');
     } finally {
       await host.run('ip', ['route', 'del', ...vpnRoute]);
     }
