@@ -169,12 +169,11 @@ export const COMMANDS: Command[] = [
     options: {},
     names: [0, 0],
     async run(ctx) {
-      const [{ readDefinitionSet }, { summary }] = await Promise.all([import('../config/networks.js'), import('../spec/parse.js')]);
-      const { networks, errors } = readDefinitionSet(ctx.paths.networksDir);
-      const ok = [...networks.values()].map((d) => `ok     ${d.name} (${d.source}): ${summary(d)}`);
-      if (ok.length) await ctx.out(ok.join('\n'));
-      for (const err of errors.values()) ctx.err(`error  ${err.message}`);
-      return errors.size ? 1 : 0;
+      const { checkDefinitions } = await import('../config/check.js');
+      const { ok, errors } = await checkDefinitions(ctx.paths);
+      if (ok.length) await ctx.out(ok.map((line) => `ok     ${line}`).join('\n'));
+      for (const line of errors) ctx.err(`error  ${line}`);
+      return errors.length ? 1 : 0;
     },
   },
 ];

@@ -18,6 +18,7 @@ export function formatStatus(list: NetworkStatus[]): string {
   let out = table(rows);
   for (const n of list) if (n.reason) out += `\n${n.name}: ${n.reason}`;
   for (const n of list) if (n.leasesProblem) out += `\n${n.name}: leases unknown: ${n.leasesProblem}`;
+  for (const n of list) if (n.conflict) out += `\n${n.name}: subnet conflict: ${n.conflict.subnet} is also in use by interface ${n.conflict.interface} (${n.conflict.detail}); guests may not reach it`;
   for (const n of list) if (n.edited) out += `\n${n.name}: its definition was edited since it came up; \`vnet reload ${n.name}\` applies it`;
   return out;
 }

@@ -63,18 +63,23 @@ export function readDefinitionSet(networksDir: string): DefinitionSet {
 export class Definitions {
   private cached?: { key: string; set: DefinitionSet };
 
+  /**
+   * `resolve`: applied to each copy handed out (vnetd fills in the subnets address = "auto"
+   * picked, which change without any file changing).
+   */
   constructor(
     readonly networksDir: string,
     private readonly now: () => number = Date.now,
+    private readonly resolve: (set: DefinitionSet) => DefinitionSet = (set) => set,
   ) {}
 
   load(): DefinitionSet {
     const entries = listEntries(this.networksDir);
     const key = fingerprint(this.networksDir, entries, this.now());
-    if (key !== undefined && this.cached?.key === key) return copyOf(this.cached.set);
+    if (key !== undefined && this.cached?.key === key) return this.resolve(copyOf(this.cached.set));
     const set = readDefinitions(this.networksDir, entries);
     this.cached = key === undefined ? undefined : { key, set };
-    return copyOf(set);
+    return this.resolve(copyOf(set));
   }
 }
 

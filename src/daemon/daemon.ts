@@ -9,6 +9,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { Definitions } from '../config/networks.js';
+import { loadSettings } from '../config/vnet-toml.js';
 import type { Paths } from '../config/paths.js';
 import { contributors } from '../desired/desired.js';
 import { leaseFilePath } from '../dhcp/dnsmasq.js';
@@ -18,13 +19,16 @@ import { reapOrphans } from '../dhcp/orphans.js';
 import { DnsmasqServers } from '../dhcp/servers.js';
 import { Nft } from '../firewall/nft.js';
 import type { PeerCred } from '../model.js';
-import { watchLinks, type LinkWatcher } from '../netlink/events.js';
+import { watchAddressing, watchLinks, type LinkWatcher } from '../netlink/events.js';
 import { Rtnl } from '../netlink/rtnl.js';
 import { NssIdentity, type Identity } from '../identity/nss.js';
 import { isAdmin } from '../policy/access.js';
 import { BridgeConf } from '../qemu/bridge-conf.js';
 import { Reconciler } from '../reconcile/reconciler.js';
+import { SubnetAllocator } from '../runtime/allocator.js';
+import { AutoSubnets } from '../runtime/auto-subnets.js';
 import { BridgeAclSync } from '../runtime/bridge-acl-sync.js';
+import { ConflictWatch } from '../runtime/conflict-watch.js';
 import { LeaseWatch } from '../runtime/lease-watch.js';
 import { NetworkRuntime } from '../runtime/network-runtime.js';
 import { RulesetGuard } from '../runtime/ruleset-guard.js';
@@ -58,6 +62,8 @@ export class Daemon implements VnetService {
   private readonly mutex = new Mutex();
   private readonly events = new EventEmitter();
   private readonly definitions: Definitions;
+  /** address = "auto": the subnets picked, filled into the definitions as they load */
+  private readonly auto: AutoSubnets;
   private readonly rtnl = new Rtnl();
   private readonly servers: DnsmasqServers;
   private readonly stateFile: StateFile;
@@ -72,6 +78,8 @@ export class Daemon implements VnetService {
   private reconciler!: Reconciler;
   private runtime!: NetworkRuntime;
   private watcher?: LinkWatcher;
+  /** routes and addresses that overlap an up network's subnet after it came up */
+  private conflicts?: ConflictWatch;
   private dropCheck?: NodeJS.Timeout;
   private seenDrops = 0;
   private closed = false;
@@ -82,7 +90,10 @@ export class Daemon implements VnetService {
     this.clock = opts.clock ?? systemClock;
     this.tapQuota = opts.tapQuota ?? 64;
     this.identity = opts.identity ?? new NssIdentity({ clock: this.clock });
-    this.definitions = new Definitions(opts.paths.networksDir);
+    // vnet.toml is strict: a bad key stops vnetd here, naming file and key
+    const settings = loadSettings(opts.paths.configDir);
+    this.auto = new AutoSubnets(new SubnetAllocator(path.join(opts.paths.stateDir, 'allocations.json')), settings.autoPool, opts.log);
+    this.definitions = new Definitions(opts.paths.networksDir, Date.now, (set) => this.auto.resolveSet(set));
     this.servers = new DnsmasqServers({ log: opts.log, ...(opts.dnsmasq ? { binary: opts.dnsmasq } : {}) });
     this.stateFile = new StateFile(path.join(opts.paths.runtimeDir, 'state.json'));
     this.leaseWatch = new LeaseWatch(opts.log, this.leaseCache);
@@ -107,7 +118,31 @@ export class Daemon implements VnetService {
       journal: saved.journal,
       save: () => this.persist(),
     });
-    this.runtime = new NetworkRuntime({ reconciler: this.reconciler, mutex: this.mutex, clock: this.clock, log: this.log, tapsOn: (n) => this.taps.onNetwork(n).length, persist: () => this.persist() });
+    this.runtime = new NetworkRuntime({
+      reconciler: this.reconciler,
+      mutex: this.mutex,
+      clock: this.clock,
+      log: this.log,
+      tapsOn: (n) => this.taps.onNetwork(n).length,
+      persist: () => this.persist(),
+      prepare: async (spec) => {
+        if (!spec.auto) return spec;
+        const [links, routes, addresses] = await Promise.all([this.rtnl.listLinks(), this.rtnl.listRoutes(), this.rtnl.listAddresses()]);
+        const others = [...this.definitions.load().networks.values(), ...this.runtime.all().map((r) => r.spec)];
+        return this.auto.prepare(spec, { links, routes, addresses }, others);
+      },
+    });
+    this.conflicts = new ConflictWatch({
+      host: this.rtnl,
+      subscribe: (changed) => {
+        const w = watchAddressing(changed, { onError: changed });
+        return () => w.close();
+      },
+      networks: () => this.runtime.all().filter((r) => r.state === 'up').map((r) => r.spec),
+      report: (name, conflict) => this.runtime.setConflict(name, conflict),
+      clock: this.clock,
+      log: this.log,
+    });
     this.wireEvents();
     this.watcher = watchLinks((e) => this.onLinkGone(e.link.name, e.link.index), {
       deletionsOnly: true,
@@ -116,16 +151,21 @@ export class Daemon implements VnetService {
         this.resyncTaps();
       },
     });
-    const { networks } = this.definitions.load();
+    const loaded = this.definitions.load();
+    const { networks } = loaded;
+    await this.auto.prune(loaded);
     await this.mutex.run(async (lock) => {
       await this.reconciler.settle(lock);
       const links = await this.rtnl.listLinks();
       for (const [name, rec] of Object.entries(saved.networks)) this.adoptSaved(name, rec, networks.get(name), links);
       for (const t of saved.foreignTaps) if (links.some((l) => l.name === t.name && l.index === t.ifindex)) this.taps.restore(t);
       const stubs = [...networks.values()].filter((s) => s.lifecycle.onDemand && s.lifecycle.standby === 'stub');
-      await this.runtime.restore(lock, stubs);
+      const autostart = [...networks.values()].filter((s) => s.lifecycle.autostart);
+      await this.runtime.restore(lock, stubs, { autostart, done: saved.autostarted });
       this.guard.watch(this.runtime.all().some((r) => r.level === 'up'));
     });
+    // what took an up network's subnet while vnetd was away shows at once
+    if (this.runtime.all().some((r) => r.state === 'up')) await this.conflicts.check();
     if (this.taps.size) this.watchDrops();
     await this.acl.sync(networks.values());
   }
@@ -150,7 +190,11 @@ export class Daemon implements VnetService {
     this.runtime.on('state', (name, state, reason) => {
       this.emit({ type: 'network-state', name, state, ...(reason ? { reason } : {}) });
       this.guard.watch(this.runtime.all().some((r) => r.level === 'up'));
+      this.conflicts?.watch(this.runtime.all().some((r) => r.state === 'up'));
     });
+    this.runtime.on('conflict', (network, c) =>
+      this.emit({ type: 'subnet-conflict', network, ...(c ? { conflict: { subnet: c.subnet, interface: c.interface, detail: c.detail } } : {}) }),
+    );
     this.runtime.on('changed', () => void this.persist().catch((err) => this.log.error({ err }, 'could not save state')));
     this.taps.on('added', (t) => t.network && this.emit({ type: 'tap-added', network: t.network, tap: t }));
     this.taps.on('removed', (t) => {
@@ -178,6 +222,7 @@ export class Daemon implements VnetService {
     this.runtime?.close();
     await this.mutex.run(() => this.servers.stopAll());
     this.watcher?.close();
+    this.conflicts?.close();
     clearInterval(this.dropCheck);
     this.guard.close();
     this.leaseWatch.close();
@@ -342,8 +387,10 @@ export class Daemon implements VnetService {
     if (!(await isAdmin(caller, this.identity))) throw new VnetError('EPERM', `uid ${caller.uid} may not ${what}: needs root or membership of group "vnet"`);
   }
 
-  private async statusOf(spec: NetworkSpec): Promise<NetworkStatus> {
-    const r = this.runtime.get(spec.name);
+  private async statusOf(given: NetworkSpec): Promise<NetworkStatus> {
+    const r = this.runtime.get(given.name);
+    // the running copy: what came up (address = "auto" gets its subnet only then)
+    const spec = r?.spec ?? given;
     let leases = 0;
     let problem: string | undefined;
     if (r && (r.state === 'up' || r.state === 'starting')) {
@@ -379,7 +426,7 @@ export class Daemon implements VnetService {
         networks[r.spec.name] = { state: r.state, pinned: r.pinned, level: r.level, bridge: r.spec.bridge.name, taps: this.taps.onNetwork(r.spec.name).map(({ network: _n, ...t }) => t) };
       }
       const foreignTaps = this.taps.all().filter((t) => !t.network);
-      return { journal: this.reconciler.journalNow(), networks, foreignTaps };
+      return { journal: this.reconciler.journalNow(), networks, foreignTaps, autostarted: this.runtime?.autostartedNames() ?? [] };
     });
   }
 

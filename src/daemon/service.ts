@@ -29,6 +29,8 @@ export interface NetworkStatus {
   taps: TapInfo[];
   /** why the network failed, when state is "failed" */
   reason?: string;
+  /** while up: a route or address of another interface that overlaps its subnet (a VPN came up) */
+  conflict?: { subnet: string; interface: string; detail: string };
   source: string;
   /** the definition file was edited since the network came up: `vnet reload` applies it */
   edited?: true;
@@ -44,7 +46,9 @@ export type ServiceEvent =
   | { type: 'tap-added'; network: string; tap: TapInfo }
   | { type: 'tap-removed'; network: string; tap: TapInfo }
   | { type: 'lease-added'; network: string; lease: Lease }
-  | { type: 'lease-removed'; network: string; lease: Lease };
+  | { type: 'lease-removed'; network: string; lease: Lease }
+  /** a subnet conflict appeared on an up network, or cleared (no conflict) */
+  | { type: 'subnet-conflict'; network: string; conflict?: { subnet: string; interface: string; detail: string } };
 
 /** What `reload` did to one running network. */
 export interface ReloadResult {
@@ -97,6 +101,7 @@ export function statusOf(spec: NetworkSpec, r: Readonly<NetworkRecord> | undefin
     source: spec.source,
   };
   if (r?.reason) s.reason = r.reason;
+  if (r?.conflict) s.conflict = { subnet: r.conflict.subnet, interface: r.conflict.interface, detail: r.conflict.detail };
   if (leasesProblem) s.leasesProblem = leasesProblem;
   return s;
 }

@@ -72,7 +72,10 @@ export async function handOut(d: TapDeps, bridge: string, opts: { vnetHdr: boole
     let r: NetworkRecord | undefined;
     if (spec) {
       r = d.runtime.get(spec.name) as NetworkRecord | undefined;
-      if (!r || r.state !== 'up') {
+      // forward = "bridge": the bridge is always there; "up" only adds DHCP, so a network that
+      // is not on demand still takes taps while down
+      const always = spec.forward.mode === 'bridge' && !spec.lifecycle.onDemand;
+      if ((!r || r.state !== 'up') && !always) {
         if (!spec.lifecycle.onDemand && !r?.pinned) throw new VnetError('ENETDOWN', `network "${spec.name}" is down and not on-demand; run \`vnet up ${spec.name}\``);
         d.log.info({ network: spec.name, uid: caller.uid, pid: caller.pid }, 'bringing network up on demand');
         r = await d.runtime.up(lock, r?.spec ?? spec);
@@ -101,7 +104,7 @@ export async function handOut(d: TapDeps, bridge: string, opts: { vnetHdr: boole
     }
     // the helper asks and exits; the tap lives as long as its parent (QEMU) holds the fd:
     // read before the reply, while the helper surely still exists
-    const entry: TapEntry = { name: tap.name, ifindex: index, uid: caller.uid, pid: parentPid(caller.pid) ?? caller.pid, ...(r ? { network: r.spec.name } : {}) };
+    const entry: TapEntry = { name: tap.name, ifindex: index, uid: caller.uid, pid: parentPid(caller.pid) ?? caller.pid, ...(spec ? { network: spec.name } : {}) };
     if (r) d.runtime.tapArrived(r.spec.name);
     d.taps.add(entry);
     failpoint('tap:prepared');

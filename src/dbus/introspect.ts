@@ -54,6 +54,8 @@ export const MANAGER: InterfaceSpec = {
     { name: 'TapRemoved', args: [s('network'), s('tap'), u('uid'), u('pid')] },
     { name: 'LeaseAdded', args: [s('network'), s('mac'), s('ip'), s('hostname')] },
     { name: 'LeaseExpired', args: [s('network'), s('mac'), s('ip')] },
+    // a route or address of another interface overlaps an up network's subnet; "" "" when it cleared
+    { name: 'SubnetConflict', args: [s('network'), s('subnet'), s('interface')] },
   ],
   properties: [],
 };

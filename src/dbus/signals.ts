@@ -1,7 +1,7 @@
 /**
  * Service events as D-Bus signals: the Manager's NetworkStateChanged, TapAdded,
- * TapRemoved, LeaseAdded and LeaseExpired, and PropertiesChanged on a network object
- * for each of its properties that changed.
+ * TapRemoved, LeaseAdded, LeaseExpired and SubnetConflict, and PropertiesChanged on a
+ * network object for each of its properties that changed.
  */
 import dbus from 'dbus-next';
 import type { MessageBus } from 'dbus-next';
@@ -94,6 +94,9 @@ export class Announcer {
       case 'lease-removed':
         this.manager('LeaseExpired', [e.network, e.lease.mac, e.lease.ip]);
         this.refresh(e.network);
+        return;
+      case 'subnet-conflict':
+        this.manager('SubnetConflict', [e.network, e.conflict?.subnet ?? '', e.conflict?.interface ?? '']);
         return;
     }
   }

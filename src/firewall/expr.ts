@@ -16,6 +16,8 @@ export type Statement =
   | { return: null }
   | { reject: { type: 'icmpx'; expr: 'port-unreachable' } }
   | { masquerade: null | { port: { range: [number, number] } } }
+  /** `snat ip to ADDR[-ADDR][:PORT-PORT]`; nft lists one address as a string, a range as `range` */
+  | { snat: { family: 'ip'; addr: string | { range: [string, string] }; port?: { range: [number, number] } } }
   | { vmap: { key: Left; data: string } }
   | { jump: { target: string } };
 

@@ -2,18 +2,24 @@
  * What vnet's table holds for one network, by forward mode (libvirt's rule logic, see the
  * README): pure, from the spec alone.
  *
- *   to-BR     traffic routed INTO the bridge: guests among themselves, then replies only (nat)
- *   from-BR   traffic routed OUT of the bridge: only from the network's own subnet (no spoofing)
+ *   to-BR     traffic routed INTO the bridge: guests among themselves, then replies only (nat) or
+ *             anything to the subnets (route)
+ *   from-BR   traffic routed OUT of the bridge: only from the network's own subnets (no spoofing)
  *   in-BR     traffic to the host from the bridge: DHCP and DNS accepted
  *   guard-BR  traffic to the bridge's address from elsewhere: DNS refused (dnsmasq serves guests only)
- *   nat-BR    masquerade of what leaves the subnet, never of multicast or broadcast
+ *   nat-BR    masquerade (or SNAT to `nat-address`) of what leaves the subnet, never of multicast or broadcast
+ *
+ * "open" and "bridge" networks have no part at all: vnet adds no rule for them.
+ * `nat-interface` narrows a NAT network to one uplink, as libvirt's `<forward dev>`: forwarding
+ * and translation happen only through that interface.
  */
-import { primary4, type NetworkSpec } from '../spec/spec.js';
-import { ACCEPT, addr, dport, eq, established, meta, ne, prefix, REJECT, RETURN, type Rule } from './expr.js';
+import type { IfAddress } from '../net/ip.js';
+import { addressesOf, primary4, type NatOptions, type NetworkSpec } from '../spec/spec.js';
+import { ACCEPT, addr, dport, eq, established, meta, ne, prefix, REJECT, RETURN, type Rule, type Statement } from './expr.js';
 import type { Part } from './table.js';
 
 /** Source ports masquerade may pick for TCP/UDP, as libvirt does: never a privileged one. */
-const MASQ_PORTS: [number, number] = [1024, 65535];
+export const MASQ_PORTS: [number, number] = [1024, 65535];
 
 const ROLES = ['to', 'from', 'in', 'guard', 'nat'] as const;
 export const chainName = (role: (typeof ROLES)[number], bridge: string) => `${role}-${bridge}`;
@@ -38,25 +44,38 @@ function guardRules(bridge: string): Rule[] {
   ];
 }
 
-function natRules(bridge: string, net: ReturnType<typeof prefix>): Rule[] {
-  const leaving = () => [ne(addr(4, 'daddr'), net), ne(meta('oifname'), bridge)];
+/** The translation of one packet: masquerade, or SNAT to `nat.address`; with a port range for TCP and UDP. */
+function translate(nat: NatOptions, withPorts: boolean): Statement {
+  const ports: [number, number] = nat.ports ? [nat.ports.start, nat.ports.end] : [...MASQ_PORTS];
+  const port = withPorts ? { port: { range: ports } } : {};
+  if (!nat.address) return { masquerade: withPorts ? { port: { range: ports } } : null };
+  const { start, end } = nat.address;
+  return { snat: { family: 'ip', addr: start === end ? start : { range: [start, end] }, ...port } };
+}
+
+function natRules(bridge: string, net: ReturnType<typeof prefix>, nat: NatOptions): Rule[] {
+  // out of the uplink named, or out of anything but the bridge itself
+  const out = nat.interface !== undefined ? eq(meta('oifname'), nat.interface) : ne(meta('oifname'), bridge);
+  const leaving = () => [ne(addr(4, 'daddr'), net), out];
   return [
     [eq(addr(4, 'daddr'), prefix('224.0.0.0', 24)), RETURN],
     [eq(addr(4, 'daddr'), '255.255.255.255'), RETURN],
-    [...leaving(), eq(meta('l4proto'), 'tcp'), { masquerade: { port: { range: [...MASQ_PORTS] } } }],
-    [...leaving(), eq(meta('l4proto'), 'udp'), { masquerade: { port: { range: [...MASQ_PORTS] } } }],
-    [...leaving(), { masquerade: null }],
+    [...leaving(), eq(meta('l4proto'), 'tcp'), translate(nat, true)],
+    [...leaving(), eq(meta('l4proto'), 'udp'), translate(nat, true)],
+    [...leaving(), translate(nat, false)],
   ];
 }
 
-/** The network's part of the table; undefined when its mode wants no rules at all ("open"). */
+const subnet = (a: IfAddress) => prefix(a.network, a.prefix);
+
+/** The network's part of the table; undefined when its mode wants no rules at all ("open", "bridge"). */
 export function firewallPart(spec: NetworkSpec): Part | undefined {
   const mode = spec.forward.mode;
   if (mode === 'open' || mode === 'bridge') return undefined;
   const br = spec.bridge.name;
   const v4 = primary4(spec);
   if (!v4) return undefined;
-  const net = prefix(v4.network, v4.prefix);
+  const net = subnet(v4);
   const part: Part = { bridge: br, chains: [], elements: [] };
   const chain = (role: Parameters<typeof chainName>[0], rules: Rule[], map: Part['elements'][number]['map'], key: unknown) => {
     const name = chainName(role, br);
@@ -67,13 +86,20 @@ export function firewallPart(spec: NetworkSpec): Part | undefined {
   if (mode === 'isolated') {
     chain('to', [cross, [REJECT]], 'to_bridge', br);
     chain('from', [[REJECT]], 'from_bridge', br);
+  } else if (mode === 'nat') {
+    const via = spec.forward.interface;
+    const from = via !== undefined ? [eq(meta('iifname'), via)] : [];
+    const to = via !== undefined ? [eq(meta('oifname'), via)] : [];
+    chain('to', [cross, [...from, eq(addr(4, 'daddr'), net), established(), ACCEPT], [REJECT]], 'to_bridge', br);
+    chain('from', [[eq(addr(4, 'saddr'), net), ...to, ACCEPT], [REJECT]], 'from_bridge', br);
   } else {
-    const inbound: Rule = mode === 'nat' ? [eq(addr(4, 'daddr'), net), established(), ACCEPT] : [eq(addr(4, 'daddr'), net), ACCEPT];
-    chain('to', [cross, inbound, [REJECT]], 'to_bridge', br);
-    chain('from', [[eq(addr(4, 'saddr'), net), ACCEPT], [REJECT]], 'from_bridge', br);
+    // route: the network's subnets, both families, both ways; no translation
+    const v6 = addressesOf(spec, 6);
+    chain('to', [cross, [eq(addr(4, 'daddr'), net), ACCEPT], ...v6.map((a) => [eq(addr(6, 'daddr'), subnet(a)), ACCEPT]), [REJECT]], 'to_bridge', br);
+    chain('from', [[eq(addr(4, 'saddr'), net), ACCEPT], ...v6.map((a) => [eq(addr(6, 'saddr'), subnet(a)), ACCEPT]), [REJECT]], 'from_bridge', br);
   }
   chain('in', serviceRules(), 'in_bridge', br);
   chain('guard', guardRules(br), 'guard4', v4.address);
-  if (mode === 'nat') chain('nat', natRules(br, net), 'nat4', net);
+  if (spec.forward.mode === 'nat') chain('nat', natRules(br, net, spec.forward), 'nat4', net);
   return part;
 }

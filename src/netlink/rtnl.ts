@@ -216,16 +216,7 @@ export class Rtnl {
   /** Addresses of both families (of one link when `index` is given). */
   async listAddresses(index?: number): Promise<LinkAddress[]> {
     const msgs = await this.call('list', 'addresses', () => this.sock.getAddresses({}, {}, { timeout: REQUEST_TIMEOUT_MS }));
-    const out: LinkAddress[] = [];
-    for (const m of msgs) {
-      const i = m.data.index;
-      const fam = m.data.family === AF_INET ? 4 : m.data.family === AF_INET6 ? 6 : undefined;
-      const raw = fam === 4 ? (m.attrs.local ?? m.attrs.address) : m.attrs.address;
-      if (fam === undefined || i === undefined || !raw || raw.length !== (fam === 4 ? 4 : 16)) continue;
-      if (index !== undefined && i !== index) continue;
-      out.push({ family: fam, index: i, address: fromBytes(raw), prefix: m.data.prefixlen ?? (fam === 4 ? 32 : 128) });
-    }
-    return out;
+    return msgs.map(addressFromMessage).filter((a): a is LinkAddress => a !== undefined && (index === undefined || a.index === index));
   }
 
   // ---- routes ----
@@ -236,20 +227,32 @@ export class Rtnl {
    */
   async listRoutes(): Promise<Route[]> {
     const msgs = await this.call('list', 'routes', () => this.sock.getRoutes({}, {}, { timeout: REQUEST_TIMEOUT_MS }));
-    const out: Route[] = [];
-    for (const m of msgs) {
-      const fam = m.data.family === AF_INET ? 4 : m.data.family === AF_INET6 ? 6 : undefined;
-      if (fam === undefined) continue;
-      if ((m.attrs.table ?? m.data.table) !== RT_TABLE_MAIN) continue;
-      const type = m.data.type;
-      if (type !== undefined && type !== RTN_UNICAST && type !== 'UNICAST') continue;
-      const dst = m.attrs.dst && m.attrs.dst.length === (fam === 4 ? 4 : 16) ? fromBytes(m.attrs.dst) : fam === 4 ? '0.0.0.0' : '::';
-      if (fam === 6 && ['linkLocal', 'multicast'].includes(rangeOf(dst))) continue;
-      const route: Route = { family: fam, dst: `${dst}/${m.data.dstLen ?? 0}` };
-      if (m.attrs.oif) route.oif = m.attrs.oif;
-      out.push(route);
-    }
-    return out;
+    return msgs.map(routeFromMessage).filter((r): r is Route => r !== undefined);
   }
 }
 
+/** One parsed RTM_NEWADDR/RTM_DELADDR (or dump entry) as a LinkAddress; undefined for other families or malformed ones. */
+export function addressFromMessage(m: rtTypes.AddressMessage): LinkAddress | undefined {
+  const i = m.data.index;
+  const fam = m.data.family === AF_INET ? 4 : m.data.family === AF_INET6 ? 6 : undefined;
+  const raw = fam === 4 ? (m.attrs.local ?? m.attrs.address) : m.attrs.address;
+  if (fam === undefined || i === undefined || !raw || raw.length !== (fam === 4 ? 4 : 16)) return undefined;
+  return { family: fam, index: i, address: fromBytes(raw), prefix: m.data.prefixlen ?? (fam === 4 ? 32 : 128) };
+}
+
+/**
+ * One parsed RTM_NEWROUTE/RTM_DELROUTE (or dump entry) as a Route, when it is one a subnet can
+ * collide with: a unicast route of the main table, not IPv6 link-local or multicast.
+ */
+export function routeFromMessage(m: rtTypes.RouteMessage): Route | undefined {
+  const fam = m.data.family === AF_INET ? 4 : m.data.family === AF_INET6 ? 6 : undefined;
+  if (fam === undefined) return undefined;
+  if ((m.attrs.table ?? m.data.table) !== RT_TABLE_MAIN) return undefined;
+  const type = m.data.type;
+  if (type !== undefined && type !== RTN_UNICAST && type !== 'UNICAST') return undefined;
+  const dst = m.attrs.dst && m.attrs.dst.length === (fam === 4 ? 4 : 16) ? fromBytes(m.attrs.dst) : fam === 4 ? '0.0.0.0' : '::';
+  if (fam === 6 && ['linkLocal', 'multicast'].includes(rangeOf(dst))) return undefined;
+  const route: Route = { family: fam, dst: `${dst}/${m.data.dstLen ?? 0}` };
+  if (m.attrs.oif) route.oif = m.attrs.oif;
+  return route;
+}

@@ -6,6 +6,18 @@
  * other byte of bridge.conf is kept as it was (CRLF, a missing final newline, comments,
  * bytes that are not UTF-8). With no vnet bridge left, the include line and vnet.conf go.
  *
+ * gnome-boxes bridges a new box to virbr0 only when bridge.conf's text matches `^allow.*virbr0`
+ * without the multiline flag: its FIRST line must allow virbr0 (it does not follow includes).
+ * So while virbr0 is open (in vnet.conf), vnet puts `allow virbr0` on top of bridge.conf unless
+ * the first line already matches, and records that it did in vnet.conf (its own file, beside
+ * bridge.conf: the record lives exactly as long as the line may be vnet's, reboots included).
+ * When virbr0 closes (the network goes, or gets allow lists) vnet removes that line only if the
+ * record says it added it and the first line is still exactly that; an admin's own `allow virbr0`
+ * is never recorded, so never removed. Adding writes the record first, removing removes the line
+ * first: a crash in between leaves a record without a line (dropped at the next sync), never a
+ * line vnet forgot it added. qemu-bridge-helper lets a deny win over any allow, whatever the
+ * order, so an admin's `deny virbr0` still holds.
+ *
  * Files are handled as latin1 strings so every byte round-trips. Writes are atomic and
  * never follow a symlink; read-modify-write runs under an flock on DIR/.vnet.lock so
  * concurrent vnet processes never lose each other's lines.
@@ -50,9 +62,87 @@ function checkedBridges(bridges: readonly string[], where: string): string[] {
   return [...new Set(bridges)].sort();
 }
 
-/** The whole text of vnet.conf for these bridges (sorted, without duplicates). */
-export function renderVnetConf(bridges: readonly string[]): string {
-  return VNET_CONF_HEADER + checkedBridges(bridges, 'vnet.conf').map((b) => `allow ${b}\n`).join('');
+/** The bridge gnome-boxes looks for in the first line of bridge.conf. */
+export const BOXES_BRIDGE = 'virbr0';
+
+/** vnet.conf's record that vnet put `allow BRIDGE` on top of bridge.conf (a comment to QEMU). */
+const RECORD_PREFIX = "# vnet added bridge.conf's first line, for gnome-boxes: allow ";
+
+/** The whole text of vnet.conf for these bridges (sorted, without duplicates), with the record of bridge.conf's first line if vnet added it. */
+export function renderVnetConf(bridges: readonly string[], firstLine?: string): string {
+  const record = firstLine === undefined ? '' : `${RECORD_PREFIX}${checkedBridges([firstLine], 'vnet.conf')[0]}\n`;
+  return VNET_CONF_HEADER + record + checkedBridges(bridges, 'vnet.conf').map((b) => `allow ${b}\n`).join('');
+}
+
+/** The bridge whose `allow` line vnet recorded putting on top of bridge.conf, if any. */
+export function recordedFirstLine(vnetText: string): string | undefined {
+  for (const line of vnetText.split('\n')) if (line.startsWith(RECORD_PREFIX)) return line.slice(RECORD_PREFIX.length);
+  return undefined;
+}
+
+/** The first line of a text, without its line end. */
+function firstLineOf(text: string): string {
+  const nl = text.indexOf('\n');
+  return (nl < 0 ? text : text.slice(0, nl)).replace(/\r$/, '');
+}
+
+/** Does gnome-boxes see `bridge` allowed: does the text match `^allow.*BRIDGE` without the multiline flag? */
+export function boxesSees(text: string, bridge: string): boolean {
+  const first = text.indexOf('\n') < 0 ? text : text.slice(0, text.indexOf('\n'));
+  return first.startsWith('allow') && first.slice('allow'.length).includes(bridge);
+}
+
+/** `allow bridge` put on top, with the file's own line ending; the rest byte for byte. */
+export function addFirstLine(text: string, bridge: string): string {
+  const eol = /^[^\n]*\r\n/.test(text) ? '\r\n' : '\n';
+  return `allow ${bridge}${eol}${text}`;
+}
+
+/** The text without its first line when that is exactly `allow bridge` (what vnet writes); else undefined. */
+export function removeFirstLine(text: string, bridge: string): string | undefined {
+  if (firstLineOf(text) !== `allow ${bridge}`) return undefined;
+  const nl = text.indexOf('\n');
+  return nl < 0 ? '' : text.slice(nl + 1);
+}
+
+/**
+ * What the two files should hold for `wanted` (the bridges open to every user): bridge.conf's
+ * text (undefined: leave it, or it does not exist and need not), vnet.conf's (null: remove it), and
+ * whether bridge.conf must be written first (when vnet's record of its first line goes). Pure.
+ */
+export function nextFiles(
+  bridgeText: string | undefined,
+  vnetText: string | undefined,
+  bridges: readonly string[],
+  includePath: string,
+): { bridge?: string; vnet: string | null; bridgeFirst: boolean } {
+  const wanted = checkedBridges(bridges, 'vnet.conf');
+  const recorded = vnetText !== undefined && recordedFirstLine(vnetText) === BOXES_BRIDGE;
+  let text = bridgeText ?? '';
+  let record = recorded;
+  if (wanted.length > 0) {
+    // a first line that already lets gnome-boxes see virbr0 (the admin's) stays first
+    const nl = text.indexOf('\n');
+    const keepFirst = boxesSees(text, BOXES_BRIDGE) && nl >= 0 && !splitLines(text).some((l) => isIncludeLine(l, includePath));
+    const head = text.slice(0, nl + 1);
+    const rest = text.slice(nl + 1);
+    if (!keepFirst) text = ensureInclude(text, includePath);
+    else text = head + (rest === '' ? `include ${includePath}${head.endsWith('\r\n') ? '\r\n' : '\n'}` : ensureInclude(rest, includePath));
+  } else text = removeInclude(text, includePath);
+  if (wanted.includes(BOXES_BRIDGE)) {
+    if (!boxesSees(text, BOXES_BRIDGE)) {
+      text = addFirstLine(text, BOXES_BRIDGE);
+      record = true;
+    } else if (recorded && firstLineOf(text) !== `allow ${BOXES_BRIDGE}`) {
+      record = false; // the admin changed the line: it is theirs now
+    }
+  } else if (recorded) {
+    text = removeFirstLine(text, BOXES_BRIDGE) ?? text;
+    record = false;
+  }
+  const bridge = text === (bridgeText ?? '') && (bridgeText !== undefined || wanted.length === 0) ? undefined : text;
+  const vnet = wanted.length > 0 ? renderVnetConf(wanted, record ? BOXES_BRIDGE : undefined) : null;
+  return { ...(bridge !== undefined ? { bridge } : {}), vnet, bridgeFirst: recorded && !record };
 }
 
 /** The bridges named by `allow NAME` lines of a vnet.conf text. */
@@ -223,27 +313,32 @@ export class BridgeConf {
   }
 
   private async apply(bridges: string[]): Promise<void> {
-    const wanted = checkedBridges(bridges, this.vnetConfPath);
     await this.guard(this.bridgeConfPath);
     await this.guard(this.vnetConfPath);
     const bridgeText = await this.readText(this.bridgeConfPath);
     const vnetText = await this.readText(this.vnetConfPath);
-    if (wanted.length > 0) {
-      // vnet.conf first: an include of a missing file makes the helper refuse everything.
-      const vnet = renderVnetConf(wanted);
-      if (vnet !== vnetText) await this.write(this.vnetConfPath, vnet, false);
-      const next = ensureInclude(bridgeText ?? '', this.includeArg);
-      if (next !== bridgeText) await this.write(this.bridgeConfPath, next, true);
+    const next = nextFiles(bridgeText, vnetText, bridges, this.includeArg);
+    const writeBridge = async () => {
+      if (next.bridge !== undefined) await this.write(this.bridgeConfPath, next.bridge, true);
+    };
+    const writeVnet = async () => {
+      if (next.vnet === null) {
+        try {
+          await removeFile(this.vnetConfPath);
+        } catch (err) {
+          throw new BridgeConfError(this.vnetConfPath, (err as Error).message.replace(`${this.vnetConfPath}: `, ''), { cause: err });
+        }
+      } else if (next.vnet !== vnetText) await this.write(this.vnetConfPath, next.vnet, false);
+    };
+    // vnet.conf first: an include of a missing file makes the helper refuse everything, and a
+    // record of an added line must be on disk before the line. bridge.conf first when vnet.conf
+    // goes, or when the record of its first line goes (the line must go before its record).
+    if (next.vnet === null || next.bridgeFirst) {
+      await writeBridge();
+      await writeVnet();
     } else {
-      if (bridgeText !== undefined) {
-        const next = removeInclude(bridgeText, this.includeArg);
-        if (next !== bridgeText) await this.write(this.bridgeConfPath, next, true);
-      }
-      try {
-        await removeFile(this.vnetConfPath);
-      } catch (err) {
-        throw new BridgeConfError(this.vnetConfPath, (err as Error).message.replace(`${this.vnetConfPath}: `, ''), { cause: err });
-      }
+      await writeVnet();
+      await writeBridge();
     }
   }
 }

@@ -66,7 +66,12 @@ const executors: Executors = {
   'add-address': async (s, b) => b.links.addAddress(await indexOf(b, s.bridge), s.address, s.prefix),
   'delete-address': async (s, b) => {
     const link = await b.links.getLinkByName(s.bridge);
-    if (link) await b.links.delAddress(link.index, s.address, s.prefix);
+    try {
+      if (link) await b.links.delAddress(link.index, s.address, s.prefix);
+    } catch (err) {
+      // gone already (its owner removed it): what the step wanted
+      if (errnoOf(err) !== 'EADDRNOTAVAIL') throw err;
+    }
   },
   'set-sysctl': async (s, b) => b.sysctl.write(s.key, s.value),
   firewall: async (s, b, j) => {

@@ -7,8 +7,9 @@
 import type { Desired, DesiredNetwork } from '../desired/model.js';
 import { chainsOf } from '../firewall/rules.js';
 import { baseIntact, changePart, holdsAny, partIntact, rebuild, removeStrays, simulate, strays, type Part, type TableState } from '../firewall/table.js';
-import { overlaps, parseIfAddress, parseSubnet, subnetOf } from '../net/ip.js';
 import { VnetError } from '../api/errors.js';
+import { describeConflict, subnetConflict } from './conflicts.js';
+import { addedAddresses } from './journal.js';
 import type { Observed } from './observed.js';
 import type { PlannedStep } from './steps.js';
 
@@ -28,7 +29,10 @@ export interface Scope {
 
 const inScope = (scope: Scope, name: string) => scope.names.has(name);
 
-/** Refuse a network whose bridge or subnet something else on the host already uses. */
+/**
+ * Refuse a network whose bridge or subnet something else on the host already uses, or whose
+ * existing bridge (forward = "bridge") is missing or no bridge.
+ */
 export function checkConflicts(n: DesiredNetwork, o: Observed): void {
   const { spec } = n;
   const bridge = spec.bridge.name;
@@ -40,41 +44,36 @@ export function checkConflicts(n: DesiredNetwork, o: Observed): void {
         `vnet never adopts or deletes it (is libvirt's network running? try \`virsh net-destroy\`, or choose another \`bridge\` in ${spec.source})`,
     );
   }
-  const ours = link?.index;
-  const nameOf = (index: number | undefined) => o.links.find((l) => l.index === index)?.name ?? `ifindex ${index}`;
-  for (const a of spec.addresses) {
-    const net = subnetOf(a);
-    const key = a.family === 4 ? 'address' : 'address6';
-    for (const r of o.routes) {
-      const dst = parseSubnet(r.dst);
-      if (!dst || dst.prefix === 0 || r.oif === ours || !overlaps(dst, net)) continue;
-      throw new PlanError(
-        'EADDRINUSE',
-        `network "${spec.name}": subnet ${a.cidr} is already in use by interface ${nameOf(r.oif)} (route ${r.dst}); choose another \`${key}\` in ${spec.source}`,
-      );
-    }
-    for (const x of o.addresses) {
-      if (x.index === ours || x.family !== a.family) continue;
-      const theirs = parseIfAddress(`${x.address}/${x.prefix}`);
-      if (!theirs || !overlaps(net, subnetOf(theirs))) continue;
-      throw new PlanError(
-        'EADDRINUSE',
-        `network "${spec.name}": subnet ${a.cidr} is already in use by interface ${nameOf(x.index)} (address ${x.address}/${x.prefix}); choose another \`${key}\` in ${spec.source}`,
-      );
-    }
-  }
+  if (!spec.bridge.managed && !link)
+    throw new PlanError('ENODEV', `network "${spec.name}": bridge ${bridge} does not exist; forward = "bridge" uses a bridge vnet does not create (make it first, e.g. with NetworkManager)`);
+  if (!spec.bridge.managed && link?.kind !== 'bridge')
+    throw new PlanError('EINVAL', `network "${spec.name}": interface ${bridge} is not a bridge; forward = "bridge" puts taps only on a bridge`);
+  // a subnet already up on the bridge stays up: what overlaps it since is reported, not refused
+  const c = subnetConflict(spec, o, { newOnly: true });
+  if (c) throw new PlanError('EADDRINUSE', `network "${spec.name}": ${describeConflict(c)}; choose another \`${c.key}\` in ${spec.source}`);
 }
 
-/** Link, link sysctls, MTU, addresses and the UP flag of one network. */
+/**
+ * Link, link sysctls, MTU (of the bridge and every tap on it), addresses and the UP flag of one
+ * network. A bridge vnet does not own (forward = "bridge") is never created, deleted, raised or
+ * lowered, and loses only the addresses vnet recorded adding to it.
+ */
 function linkSteps(n: DesiredNetwork, o: Observed): { down: PlannedStep[]; up: PlannedStep[] } {
   const down: PlannedStep[] = [];
   const up: PlannedStep[] = [];
   const name = n.name;
   const bridge = n.spec.bridge.name;
+  const managed = n.spec.bridge.managed;
   const link = o.links.find((l) => l.name === bridge);
   const owned = !!link && o.journal.owned.get(bridge) === link.index;
+  const have = link ? o.addresses.filter((a) => a.index === link.index) : [];
+  const added = addedAddresses(o.journal, bridge);
+  // what vnet may take off the bridge: anything on its own, only what it added on somebody else's
+  const removable = have.filter((a) => (managed ? !(a.family === 6 && a.address.startsWith('fe80:')) : added.has(`${a.address}/${a.prefix}`)));
+  const removeAddress = (a: { address: string; prefix: number }): PlannedStep => ({ step: { kind: 'delete-address', network: name, bridge, address: a.address, prefix: a.prefix } });
   if (!n.bridge) {
-    if (link && owned && n.spec.bridge.managed) down.push({ step: { kind: 'delete-bridge', network: name, bridge } });
+    if (link && owned && managed) down.push({ step: { kind: 'delete-bridge', network: name, bridge } });
+    if (link && !managed) down.push(...removable.map(removeAddress));
     return { down, up };
   }
   const want = n.bridge;
@@ -87,23 +86,22 @@ function linkSteps(n: DesiredNetwork, o: Observed): { down: PlannedStep[]; up: P
   } else if (want.mtu !== undefined && link.mtu !== want.mtu) {
     up.push({ step: { kind: 'set-link', network: name, bridge, mtu: want.mtu } });
   }
+  // a tap copies the bridge's MTU when it is attached; one attached before the MTU changed follows it
+  if (link && want.mtu !== undefined) {
+    for (const tap of o.links) if (tap.master === link.index && tap.kind === 'tun' && tap.mtu !== want.mtu) up.push({ step: { kind: 'set-link', network: name, bridge: tap.name, mtu: want.mtu } });
+  }
   for (const s of n.linkSysctls) {
     // a bridge about to be made has the kernel's defaults
     if (link && o.sysctls.get(s.key) === s.value) continue;
     up.push({ step: { kind: 'set-sysctl', key: s.key, value: s.value } });
   }
-  const have = link ? o.addresses.filter((a) => a.index === link.index) : [];
-  for (const a of have) {
-    if (a.family === 6 && a.address.startsWith('fe80:')) continue; // the kernel's link-local address
-    if (n.addresses.some((w) => w.address === a.address && w.prefix === a.prefix)) continue;
-    down.push({ step: { kind: 'delete-address', network: name, bridge, address: a.address, prefix: a.prefix } });
-  }
+  for (const a of removable) if (!n.addresses.some((w) => w.address === a.address && w.prefix === a.prefix)) down.push(removeAddress(a));
   for (const w of n.addresses) {
     if (have.some((a) => a.address === w.address && a.prefix === w.prefix)) continue;
-    const addr = { network: name, bridge, address: w.address, prefix: w.prefix };
-    up.push({ step: { kind: 'add-address', ...addr }, undo: { kind: 'delete-address', ...addr } });
+    const addr = { network: name, bridge, address: w.address, prefix: w.prefix, ...(managed ? {} : { foreign: true }) };
+    up.push({ step: { kind: 'add-address', ...addr }, undo: { kind: 'delete-address', network: name, bridge, address: w.address, prefix: w.prefix } });
   }
-  if (!link?.up) up.push({ step: { kind: 'set-link', network: name, bridge, up: true } });
+  if (managed && !link?.up) up.push({ step: { kind: 'set-link', network: name, bridge, up: true } });
   return { down, up };
 }
 
@@ -205,6 +203,15 @@ export function diff(d: Desired, o: Observed, scope: Scope): PlannedStep[] {
       for (const bridge of bound) {
         if (wanted.has(bridge) || nets.some((n) => n.spec.bridge.name === bridge)) continue;
         orphans.push({ step: { kind: 'host-firewall', integration, network: '', bridge, bind: false, mode: 'nat' } });
+      }
+    }
+    // addresses vnet put on bridges it does not own, for networks no definition wants any more
+    for (const [bridge, cidrs] of o.journal.addresses) {
+      if ([...d.networks.values()].some((n) => n.spec.bridge.name === bridge)) continue;
+      const link = o.links.find((l) => l.name === bridge);
+      for (const a of o.addresses) {
+        if (a.index !== link?.index || !cidrs.has(`${a.address}/${a.prefix}`)) continue;
+        orphans.push({ step: { kind: 'delete-address', network: '', bridge, address: a.address, prefix: a.prefix } });
       }
     }
     // bridges vnet made for networks no definition wants any more

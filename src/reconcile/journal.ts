@@ -1,7 +1,9 @@
 /**
  * What vnet has done to the host that the host itself cannot tell: which bridges vnet created
  * (so it never adopts or deletes one it did not make), which creations had begun (a crash
- * between the kernel call and the record), and the sysctls it changed with their old values.
+ * between the kernel call and the record), the sysctls it changed with their old values, and
+ * the addresses it put on bridges it does not own (forward = "bridge": it removes those, and
+ * never one the bridge's owner gave it).
  * A pure reducer over steps: the applier feeds it every step before and after it runs.
  */
 import type { Step } from './steps.js';
@@ -13,6 +15,8 @@ export interface Journal {
   pending: Set<string>;
   /** sysctl key → the value it had before vnet changed it */
   sysctls: Map<string, string>;
+  /** bridge vnet does not own → the addresses ("10.0.0.1/24") vnet added to it */
+  addresses: Map<string, Set<string>>;
 }
 
 export type JournalEvent =
@@ -21,11 +25,28 @@ export type JournalEvent =
   | { phase: 'failed' };
 
 export function emptyJournal(): Journal {
-  return { owned: new Map(), pending: new Set(), sysctls: new Map() };
+  return { owned: new Map(), pending: new Set(), sysctls: new Map(), addresses: new Map() };
 }
 
 function copy(j: Journal): Journal {
-  return { owned: new Map(j.owned), pending: new Set(j.pending), sysctls: new Map(j.sysctls) };
+  const addresses = new Map([...j.addresses].map(([b, set]) => [b, new Set(set)]));
+  return { owned: new Map(j.owned), pending: new Set(j.pending), sysctls: new Map(j.sysctls), addresses };
+}
+
+/** The addresses vnet recorded adding to `bridge` (one it does not own). */
+export function addedAddresses(j: Journal, bridge: string): ReadonlySet<string> {
+  return j.addresses.get(bridge) ?? new Set();
+}
+
+function withAddress(j: Journal, bridge: string, cidr: string, present: boolean): Journal {
+  if (addedAddresses(j, bridge).has(cidr) === present) return j;
+  const next = copy(j);
+  const set = next.addresses.get(bridge) ?? new Set<string>();
+  if (present) set.add(cidr);
+  else set.delete(cidr);
+  if (set.size) next.addresses.set(bridge, set);
+  else next.addresses.delete(bridge);
+  return next;
 }
 
 /** The journal after `event` of `step`; the same object when nothing changes (no write needed). */
@@ -61,6 +82,17 @@ export function record(j: Journal, step: Step, event: JournalEvent): Journal {
       }
       return j;
     }
+    case 'add-address': {
+      if (!step.foreign) return j;
+      // write-ahead: recorded before the kernel call, so a crash right after it still knows the
+      // address is vnet's; a failed add (EEXIST: somebody else's) is not vnet's
+      const cidr = `${step.address}/${step.prefix}`;
+      if (event.phase === 'before') return withAddress(j, step.bridge, cidr, true);
+      if (event.phase === 'failed') return withAddress(j, step.bridge, cidr, false);
+      return j;
+    }
+    case 'delete-address':
+      return event.phase === 'done' ? withAddress(j, step.bridge, `${step.address}/${step.prefix}`, false) : j;
     default:
       return j;
   }
@@ -74,11 +106,25 @@ export function adopt(j: Journal, bridge: string, index: number): Journal {
   return next;
 }
 
-/** Forget owned bridges that are gone (or replaced: another ifindex) and pending ones that were settled. */
-export function prune(j: Journal, links: ReadonlyArray<{ name: string; index: number }>): Journal {
+/**
+ * Forget owned bridges that are gone (or replaced: another ifindex), pending ones that were
+ * settled, and added addresses that are no longer there (their bridge went, or someone removed them).
+ */
+export function prune(
+  j: Journal,
+  links: ReadonlyArray<{ name: string; index: number }>,
+  addresses: ReadonlyArray<{ index: number; address: string; prefix: number }>,
+): Journal {
   const next = copy(j);
   for (const [name, index] of j.owned) if (!links.some((l) => l.name === name && l.index === index)) next.owned.delete(name);
   next.pending.clear();
+  for (const [bridge, set] of j.addresses) {
+    const link = links.find((l) => l.name === bridge);
+    const there = new Set(addresses.filter((a) => a.index === link?.index).map((a) => `${a.address}/${a.prefix}`));
+    const kept = new Set([...set].filter((c) => there.has(c)));
+    if (kept.size) next.addresses.set(bridge, kept);
+    else next.addresses.delete(bridge);
+  }
   return next;
 }
 
@@ -86,12 +132,16 @@ export interface JournalJson {
   owned: Record<string, number>;
   pending: string[];
   sysctls: Record<string, string>;
+  /** absent in files written before vnet put addresses on bridges it does not own */
+  addresses?: Record<string, string[]>;
 }
 
 export function journalToJson(j: Journal): JournalJson {
-  return { owned: Object.fromEntries(j.owned), pending: [...j.pending], sysctls: Object.fromEntries(j.sysctls) };
+  const addresses = Object.fromEntries([...j.addresses].map(([b, set]) => [b, [...set].sort()]));
+  return { owned: Object.fromEntries(j.owned), pending: [...j.pending], sysctls: Object.fromEntries(j.sysctls), addresses };
 }
 
 export function journalFromJson(v: JournalJson): Journal {
-  return { owned: new Map(Object.entries(v.owned)), pending: new Set(v.pending), sysctls: new Map(Object.entries(v.sysctls)) };
+  const addresses = new Map(Object.entries(v.addresses ?? {}).filter(([, l]) => Array.isArray(l)).map(([b, l]) => [b, new Set(l.map(String))]));
+  return { owned: new Map(Object.entries(v.owned)), pending: new Set(v.pending), sysctls: new Map(Object.entries(v.sysctls)), addresses };
 }

@@ -70,13 +70,13 @@ export class Reconciler {
    * owned bridges that are gone are forgotten.
    */
   async settle(_lock: Lock): Promise<void> {
-    const links = await this.opts.backends.links.listLinks();
+    const [links, addresses] = await Promise.all([this.opts.backends.links.listLinks(), this.opts.backends.links.listAddresses()]);
     let j = this.journal;
     for (const name of j.pending) {
       const link = links.find((l) => l.name === name);
       if (link?.kind === 'bridge' && link.mac === bridgeMac(name)) j = adopt(j, name, link.index);
     }
-    j = prune(j, links);
+    j = prune(j, links, addresses);
     if (j !== this.journal) {
       this.journal = j;
       await this.opts.save(j);

@@ -9,8 +9,10 @@ import type { ForwardMode } from '../spec/spec.js';
 export type Step =
   | { kind: 'create-bridge'; network: string; bridge: string; mac: string; mtu?: number }
   | { kind: 'delete-bridge'; network: string; bridge: string }
+  /** `bridge`: the network's bridge, or a tap on it (a tap follows the bridge's MTU) */
   | { kind: 'set-link'; network: string; bridge: string; up?: boolean; mtu?: number }
-  | { kind: 'add-address'; network: string; bridge: string; address: string; prefix: number }
+  /** `foreign`: the bridge is not vnet's (forward = "bridge"), so the journal records the address as vnet's */
+  | { kind: 'add-address'; network: string; bridge: string; address: string; prefix: number; foreign?: boolean }
   | { kind: 'delete-address'; network: string; bridge: string; address: string; prefix: number }
   /** `restore`: the value before vnet changed it, journaled so that it can be put back */
   | { kind: 'set-sysctl'; key: string; value: string; restore?: string }

@@ -13,9 +13,10 @@ import type { Level } from '../desired/model.js';
 import type { NetworkState } from '../model.js';
 import { VnetError } from '../api/errors.js';
 import { ApplyError } from '../reconcile/apply.js';
+import type { SubnetConflict } from '../reconcile/conflicts.js';
 import { PlanError, type Scope } from '../reconcile/diff.js';
 import type { Mode, Reconciler } from '../reconcile/reconciler.js';
-import type { NetworkSpec } from '../spec/spec.js';
+import { unresolved, type NetworkSpec } from '../spec/spec.js';
 import type { Clock, Timer } from '../sys/clock.js';
 import type { Lock, Mutex } from '../sys/mutex.js';
 
@@ -29,12 +30,16 @@ export interface NetworkRecord {
   pinned: boolean;
   reason?: string;
   idleTimer?: Timer;
+  /** while up: something on the host took (part of) its subnet since it came up */
+  conflict?: SubnetConflict;
 }
 
 export interface RuntimeEvents {
   state: [name: string, state: NetworkState, reason: string | undefined];
   /** a record changed in a way a restarted vnetd must know */
   changed: [];
+  /** a conflict with the host's routes appeared, changed or cleared (undefined) while the network is up */
+  conflict: [name: string, conflict: SubnetConflict | undefined];
 }
 
 
@@ -47,10 +52,17 @@ export interface RuntimeOptions {
   tapsOn(network: string): number;
   /** save the records now (write-ahead: a network's intent is on disk before its first step) */
   persist(): Promise<void>;
+  /**
+   * The spec to bring up, from one that is down: address = "auto" gets a subnet free on the host
+   * now (it needs the host's routes, so parsing cannot do it). Default: as it is.
+   */
+  prepare?(spec: NetworkSpec): Promise<NetworkSpec>;
 }
 
 export class NetworkRuntime extends EventEmitter<RuntimeEvents> {
   private readonly records = new Map<string, NetworkRecord>();
+  /** the autostart networks brought up since the host started (kept in the runtime folder's state) */
+  private readonly autostarted = new Set<string>();
   private closed = false;
 
   constructor(private readonly opts: RuntimeOptions) {
@@ -63,6 +75,11 @@ export class NetworkRuntime extends EventEmitter<RuntimeEvents> {
 
   all(): ReadonlyArray<Readonly<NetworkRecord>> {
     return [...this.records.values()];
+  }
+
+  /** The autostart networks a vnetd brought up since the host started: not again until it restarts. */
+  autostartedNames(): string[] {
+    return [...this.autostarted].sort();
   }
 
   /** Is any network up or changing? (A stub is only an UP bridge: it needs no daemon.) */
@@ -86,12 +103,25 @@ export class NetworkRuntime extends EventEmitter<RuntimeEvents> {
 
   /**
    * Start-up: converge every adopted network to its level (each on its own: one that cannot come
-   * back does not keep the others down), then sweep what no network accounts for.
+   * back does not keep the others down), then sweep what no network accounts for. Stubs are raised;
+   * autostart networks come up pinned, once per boot (`boot.done`: those a vnetd of this boot
+   * already started), so a `vnet down` holds across vnetd restarts until the host restarts.
    */
-  async restore(lock: Lock, stubs: readonly NetworkSpec[]): Promise<void> {
+  async restore(lock: Lock, stubs: readonly NetworkSpec[], boot: { autostart?: readonly NetworkSpec[]; done?: Iterable<string> } = {}): Promise<void> {
+    for (const name of boot.done ?? []) this.autostarted.add(name);
     for (const spec of stubs) if (!this.records.has(spec.name)) this.records.set(spec.name, { spec, state: 'down', level: 'stub', pinned: false });
+    for (const spec of boot.autostart ?? []) {
+      if (this.autostarted.has(spec.name)) continue;
+      this.autostarted.add(spec.name);
+      this.opts.log.info({ network: spec.name }, 'autostart');
+      const r = this.records.get(spec.name);
+      if (r) Object.assign(r, { spec, level: 'up', pinned: true });
+      else this.records.set(spec.name, { spec, state: 'starting', level: 'up', pinned: true });
+    }
     for (const r of [...this.records.values()]) {
       try {
+        // an "auto" network coming up for the first time (autostart) needs its subnet first
+        if (r.level === 'up' && unresolved(r.spec) && this.opts.prepare) r.spec = await this.opts.prepare(r.spec);
         await this.converge(lock, r, r.level, r.level === 'down' ? 'best-effort' : 'rollback');
         this.finish(r);
       } catch (err) {
@@ -124,6 +154,7 @@ export class NetworkRuntime extends EventEmitter<RuntimeEvents> {
     r.level = 'up';
     this.setState(r, 'starting');
     try {
+      if (this.opts.prepare) r.spec = spec = await this.opts.prepare(spec);
       await this.converge(lock, r, 'up', 'rollback');
     } catch (err) {
       // never left in "starting": back to the stub it was, gone, or failed (with taps or pinned)
@@ -194,6 +225,15 @@ export class NetworkRuntime extends EventEmitter<RuntimeEvents> {
     if (!r || r.level !== 'up') return;
     this.opts.log.error({ network: name, reason }, 'dnsmasq keeps failing; network marked failed');
     this.setState(r, 'failed', `dnsmasq keeps failing: ${reason}`);
+  }
+
+  /** The route watch saw a conflict appear, change or clear on an up network. Nothing is torn down. */
+  setConflict(name: string, conflict: SubnetConflict | undefined): void {
+    const r = this.records.get(name);
+    if (!r || (r.conflict === undefined && conflict === undefined)) return;
+    if (conflict) r.conflict = conflict;
+    else delete r.conflict;
+    this.emit('conflict', name, conflict);
   }
 
   /** A tap on the network went (or a bring-up for a tap did not lead to one): maybe idle down later. */
@@ -268,6 +308,11 @@ export class NetworkRuntime extends EventEmitter<RuntimeEvents> {
   private setState(r: NetworkRecord, state: NetworkState, reason?: string): void {
     r.state = state;
     r.reason = reason;
+    // a conflict is about the subnet in use: one going down or to its stub has none left
+    if (r.conflict && (state === 'stopping' || state === 'down' || state === 'stub')) {
+      delete r.conflict;
+      this.emit('conflict', r.spec.name, undefined);
+    }
     this.emit('state', r.spec.name, state, reason);
     this.emit('changed');
   }

@@ -24,12 +24,15 @@ export interface SavedState {
   networks: Record<string, SavedNetwork>;
   /** foreign taps (on bridges vnet does not manage): still counted for quotas */
   foreignTaps: TapInfo[];
+  /** autostart networks already brought up since the host started (the file lives in /run) */
+  autostarted: string[];
 }
 
 interface FileV2 extends JournalJson {
   version: 2;
   networks: Record<string, SavedNetwork>;
   foreignTaps?: TapInfo[];
+  autostarted?: string[];
 }
 
 /** The format vnet 0.1 wrote. */
@@ -48,10 +51,10 @@ export function parseStateFile(text: string): SavedState {
   if (v.version === 1) {
     // v1 kept "forwarding was switched on by vnet" as a flag: the value to restore is 0
     const sysctls: Record<string, string> = v.forwardingByVnet ? { 'net/ipv4/ip_forward': '0' } : {};
-    return { journal: journalFromJson({ owned: v.owned, pending: v.pending ?? [], sysctls }), networks: v.networks, foreignTaps: [] };
+    return { journal: journalFromJson({ owned: v.owned, pending: v.pending ?? [], sysctls }), networks: v.networks, foreignTaps: [], autostarted: [] };
   }
   if (v.version !== 2 || !Array.isArray(v.pending) || typeof v.sysctls !== 'object') throw new Error(`unknown version ${String((v as { version?: unknown }).version)}`);
-  return { journal: journalFromJson(v), networks: v.networks, foreignTaps: v.foreignTaps ?? [] };
+  return { journal: journalFromJson(v), networks: v.networks, foreignTaps: v.foreignTaps ?? [], autostarted: Array.isArray(v.autostarted) ? v.autostarted.map(String) : [] };
 }
 
 export class StateFile {
@@ -64,7 +67,7 @@ export class StateFile {
     try {
       text = await readFile(this.file, 'utf8');
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { journal: emptyJournal(), networks: {}, foreignTaps: [] };
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { journal: emptyJournal(), networks: {}, foreignTaps: [], autostarted: [] };
       throw err;
     }
     try {
@@ -78,7 +81,7 @@ export class StateFile {
   save(state: () => SavedState): Promise<void> {
     return this.saving.run(async () => {
       const s = state();
-      const file: FileV2 = { version: 2, ...journalToJson(s.journal), networks: s.networks, foreignTaps: s.foreignTaps };
+      const file: FileV2 = { version: 2, ...journalToJson(s.journal), networks: s.networks, foreignTaps: s.foreignTaps, autostarted: s.autostarted };
       await writeFileAtomic(this.file, JSON.stringify(file, null, 1) + '\n', { mode: 0o644 });
     });
   }

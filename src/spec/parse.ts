@@ -14,7 +14,7 @@ import { forward } from './keys/forward.js';
 import { lifecycle } from './keys/lifecycle.js';
 import { link, mtu } from './keys/link.js';
 import { show, type KeyParser, type Section } from './keys/section.js';
-import type { NetworkSpec } from './spec.js';
+import { primary4, type NetworkSpec } from './spec.js';
 
 export { show };
 
@@ -56,7 +56,7 @@ function blank(name: string, file: string): NetworkSpec {
     dhcp: { leaseMax: 253 },
     dns: {},
     access: {},
-    lifecycle: { onDemand: true, idleDown: 60, standby: 'none' },
+    lifecycle: { onDemand: true, idleDown: 60, standby: 'none', autostart: false },
   };
 }
 
@@ -105,8 +105,13 @@ export function builtinDefault(): NetworkSpec {
   });
 }
 
-/** A short one-line summary for `vnet check`: "virbr0 192.168.122.1/24 fd00:1::1/64 (nat)". */
+/** A short one-line summary for `vnet check`: "virbr0 192.168.122.1/24 fd00:1::1/64", "vnbr1 auto (10.200.0.1/24) (route)". */
 export function summary(spec: NetworkSpec): string {
-  return `${spec.bridge.name} ${spec.addresses.map((a) => `${a.address}/${a.prefix}`).join(' ')}`;
+  const cidr = (a: { address: string; prefix: number }) => `${a.address}/${a.prefix}`;
+  const v4 = primary4(spec);
+  const parts = spec.addresses.filter((a) => a !== v4).map(cidr);
+  if (spec.auto) parts.unshift(`auto (${v4 ? cidr(v4) : 'no subnet picked yet'})`);
+  else if (v4) parts.unshift(cidr(v4));
+  const mode = spec.forward.mode === 'nat' ? '' : ` (${spec.forward.mode})`;
+  return [spec.bridge.name, ...parts].join(' ') + mode;
 }
-

@@ -16,11 +16,33 @@ export type ForwardMode = 'nat' | 'route' | 'isolated' | 'open' | 'bridge';
  * - bridge: an existing bridge (NetworkManager's, the admin's) that vnet neither creates nor deletes.
  */
 export type Forward =
-  | { mode: 'nat' }
+  | ({ mode: 'nat' } & NatOptions)
   | { mode: 'route' }
   | { mode: 'isolated' }
   | { mode: 'open' }
   | { mode: 'bridge' };
+
+/** A range of IPv4 addresses ("198.51.100.10-198.51.100.20"); start === end for one address. */
+export interface AddressRange {
+  start: string;
+  end: string;
+}
+
+/** A range of ports, 1..65535, start <= end. */
+export interface PortRange {
+  start: number;
+  end: number;
+}
+
+/** What libvirt's `<nat>` offers: where NAT happens and what it translates to. */
+export interface NatOptions {
+  /** masquerade only out of this interface, and forward only to and from it (libvirt's `<forward dev>`) */
+  interface?: string;
+  /** SNAT to these addresses instead of masquerade */
+  address?: AddressRange;
+  /** source ports of translated TCP and UDP; default 1024-65535 (never a privileged one) */
+  ports?: PortRange;
+}
 
 export interface BridgeSpec {
   /** interface name, validated (names.ts) */
@@ -63,6 +85,8 @@ export interface LifecycleSpec {
   idleDown: number;
   /** "stub": keep an UP bridge (no address, rules or dnsmasq) while idle */
   standby: Standby;
+  /** vnetd brings the network up when it starts (once per boot) and keeps it up, as libvirt's net-autostart */
+  autostart: boolean;
 }
 
 /** Who a network belongs to: the admin's definitions, or (later) a user's own network. */
@@ -75,8 +99,16 @@ export interface NetworkSpec {
   source: string;
   owner: Owner;
   bridge: BridgeSpec;
-  /** the bridge's own addresses, tagged by family; at least one IPv4 address today */
+  /**
+   * the bridge's own addresses, tagged by family: one IPv4 address, except for forward = "bridge"
+   * (optional there) and for address = "auto" until vnetd picked its subnet (see `auto`)
+   */
   addresses: IfAddress[];
+  /**
+   * address = "auto": vnetd picks a free IPv4 subnet of this prefix length from its pool
+   * (runtime/auto-subnets.ts) and puts its first address and DHCP range in; the spec stays pure.
+   */
+  auto?: { prefixLength: number };
   forward: Forward;
   dhcp: DhcpSpec;
   dns: DnsSpec;
@@ -93,7 +125,12 @@ export function primary4(spec: NetworkSpec): IfAddress | undefined {
   return spec.addresses.find((a) => a.family === 4);
 }
 
-/** Does the network route traffic through the host (so IPv4 forwarding must be on)? */
+/** Does the network route traffic through the host (so IPv4 forwarding must be on)? "open" does, without rules. */
 export function forwards(spec: NetworkSpec): boolean {
-  return spec.forward.mode === 'nat' || spec.forward.mode === 'route';
+  return spec.forward.mode === 'nat' || spec.forward.mode === 'route' || spec.forward.mode === 'open';
+}
+
+/** address = "auto" and no subnet picked yet: nothing can be brought up before vnetd picks one. */
+export function unresolved(spec: NetworkSpec): boolean {
+  return spec.auto !== undefined && primary4(spec) === undefined;
 }

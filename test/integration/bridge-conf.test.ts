@@ -10,7 +10,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BridgeConf, BridgeConfError, renderVnetConf } from '../../src/qemu/bridge-conf.js';
 import { writeFileAtomic } from '../../src/sys/atomic-file.js';
-import { cleanupAll, createNetns, tempDir, type Netns } from '../support/netns.js';
+import { cleanupAll, createNetns, hostAndWan, tempDir, waitFor, type Netns } from '../support/netns.js';
+import { Vnetd, vnetEnv } from '../support/vnetd.js';
 
 /** The spawned processes run the compiled module from dist/, which the global setup built. */
 const DIST = path.join(path.resolve(import.meta.dirname, '../..'), 'dist');
@@ -77,9 +78,14 @@ beforeAll(async () => {
   ns = await createNetns('vbc');
   await ns.run('ip', ['link', 'add', 'vnbr0', 'type', 'bridge']);
   await ns.run('ip', ['link', 'add', 'other0', 'type', 'bridge']);
-  await ns.run('ip', ['link', 'set', 'vnbr0', 'up']);
-  await ns.run('ip', ['link', 'set', 'other0', 'up']);
+  await ns.run('ip', ['link', 'add', 'virbr0', 'type', 'bridge']);
+  for (const b of ['vnbr0', 'other0', 'virbr0']) await ns.run('ip', ['link', 'set', b, 'up']);
 });
+
+/** Does the file match gnome-boxes' test, ^allow.*virbr0 without the multiline flag (PCRE, as GLib's GRegex)? */
+async function boxesSees(file: string): Promise<boolean> {
+  return (await execa('grep', ['-qzP', '^allow.*virbr0', file], { reject: false })).exitCode === 0;
+}
 
 afterAll(async () => {
   await cleanupAll();
@@ -163,6 +169,61 @@ describe('BridgeConf with the stock qemu-bridge-helper', () => {
     await expect(conf.addBridge('all')).rejects.toThrow(BridgeConfError);
     await expect(conf.setBridges(['vnbr0', 'x\nallow all'])).rejects.toThrow(/"x\\nallow all"/);
     expect(await readdir(dir)).toEqual([]);
+  });
+});
+
+describe('gnome-boxes: `allow virbr0` on the first line', () => {
+  it('is added while virbr0 is open, an admin\'s `deny virbr0` still wins in the real helper, and it goes again byte for byte', async () => {
+    const dir = tempDir();
+    const file = path.join(dir, 'bridge.conf');
+    const admin = Buffer.from('# admin\r\ndeny virbr0\r\n# caf\xe9', 'latin1');
+    await writeFile(file, admin);
+    expect(await boxesSees(file)).toBe(false);
+    const conf = new BridgeConf(dir);
+    await conf.setBridges(['virbr0', 'vnbr0']);
+    expect(await boxesSees(file)).toBe(true);
+    expect((await readBytes(file)).toString('latin1')).toBe(`allow virbr0\r\ninclude ${dir}/vnet.conf\r\n${admin.toString('latin1')}`);
+    const denied = await runHelper(dir, 'virbr0');
+    expect(denied.fds).toBe(0);
+    expect(denied.stderr).toContain('access denied by acl file');
+    expect(await runHelper(dir, 'vnbr0')).toMatchObject({ rc: 0, fds: 1, master: 'vnbr0' });
+    // virbr0 gets allow lists: vnet's line goes, the rest stays
+    await conf.setBridges(['vnbr0']);
+    expect((await readBytes(file)).toString('latin1')).toBe(`include ${dir}/vnet.conf\r\n${admin.toString('latin1')}`);
+    await conf.setBridges([]);
+    expect(await readBytes(file)).toEqual(admin);
+  });
+
+  it('without a deny the real helper lets virbr0 through; an admin\'s own first line is never removed', async () => {
+    const dir = tempDir();
+    const file = path.join(dir, 'bridge.conf');
+    await writeFile(file, 'allow virbr0\n# mine\n');
+    const conf = new BridgeConf(dir);
+    await conf.setBridges(['virbr0']);
+    expect(await readFile(file, 'utf8')).toBe(`allow virbr0\ninclude ${dir}/vnet.conf\n# mine\n`);
+    expect(await runHelper(dir, 'virbr0')).toMatchObject({ rc: 0, fds: 1, master: 'virbr0' });
+    await conf.setBridges([]);
+    expect(await readFile(file, 'utf8')).toBe('allow virbr0\n# mine\n');
+    expect(await runHelper(dir, 'virbr0')).toMatchObject({ rc: 0, fds: 1, master: 'virbr0' });
+  });
+
+  it('vnetd does it for the built-in default, and takes it back when default gets allow-users', async () => {
+    const { host } = await hostAndWan();
+    const env = vnetEnv();
+    const file = path.join(env.VNET_QEMU_CONF_DIR, 'bridge.conf');
+    await writeFile(file, '# admin\n');
+    const vnetd = await new Vnetd(host, env).start();
+    try {
+      await waitFor('the first line', () => boxesSees(file));
+      expect(await readFile(file, 'utf8')).toBe(`allow virbr0\ninclude ${env.VNET_QEMU_CONF_DIR}/vnet.conf\n# admin\n`);
+      await writeFile(path.join(env.VNET_CONFIG_DIR, 'networks', 'default.toml'), 'bridge = "virbr0"\naddress = "192.168.122.1/24"\nallow-users = ["root"]\n');
+      await waitFor('the line to go', async () => {
+        await vnetd.cli(['status']); // each status syncs bridge.conf with the definitions
+        return (await readFile(file, 'utf8')) === '# admin\n';
+      });
+    } finally {
+      await vnetd.stop();
+    }
   });
 });
 

@@ -204,8 +204,9 @@ describe('bad input changes nothing', () => {
     expect(r.stdout).toMatch(/^ok\s+default \(built-in\): virbr0 192\.168\.122\.1\/24$/m);
     for (const name of ['bad-address', 'long-name', 'slash', 'space', 'ctrl', 'unknown', 'overlap'])
       expect(r.stderr).toMatch(new RegExp(`^error\\s+\\S*/${name}\\.toml: key`, 'm'));
-    // a subnet clash with the host is a fact of the running system, seen at `up`, not in the file
-    expect(r.stdout).toMatch(/^ok\s+uplink /m);
+    // a subnet clash with the host is named too, in the words `vnet up` refuses it with
+    expect(r.stderr).toMatch(/^error\s+\S*\/uplink\.toml: network "uplink": subnet 198\.51\.100\.0\/24 is already in use by interface up0 \(route 198\.51\.100\.0\/24\); choose another `address`$/m);
+    expect(r.stdout).not.toMatch(/^ok\s+uplink /m);
   });
 
   it('an unknown network is a clear error', async () => {

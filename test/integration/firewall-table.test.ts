@@ -18,6 +18,12 @@ let nft: Nft;
 const nat = firewallPart(builtinDefault())!;
 const iso = firewallPart(parseDefinition('lab', 'lab.toml', 'bridge = "vnlab0"\naddress = "10.20.0.1/24"\nforward = "isolated"\n'))!;
 const other = firewallPart(parseDefinition('office', 'office.toml', 'bridge = "vnoff0"\naddress = "10.30.0.1/16"\n'))!;
+const routed = firewallPart(parseDefinition('dmz', 'dmz.toml', 'bridge = "vndmz0"\naddress = "10.40.0.1/24"\naddress6 = "fd00:40::1/64"\nforward = "route"\n'))!;
+const snatRange = firewallPart(
+  parseDefinition('snat', 'snat.toml', 'bridge = "vnsn0"\naddress = "10.50.0.1/24"\nnat-interface = "up0"\nnat-address = "198.51.100.10-198.51.100.20"\nnat-ports = "20000-29999"\n'),
+)!;
+const snatOne = firewallPart(parseDefinition('snat1', 'snat1.toml', 'bridge = "vnsn1"\naddress = "10.51.0.1/24"\nnat-address = "198.51.100.9"\nnat-ports = "5000-5000"\n'))!;
+const masqPorts = firewallPart(parseDefinition('mp', 'mp.toml', 'bridge = "vnmp0"\naddress = "10.52.0.1/24"\nnat-ports = "40000-50000"\n'))!;
 
 /** An Nft whose binary runs inside the test namespace. */
 function nftIn(netns: Netns): Nft {
@@ -47,6 +53,28 @@ describe('vnet table in the real nft', () => {
     expect(partIntact(listed, iso)).toBe(true);
     expect(strays(listed, [nat, iso])).toEqual({ chains: [], elements: [] });
     same(simulate({ exists: false, chains: new Map(), maps: new Map() }, tx), listed);
+  });
+
+  it('reads back exactly what it wrote for a routed network (v4 and v6) and NAT with nat-interface, nat-address and nat-ports', async () => {
+    const parts = [nat, routed, snatRange, snatOne, masqPorts];
+    try {
+      const tx = rebuild(parts);
+      await nft.apply(tx);
+      const listed = await nft.list();
+      expect(baseIntact(listed)).toBe(true);
+      for (const p of parts) expect(partIntact(listed, p), p.bridge).toBe(true);
+      expect(strays(listed, parts)).toEqual({ chains: [], elements: [] });
+      same(simulate({ exists: false, chains: new Map(), maps: new Map() }, tx), listed);
+      // and in nft's own words: what an admin reading `nft list` sees
+      const text = await ns.run('nft', ['list', 'table', 'inet', 'vnet']);
+      expect(text).toContain('oifname "up0" meta l4proto tcp snat ip to 198.51.100.10-198.51.100.20:20000-29999');
+      expect(text).toContain('snat ip to 198.51.100.9:5000');
+      expect(text).toContain('ip6 daddr fd00:40::/64 accept');
+      expect(text).toMatch(/chain nat-vnmp0 \{[^}]*masquerade to :40000-50000/);
+    } finally {
+      // the tests below start from the NAT and isolated networks
+      await nft.apply(rebuild([nat, iso]));
+    }
   });
 
   it('adds, replaces and removes one network touching only its own objects', async () => {

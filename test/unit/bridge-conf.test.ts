@@ -2,9 +2,12 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   aclBridgeProblem,
+  boxesSees,
   ensureInclude,
   isIncludeLine,
+  nextFiles,
   parseVnetConf,
+  recordedFirstLine,
   removeInclude,
   renderVnetConf,
   VNET_CONF_HEADER,
@@ -124,6 +127,78 @@ describe('renderVnetConf', () => {
       fc.property(fc.array(fc.stringMatching(/^[a-z][a-z0-9_.-]{0,14}$/), { maxLength: 20 }), (names) => {
         const ok = names.filter((n) => aclBridgeProblem(n) === undefined);
         expect(parseVnetConf(renderVnetConf(ok))).toEqual([...new Set(ok)].sort());
+      }),
+    );
+  });
+});
+
+describe('gnome-boxes: `allow virbr0` on the first line of bridge.conf', () => {
+  /** Apply nextFiles as BridgeConf does: the texts of both files after one sync. */
+  function sync(bridge: string | undefined, vnet: string | undefined, bridges: string[]): { bridge: string | undefined; vnet: string | undefined } {
+    const next = nextFiles(bridge, vnet, bridges, INC);
+    return { bridge: next.bridge ?? bridge, vnet: next.vnet ?? undefined };
+  }
+
+  it('sees what GLib\'s ^allow.*virbr0 without the multiline flag sees: the first line only', () => {
+    expect(boxesSees('allow virbr0\ninclude x\n', 'virbr0')).toBe(true);
+    expect(boxesSees('allow virbr0', 'virbr0')).toBe(true);
+    expect(boxesSees('allow   virbr0\r\n', 'virbr0')).toBe(true);
+    expect(boxesSees('include x\nallow virbr0\n', 'virbr0')).toBe(false);
+    expect(boxesSees('# allow virbr0\n', 'virbr0')).toBe(false);
+    expect(boxesSees('', 'virbr0')).toBe(false);
+  });
+
+  it('an open virbr0 puts the line on top, recorded in vnet.conf; the admin\'s lines stay byte for byte', () => {
+    const admin = '# admin\r\ndeny br9\r\n# no final newline';
+    const after = sync(admin, undefined, ['virbr0', 'vnbr1']);
+    expect(after.bridge).toBe(`allow virbr0\r\ninclude ${INC}\r\n${admin}`);
+    expect(recordedFirstLine(after.vnet!)).toBe('virbr0');
+    expect(parseVnetConf(after.vnet!)).toEqual(['virbr0', 'vnbr1']);
+    expect(sync(undefined, undefined, ['virbr0']).bridge).toBe(`allow virbr0\ninclude ${INC}\n`);
+    // a second sync changes nothing
+    expect(nextFiles(after.bridge, after.vnet, ['virbr0', 'vnbr1'], INC)).toEqual({ vnet: after.vnet, bridgeFirst: false });
+  });
+
+  it('removes only the line it recorded adding, when virbr0 gets allow lists or goes; the line first, then the record', () => {
+    const admin = '# admin\nallow br7\n';
+    const open = sync(admin, undefined, ['virbr0']);
+    const closed = nextFiles(open.bridge, open.vnet, ['vnbr1'], INC);
+    expect(closed).toEqual({ bridge: `include ${INC}\n${admin}`, vnet: renderVnetConf(['vnbr1']), bridgeFirst: true });
+    const gone = nextFiles(open.bridge, open.vnet, [], INC);
+    expect(gone).toEqual({ bridge: admin, vnet: null, bridgeFirst: true });
+  });
+
+  it('an admin\'s own first line `allow virbr0` is never recorded, so never removed', () => {
+    const admin = 'allow virbr0\n# mine\n';
+    const open = sync(admin, undefined, ['virbr0']);
+    // the include goes below it: gnome-boxes keeps seeing the admin's line
+    expect(open.bridge).toBe(`allow virbr0\ninclude ${INC}\n# mine\n`);
+    expect(sync('allow virbr0\r\n', undefined, ['virbr0']).bridge).toBe(`allow virbr0\r\ninclude ${INC}\r\n`);
+    expect(sync(sync('allow virbr0\r\n', undefined, ['virbr0']).bridge, undefined, []).bridge).toBe('allow virbr0\r\n');
+    expect(recordedFirstLine(open.vnet!)).toBeUndefined();
+    expect(sync(open.bridge, open.vnet, []).bridge).toBe(admin);
+    expect(sync(open.bridge, open.vnet, ['vnbr1']).bridge!.startsWith('allow virbr0\n')).toBe(true);
+  });
+
+  it('a line vnet added that the admin changed since is theirs: not removed, no longer recorded', () => {
+    const open = sync('# admin\n', undefined, ['virbr0']);
+    const edited = open.bridge!.replace(/^allow virbr0\n/, 'allow virbr0 virbr1\n');
+    const still = nextFiles(edited, open.vnet, ['virbr0'], INC);
+    expect(recordedFirstLine(still.vnet!)).toBeUndefined();
+    expect(sync(edited, open.vnet, []).bridge!.startsWith('allow virbr0 virbr1\n')).toBe(true);
+  });
+
+  it('property: for any admin text, opening and then closing virbr0 gives back the text byte for byte', () => {
+    const anyText = fc
+      .array(fc.oneof(fc.constantFrom('\n', '\r\n', 'allow ', 'deny virbr0', 'virbr0', 'include ', '#'), fc.string({ maxLength: 10 })), { maxLength: 20 })
+      .map((parts) => parts.join(''))
+      .chain((t) => fc.constantFrom(t, `allow virbr0\n${t}`, `allow virbr0\r\n${t}`))
+      .filter((t) => !t.split('\n').some((l) => isIncludeLine(l, INC)));
+    fc.assert(
+      fc.property(anyText, (t) => {
+        const open = sync(t, undefined, ['virbr0']);
+        expect(boxesSees(open.bridge!, 'virbr0')).toBe(true);
+        expect(sync(open.bridge, open.vnet, []).bridge ?? '').toBe(t);
       }),
     );
   });

@@ -15,6 +15,12 @@ import type { NetworkSpec } from '../../src/spec/spec.js';
 const goldenDir = path.join(import.meta.dirname, '__golden__');
 const nat = builtinDefault();
 const iso = parseDefinition('lab', 'lab.toml', 'bridge = "vnlab0"\naddress = "10.20.0.1/24"\nforward = "isolated"\n');
+const routed = parseDefinition('dmz', 'dmz.toml', 'bridge = "vndmz0"\naddress = "10.40.0.1/24"\naddress6 = "fd00:40::1/64"\nforward = "route"\n');
+const snat = parseDefinition(
+  'office',
+  'office.toml',
+  'bridge = "vnoff0"\naddress = "10.30.0.1/24"\nnat-interface = "up0"\nnat-address = "198.51.100.10-198.51.100.20"\nnat-ports = "20000-29999"\n',
+);
 
 /**
  * Compare with a stored golden file byte for byte. UPDATE_GOLDEN=1 rewrites the file and FAILS,
@@ -57,6 +63,50 @@ describe('what each forward mode holds', () => {
     expect(rulesOf(iso, 'from')).toEqual(['[{"reject":{"type":"icmpx","expr":"port-unreachable"}}]']);
     expect(firewallPart(iso)!.chains.some((c) => c.name === 'nat-vnlab0')).toBe(false);
     expect(rulesOf(iso, 'in').join()).toContain('67');
+  });
+
+  it('golden: the whole table for a routed network and a NAT network with libvirt\'s NAT options', () => {
+    expectGolden('table-route-natopts.json', rebuild([firewallPart(routed)!, firewallPart(snat)!]));
+  });
+
+  it('route: both ways for every subnet of the network, v4 and v6, no replies-only, no NAT', () => {
+    expect(rulesOf(routed, 'to')).toEqual([
+      '[{"match":{"op":"==","left":{"meta":{"key":"iifname"}},"right":"vndmz0"}},{"accept":null}]',
+      '[{"match":{"op":"==","left":{"payload":{"protocol":"ip","field":"daddr"}},"right":{"prefix":{"addr":"10.40.0.0","len":24}}}},{"accept":null}]',
+      '[{"match":{"op":"==","left":{"payload":{"protocol":"ip6","field":"daddr"}},"right":{"prefix":{"addr":"fd00:40::","len":64}}}},{"accept":null}]',
+      '[{"reject":{"type":"icmpx","expr":"port-unreachable"}}]',
+    ]);
+    expect(rulesOf(routed, 'from')).toEqual([
+      '[{"match":{"op":"==","left":{"payload":{"protocol":"ip","field":"saddr"}},"right":{"prefix":{"addr":"10.40.0.0","len":24}}}},{"accept":null}]',
+      '[{"match":{"op":"==","left":{"payload":{"protocol":"ip6","field":"saddr"}},"right":{"prefix":{"addr":"fd00:40::","len":64}}}},{"accept":null}]',
+      '[{"reject":{"type":"icmpx","expr":"port-unreachable"}}]',
+    ]);
+    expect(firewallPart(routed)!.chains.map((c) => c.name)).not.toContain('nat-vndmz0');
+    expect(firewallPart(routed)!.elements.map((e) => e.map)).toEqual(['to_bridge', 'from_bridge', 'in_bridge', 'guard4']);
+  });
+
+  it('NAT options: forwarding and translation only through nat-interface, SNAT to nat-address over nat-ports', () => {
+    expect(rulesOf(snat, 'to')[1]).toMatch(/^\[\{"match":\{"op":"==","left":\{"meta":\{"key":"iifname"\}\},"right":"up0"\}\},.*"established","related".*accept/);
+    expect(rulesOf(snat, 'from')[0]).toMatch(/"saddr".*"oifname"\}\},"right":"up0".*accept/);
+    const n = rulesOf(snat, 'nat');
+    expect(n[2]).toBe(
+      '[{"match":{"op":"!=","left":{"payload":{"protocol":"ip","field":"daddr"}},"right":{"prefix":{"addr":"10.30.0.0","len":24}}}},' +
+        '{"match":{"op":"==","left":{"meta":{"key":"oifname"}},"right":"up0"}},{"match":{"op":"==","left":{"meta":{"key":"l4proto"}},"right":"tcp"}},' +
+        '{"snat":{"family":"ip","addr":{"range":["198.51.100.10","198.51.100.20"]},"port":{"range":[20000,29999]}}}]',
+    );
+    expect(n[4]).toContain('{"snat":{"family":"ip","addr":{"range":["198.51.100.10","198.51.100.20"]}}}]');
+    expect(n.join()).not.toContain('masquerade');
+    // one address: nft lists it as a plain string, so vnet writes it so
+    const one = parseDefinition('o', 'o.toml', 'bridge = "vno1"\naddress = "10.31.0.1/24"\nnat-address = "198.51.100.9"\nnat-ports = "5000-5000"\n');
+    expect(rulesOf(one, 'nat')[3]).toContain('{"snat":{"family":"ip","addr":"198.51.100.9","port":{"range":[5000,5000]}}}');
+    // ports alone: masquerade over them
+    const ports = parseDefinition('p', 'p.toml', 'bridge = "vnp1"\naddress = "10.32.0.1/24"\nnat-ports = "40000-50000"\n');
+    expect(rulesOf(ports, 'nat').filter((r) => r.includes('{"masquerade":{"port":{"range":[40000,50000]}}}'))).toHaveLength(2);
+  });
+
+  it('"open" and "bridge" networks have no part in the table at all', () => {
+    expect(firewallPart({ ...nat, forward: { mode: 'open' } })).toBeUndefined();
+    expect(firewallPart(parseDefinition('b', 'b.toml', 'bridge = "br0"\nforward = "bridge"\naddress = "192.0.2.1/24"\n'))).toBeUndefined();
   });
 
   it('every chain of a network is entered through one map entry, keyed by its bridge, address or subnet', () => {
@@ -113,7 +163,7 @@ describe('names only ever travel as JSON values', () => {
     else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) (out.add(k), keys(x, out));
     return out;
   }
-  const SCHEMA = new Set(['nftables', 'add', 'delete', 'flush', 'table', 'chain', 'map', 'rule', 'element', 'family', 'name', 'table', 'type', 'hook', 'prio', 'policy', 'flags', 'elem', 'expr', 'match', 'op', 'left', 'right', 'meta', 'key', 'payload', 'protocol', 'field', 'ct', 'prefix', 'addr', 'len', 'accept', 'reject', 'expr', 'return', 'masquerade', 'port', 'range', 'vmap', 'data', 'jump', 'target']);
+  const SCHEMA = new Set(['nftables', 'add', 'delete', 'flush', 'table', 'chain', 'map', 'rule', 'element', 'family', 'name', 'table', 'type', 'hook', 'prio', 'policy', 'flags', 'elem', 'expr', 'match', 'op', 'left', 'right', 'meta', 'key', 'payload', 'protocol', 'field', 'ct', 'prefix', 'addr', 'len', 'accept', 'reject', 'expr', 'return', 'masquerade', 'snat', 'port', 'range', 'vmap', 'data', 'jump', 'target']);
 
   it('property: for any bridge name, the transaction uses only schema keys and the name only whole', () => {
     fc.assert(

@@ -128,3 +128,49 @@ describe('failures', () => {
     expect(b.firewall.table.exists).toBe(false);
   });
 });
+
+describe('autostart', () => {
+  const auto = (name: string, bridge: string, net: number) =>
+    parseDefinition(name, `${name}.toml`, `bridge = "${bridge}"\naddress = "10.${net}.0.1/24"\nautostart = true\nidle-down = 5\n`);
+
+  it('comes up pinned at start-up and never idles down; the name is kept as started this boot', async () => {
+    const { b, clock, mutex, rt, states } = setup();
+    await mutex.run((l) => rt.restore(l, [], { autostart: [auto('sys', 'vnsys0', 70)] }));
+    expect(rt.get('sys')).toMatchObject({ state: 'up', pinned: true, level: 'up' });
+    expect(b.links.links.find((l) => l.name === 'vnsys0')?.up).toBe(true);
+    expect(b.dhcp.servers.has('sys')).toBe(true);
+    expect(rt.active()).toBe(true); // what keeps VNET_IDLE_EXIT from stopping vnetd
+    rt.scheduleIdle(rt.get('sys') as never);
+    await clock.advance(3600_000);
+    expect(rt.get('sys')?.state).toBe('up');
+    expect(rt.autostartedNames()).toEqual(['sys']);
+    expect(states).toEqual(['sys:up']);
+  });
+
+  it('once per boot: after `vnet down`, a restarted vnetd of the same boot leaves it down', async () => {
+    const first = setup();
+    await first.mutex.run((l) => first.rt.restore(l, [], { autostart: [auto('sys', 'vnsys0', 70)] }));
+    await first.mutex.run((l) => first.rt.down(l, 'sys'));
+    const done = first.rt.autostartedNames();
+    const again = setup();
+    await again.mutex.run((l) => again.rt.restore(l, [], { autostart: [auto('sys', 'vnsys0', 70), auto('new', 'vnnew0', 71)], done }));
+    expect(again.rt.get('sys')).toBeUndefined();
+    expect(again.rt.get('new')?.state).toBe('up'); // autostart added to a definition since: comes up
+    expect(again.rt.autostartedNames()).toEqual(['new', 'sys']);
+  });
+
+  it('an autostart network that cannot come up is failed, with the reason, and the others still come up', async () => {
+    const { b, mutex, rt } = setup();
+    b.links.addForeign('vnsys0');
+    await mutex.run((l) => rt.restore(l, [], { autostart: [auto('sys', 'vnsys0', 70), auto('two', 'vntwo0', 72)] }));
+    expect(rt.get('sys')).toMatchObject({ state: 'failed', reason: expect.stringMatching(/vnsys0 already exists and was not created by vnet/) });
+    expect(rt.get('two')?.state).toBe('up');
+  });
+
+  it('a stub that is also autostart comes up, not just to its stub', async () => {
+    const { mutex, rt } = setup();
+    const s = parseDefinition('sys', 'sys.toml', 'bridge = "vnsys0"\naddress = "10.70.0.1/24"\nautostart = true\nstandby = "stub"\n');
+    await mutex.run((l) => rt.restore(l, [s], { autostart: [s] }));
+    expect(rt.get('sys')).toMatchObject({ state: 'up', pinned: true });
+  });
+});

@@ -11,10 +11,13 @@ export const firewall: Contributor = {
   },
 };
 
-/** While up, other firewalls on the host let the bridge through; "open" asks nothing of anyone. */
+/**
+ * While up, other firewalls on the host let the bridge through; "open" asks nothing of anyone, and
+ * a bridge vnet does not own ("bridge") is its owner's to place in a zone.
+ */
 export const hostFirewall: Contributor = {
   name: 'host-firewall',
   network(n) {
-    n.hostFirewall = n.level === 'up' && n.spec.forward.mode !== 'open';
+    n.hostFirewall = n.level === 'up' && n.spec.forward.mode !== 'open' && n.spec.forward.mode !== 'bridge';
   },
 };

@@ -1,4 +1,4 @@
-/** IPv4 forwarding is on while any network that routes through the host (nat, route) is up. */
+/** IPv4 forwarding is on while any network that routes through the host (nat, route, open) is up. */
 import { forwards } from '../../spec/spec.js';
 import type { Contributor } from '../model.js';
 

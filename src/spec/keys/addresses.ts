@@ -1,4 +1,7 @@
-/** The bridge's own addresses: `address` (IPv4, required) and `address6` (one or several IPv6). */
+/**
+ * The bridge's own addresses: `address` (IPv4; "auto" lets vnetd pick a free subnet; required
+ * except with forward = "bridge", whose bridge may carry its own) and `address6` (one or several IPv6).
+ */
 import { bridgeAddressProblem, contains, parseIfAddress, subnetOf, type IfAddress } from '../../net/ip.js';
 import { show, type Section } from './section.js';
 
@@ -13,10 +16,18 @@ function bridgeAddress(text: unknown, family: 4 | 6, example: string): IfAddress
   return bridgeAddressProblem(a) ?? a;
 }
 
+/** The prefix length of a subnet vnetd picks for address = "auto". */
+export const AUTO_PREFIX_LENGTH = 24;
+
 export const addresses: Section = {
-  required: ['address'],
   keys: {
     address(v, s) {
+      if (v === 'auto') {
+        s.auto = { prefixLength: AUTO_PREFIX_LENGTH };
+        s.addresses = s.addresses.filter((a) => a.family !== 4);
+        return undefined;
+      }
+      delete s.auto;
       const r = bridgeAddress(v, 4, '192.168.122.1/24');
       if (typeof r === 'string') return r;
       s.addresses = [r, ...s.addresses.filter((a) => a.family !== 4)];
@@ -36,5 +47,10 @@ export const addresses: Section = {
       s.addresses = [...s.addresses.filter((a) => a.family !== 6), ...out];
       return undefined;
     },
+  },
+  check(s, fail, has) {
+    const bridgeMode = s.forward.mode === 'bridge';
+    if (!has('address') && !bridgeMode) fail('address', undefined, 'is required (an IPv4 address with prefix length such as "10.10.0.1/24", or "auto")');
+    if (s.auto && bridgeMode) fail('address', 'auto', 'forward = "bridge" uses a bridge that exists already: give the address it should carry, or none');
   },
 };

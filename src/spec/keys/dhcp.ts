@@ -25,12 +25,14 @@ export const dhcp: Section = {
   check(s, fail) {
     const range = s.dhcp.range4;
     const v4 = primary4(s);
-    if (!range || !v4) return;
+    if (!range) return;
     const shown = [range.start, range.end];
-    const net = subnetOf(v4);
-    if (!contains(net, range.start) || !contains(net, range.end)) fail('dhcp-range', shown, `must lie inside the network ${v4.cidr} of \`address\``);
+    if (s.auto) fail('dhcp-range', shown, 'with address = "auto" vnet picks the subnet, and the range with it (.2 to the last address); leave dhcp-range out');
+    if (!v4) fail('dhcp-range', shown, 'needs `address`: dnsmasq hands out leases from the bridge\'s own IPv4 address');
+    const net = subnetOf(v4!);
+    if (!contains(net, range.start) || !contains(net, range.end)) fail('dhcp-range', shown, `must lie inside the network ${v4!.cidr} of \`address\``);
     const bcast = broadcastOf(net);
-    if (range.start === v4.network || range.end === bcast)
-      fail('dhcp-range', shown, `must not include the network (${v4.network}) or broadcast (${bcast}) address`);
+    if (range.start === v4!.network || range.end === bcast)
+      fail('dhcp-range', shown, `must not include the network (${v4!.network}) or broadcast (${bcast}) address`);
   },
 };

@@ -1,4 +1,4 @@
-/** When the network is up: on demand, idle-down, and its standby between VMs. */
+/** When the network is up: on demand, idle-down, its standby between VMs, and at vnetd's start. */
 import { bool, int, type Section } from './section.js';
 
 export const lifecycle: Section = {
@@ -13,6 +13,12 @@ export const lifecycle: Section = {
       const n = int(v, 0, 86400);
       if (typeof n === 'string') return `${n} (seconds)`;
       s.lifecycle.idleDown = n;
+      return undefined;
+    },
+    autostart(v, s) {
+      const b = bool(v);
+      if (typeof b === 'string') return b;
+      s.lifecycle.autostart = b;
       return undefined;
     },
     standby(v, s) {
