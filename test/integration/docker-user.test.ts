@@ -61,6 +61,7 @@ beforeAll(async () => {
   await waitFor('the container to listen', async () => (await connects(container, '127.0.0.1', PUBLISHED_PORT)) && connects(container, '127.0.0.1', UNPUBLISHED_PORT));
   guest = await createNetns('vg');
   env = vnetEnv();
+  writeFileSync(path.join(env.VNET_CONFIG_DIR, 'networks', 'lab.toml'), 'bridge = "vnlab0"\naddress = "10.20.0.1/24"\ndhcp-range = ["10.20.0.10", "10.20.0.99"]\nforward = "isolated"\n');
 }, 120_000);
 
 afterAll(async () => {
@@ -121,6 +122,25 @@ describe('vnet and Docker\'s FORWARD drop', () => {
     expect(await dockerUser()).toBe(complete);
     expect(await ping(guest, WAN)).toBe(true);
     expect((await vnetd!.cli(['down', 'default', '--force'])).exitCode).toBe(0);
+    expect(await host.run('iptables', ['-t', 'filter', '-S'])).toBe(filterBefore);
+  });
+
+  it('an isolated network: bridged frames cross FORWARD too (br_netfilter), so its guests reach each other only through vnet\'s rule, and nothing else', async () => {
+    expect((await vnetd!.cli(['up', 'lab'])).exitCode).toBe(0);
+    const g1 = await createNetns('vg');
+    const g2 = await createNetns('vg');
+    await veth(host, 'lab1', g1, 'eth0');
+    await veth(host, 'lab2', g2, 'eth0');
+    for (const p of ['lab1', 'lab2']) await host.run('ip', ['link', 'set', p, 'master', 'vnlab0']);
+    const l1 = await lease(g1);
+    expect(l1).toMatch(/^10\.20\.0\.\d+$/);
+    expect(await lease(g2)).toMatch(/^10\.20\.0\.\d+$/);
+    expect(await ping(g2, l1!)).toBe(true);
+    expect((await dockerUser()).split('\n').filter((l) => l.includes('vnlab0'))).toEqual(['-A DOCKER-USER -i vnlab0 -o vnlab0 -m comment --comment "vnet:vnlab0:isolated" -j ACCEPT']);
+    // without it, Docker's drop cuts the guests apart
+    await host.run('iptables', ['-t', 'filter', '-D', 'DOCKER-USER', '-i', 'vnlab0', '-o', 'vnlab0', '-m', 'comment', '--comment', 'vnet:vnlab0:isolated', '-j', 'ACCEPT']);
+    expect(await ping(g2, l1!)).toBe(false);
+    expect((await vnetd!.cli(['down', 'lab', '--force'])).exitCode).toBe(0);
     expect(await host.run('iptables', ['-t', 'filter', '-S'])).toBe(filterBefore);
   });
 });

@@ -140,6 +140,11 @@ describe('vnet and firewalld', () => {
     rmSync(path.join(fw.configDir, 'policies'), { recursive: true });
     expect((await fw.cmd(['--reload'])).exitCode).toBe(0);
     expect(await fw.zoneOf('virbr0')).toBe('no zone');
+    // meanwhile a network cannot come up, and says why
+    const refused = await vnetd.cli(['up', 'lab']);
+    expect(refused.exitCode).not.toBe(0);
+    expect(refused.stderr).toContain('firewalld has no zone "vnet-isolated" for vnlab0: install vnet\'s firewalld zones and policies');
+    expect((await host.tryRun('ip', ['link', 'show', 'vnlab0'])).exitCode).not.toBe(0);
     fw.installVnetFiles();
     expect((await fw.cmd(['--reload'])).exitCode).toBe(0);
     await waitFor('virbr0 back in zone vnet after the zone came back', async () => (await fw.zoneOf('virbr0')) === 'vnet');
