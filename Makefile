@@ -16,6 +16,10 @@ TMPFILESDIR    ?= $(PREFIX)/lib/tmpfiles.d
 SYSUSERSDIR    ?= $(PREFIX)/lib/sysusers.d
 DBUSPOLICYDIR  ?= $(SYSCONFDIR)/dbus-1/system.d
 DBUSSERVICEDIR ?= $(PREFIX)/share/dbus-1/system-services
+# firewalld reads zones and policies from /usr/lib/firewalld (the distribution's) and
+# /etc/firewalld (the admin's), never from /usr/local: a PREFIX=/usr build puts vnet's beside
+# the distribution's, any other in SYSCONFDIR.
+FIREWALLDDIR   ?= $(if $(filter /usr,$(PREFIX)),/usr/lib/firewalld,$(SYSCONFDIR)/firewalld)
 MANIFEST       := $(LIBDIR)/install-manifest
 STAGE          := build/install-root
 FIX_PREFIX     := sed -e '/^[[:space:]]*[\#;]/!s|/usr/local|$(PREFIX)|g'
@@ -30,7 +34,12 @@ BUILD_DEBS := gcc libc6-dev make
 # libvirt-daemon-config-network only restarts a libvirtd already running. The install runs under a
 # deny-all policy-rc.d all the same (below), so no package can start a service in the root namespace.
 TEST_DEBS  := $(RUN_DEBS) $(BUILD_DEBS) qemu-system-x86 qemu-system-common busybox-static cpio python3 util-linux dbus systemd libglib2.0-bin \
-              libnss-extrausers libvirt-daemon libvirt-clients libvirt-daemon-config-network
+              libnss-extrausers libvirt-daemon libvirt-clients libvirt-daemon-config-network \
+              firewalld iptables
+# Services among TEST_DEBS: the tests run their own copies in namespaces, so a fresh install
+# neither starts them on this machine (a policy-rc.d that says no, only while apt runs, when
+# the machine has none) nor enables them for its next boot.
+TEST_SERVICES := firewalld
 
 TS_SRC    := $(shell find src -name '*.ts' 2>/dev/null)
 
@@ -72,7 +81,7 @@ build/handoff: bench/handoff.c
 # where there is none, a temporary one answers 101 ("do not start") for the install and is removed
 # after it; an admin's own policy-rc.d is left as it is.
 define apt_install
-	@missing=""; for p in $(1); do \
+	missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -87,11 +96,20 @@ define apt_install
 endef
 
 deps:
-	$(call apt_install,$(RUN_DEBS) $(BUILD_DEBS))
+	@$(call apt_install,$(RUN_DEBS) $(BUILD_DEBS))
 	@$(ENSURE_ACCOUNT)
 
 test-deps:
-	$(call apt_install,$(TEST_DEBS))
+	@fresh=""; for s in $(TEST_SERVICES); do \
+	  dpkg-query -W -f='$${Status}' $$s 2>/dev/null | grep -q 'install ok installed' || fresh="$$fresh $$s"; \
+	done; \
+	( $(call apt_install,$(TEST_DEBS)) ); rc=$$?; \
+	for s in $$fresh; do \
+	  if dpkg-query -W -f='$${Status}' $$s 2>/dev/null | grep -q 'install ok installed' && command -v systemctl >/dev/null; then \
+	    echo "systemctl disable $$s.service (the tests run their own)"; systemctl disable $$s.service; \
+	  fi; \
+	done; \
+	exit $$rc
 	@$(ENSURE_ACCOUNT)
 
 # Quick start: build, start vnetd in the background, bring up the default network (virbr0).
@@ -114,7 +132,8 @@ bench: test-deps build build/handoff
 # `make install`: the program in $(LIBDIR) (dist/, bin/, production node_modules from
 # package-lock.json), links in $(BINDIR), the helper (0755, not setuid), the systemd units,
 # tmpfiles.d and sysusers.d entries, D-Bus policy and activation file with /usr/local
-# rewritten to $(PREFIX), and the example network. Everything is staged in $(STAGE) first; $(MANIFEST) lists every
+# rewritten to $(PREFIX), the example network, and firewalld zones and policies in
+# $(FIREWALLDDIR) (firewalld, when it runs, reloads to read them). Everything is staged in $(STAGE) first; $(MANIFEST) lists every
 # file put ("f PATH") and every folder made ("d PATH", only those that did not exist), so
 # `make uninstall` removes exactly that: never a network the admin wrote, never a folder
 # that was there before. Paths in the manifest are without $(DESTDIR). Without DESTDIR it
@@ -123,7 +142,8 @@ bench: test-deps build build/handoff
 install: build
 	rm -rf $(STAGE) build/install-manifest
 	umask 022 && mkdir -p $(STAGE)$(LIBDIR)/bin $(STAGE)$(BINDIR) $(STAGE)$(LIBEXEC) $(STAGE)$(UNITDIR) \
-	  $(STAGE)$(TMPFILESDIR) $(STAGE)$(SYSUSERSDIR) $(STAGE)$(DBUSPOLICYDIR) $(STAGE)$(DBUSSERVICEDIR) $(STAGE)$(SYSCONFDIR)/vnet/networks
+	  $(STAGE)$(TMPFILESDIR) $(STAGE)$(SYSUSERSDIR) $(STAGE)$(DBUSPOLICYDIR) $(STAGE)$(DBUSSERVICEDIR) $(STAGE)$(SYSCONFDIR)/vnet/networks \
+	  $(STAGE)$(FIREWALLDDIR)/zones $(STAGE)$(FIREWALLDDIR)/policies
 	umask 022 && cp -r dist $(STAGE)$(LIBDIR)/dist && find $(STAGE)$(LIBDIR)/dist \( -name '*.map' -o -name .stamp \) -delete
 	install -m 0755 bin/vnet bin/vnetd $(STAGE)$(LIBDIR)/bin/
 	install -m 0644 package.json package-lock.json $(STAGE)$(LIBDIR)/
@@ -139,6 +159,8 @@ install: build
 	install -m 0644 etc/sysusers.d/vnet.conf $(STAGE)$(SYSUSERSDIR)/vnet.conf
 	install -m 0644 etc/dbus-1/system.d/org.vnet.Vnet1.conf $(STAGE)$(DBUSPOLICYDIR)/org.vnet.Vnet1.conf
 	install -m 0644 etc/vnet/networks/example.toml.example $(STAGE)$(SYSCONFDIR)/vnet/networks/example.toml.example
+	install -m 0644 etc/firewalld/zones/*.xml $(STAGE)$(FIREWALLDDIR)/zones/
+	install -m 0644 etc/firewalld/policies/*.xml $(STAGE)$(FIREWALLDDIR)/policies/
 	@# The manifest: what is staged, the folders that are new (dist/ and node_modules/ are replaced
 	@# whole, so theirs always count), and what an earlier install listed.
 	{ find $(STAGE) -mindepth 1 ! -type d | sed 's|^$(STAGE)|f |'; \
@@ -167,6 +189,9 @@ install: build
 	  systemctl daemon-reload && systemd-tmpfiles --create $(TMPFILESDIR)/vnet.conf; \
 	  echo 'vnet installed; start it with: systemctl enable --now vnetd.socket'; \
 	fi
+	@if [ -z '$(DESTDIR)' ] && command -v firewall-cmd >/dev/null && firewall-cmd --state >/dev/null 2>&1; then \
+	  echo 'firewall-cmd --reload (vnet zones and policies)'; firewall-cmd --reload; \
+	fi
 
 # Removes what $(MANIFEST) lists (after stopping the units on a live system); folders only
 # when empty. Leaves /var/lib/vnet (leases), /etc/qemu and networks the admin wrote.
@@ -185,7 +210,8 @@ uninstall:
 	printf '%s\n' "$$list" | sed -n 's|^d ||p' | LC_ALL=C sort -r | while IFS= read -r d; do \
 	  if [ -d "$(DESTDIR)$$d" ]; then rmdir --ignore-fail-on-non-empty -- "$(DESTDIR)$$d" || exit 1; fi; \
 	done || exit 1; \
-	if [ -z '$(DESTDIR)' ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	if [ -z '$(DESTDIR)' ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi; \
+	if [ -z '$(DESTDIR)' ] && command -v firewall-cmd >/dev/null && firewall-cmd --state >/dev/null 2>&1; then firewall-cmd --reload; fi
 
 clean:
 	rm -rf dist build

@@ -230,6 +230,8 @@ class Bench {
       VNET_STATE_DIR: path.join(this.dir, 'var-lib-vnet'),
       VNET_RUNTIME_DIR: path.join(this.dir, 'run-vnet'),
       VNET_QEMU_CONF_DIR: path.join(this.dir, 'etc-qemu'),
+      // never this machine's system bus (a real firewalld there would get vnet's bindings)
+      DBUS_SYSTEM_BUS_ADDRESS: `unix:path=${path.join(this.dir, 'no-system-bus')}`,
     };
     for (const d of [path.join(this.env.VNET_CONFIG_DIR, 'networks'), this.env.VNET_QEMU_CONF_DIR, path.join(this.dir, 'upper'), path.join(this.dir, 'work')])
       mkdirSync(d, { recursive: true });

@@ -1,17 +1,20 @@
 /**
- * vnet's own settings: $VNET_CONFIG_DIR/vnet.toml, optional. Strict, as the network definitions
- * are: one table of keys, each with its parser; an unknown key or a bad value is an error naming
- * the file, the key and the value. A missing file means every default.
+ * $VNET_CONFIG_DIR/vnet.toml: settings of vnet as a whole (not of one network), read when vnetd
+ * starts and by `vnet check`. Strict like a definition: an unknown key or a bad value is an error
+ * naming the file, the key and the value. No file: every default. A setting is one entry in KEYS.
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { cidrOf, parseSubnet, rangeOf, type Subnet } from '../net/ip.js';
-import { show } from '../spec/keys/section.js';
+import { bool } from '../spec/keys/section.js';
+import { DefinitionError } from '../spec/parse.js';
 
 export interface VnetSettings {
   /** where address = "auto" picks its /24s from */
   autoPool: Subnet;
+  /** keep vnet's accept rules in Docker's DOCKER-USER chain while networks are up */
+  dockerCompat: boolean;
 }
 
 /**
@@ -23,63 +26,66 @@ export interface VnetSettings {
 export const DEFAULT_AUTO_POOL = '10.200.0.0/16';
 
 export function defaultSettings(): VnetSettings {
-  return { autoPool: parseSubnet(DEFAULT_AUTO_POOL)! };
+  return { autoPool: parseSubnet(DEFAULT_AUTO_POOL)!, dockerCompat: false };
 }
 
-export class SettingsError extends Error {
-  override name = 'SettingsError';
-  constructor(
-    readonly file: string,
-    readonly key: string | undefined,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
-}
+/** Returns the problem with `value`, or undefined after writing it into `settings`. */
+type SettingParser = (value: unknown, settings: VnetSettings) => string | undefined;
 
-type SettingParser = (value: unknown, out: VnetSettings) => string | undefined;
-
-/** Every key of vnet.toml, one entry a key. */
 const KEYS: Record<string, SettingParser> = {
-  'auto-pool'(v, out) {
+  'auto-pool'(v, s) {
     const example = `e.g. "${DEFAULT_AUTO_POOL}"`;
-    const s = typeof v === 'string' ? parseSubnet(v) : undefined;
-    if (!s || s.family !== 4) return `expected an IPv4 subnet without host bits, ${example}`;
-    if (s.prefix < 8 || s.prefix > 24) return `prefix length must be 8..24 (address = "auto" picks /24s from it), got /${s.prefix}`;
-    const range = rangeOf(s.network);
-    if (['unspecified', 'loopback', 'multicast', 'broadcast', 'linkLocal', 'reserved'].includes(range)) return `${cidrOf(s)} is a ${range} range, not usable for networks`;
-    out.autoPool = s;
+    const net = typeof v === 'string' ? parseSubnet(v) : undefined;
+    if (!net || net.family !== 4) return `expected an IPv4 subnet without host bits, ${example}`;
+    if (net.prefix < 8 || net.prefix > 24) return `prefix length must be 8..24 (address = "auto" picks /24s from it), got /${net.prefix}`;
+    const range = rangeOf(net.network);
+    if (['unspecified', 'loopback', 'multicast', 'broadcast', 'linkLocal', 'reserved'].includes(range)) return `${cidrOf(net)} is a ${range} range, not usable for networks`;
+    s.autoPool = net;
+    return undefined;
+  },
+  'docker-compat'(v, s) {
+    const b = bool(v);
+    if (typeof b === 'string') return b;
+    s.dockerCompat = b;
     return undefined;
   },
 };
 
+export const SETTING_KEYS = Object.keys(KEYS);
+
+/** Parse the text of `file`, or throw DefinitionError naming the file, key and value. */
 export function parseSettings(file: string, text: string): VnetSettings {
+  if (text.includes('\0')) throw new DefinitionError(file, undefined, undefined, 'file contains a NUL byte');
   let table: Record<string, unknown>;
   try {
     table = parseToml(text) as Record<string, unknown>;
   } catch (err) {
-    throw new SettingsError(file, undefined, `${file}: not valid TOML: ${(err as Error).message.split('\n')[0]}`, { cause: err });
+    const msg = err instanceof Error ? err.message.split('\n')[0] : String(err);
+    throw new DefinitionError(file, undefined, undefined, `not valid TOML: ${msg}`, { cause: err });
   }
-  const out = defaultSettings();
+  const settings = defaultSettings();
   for (const [key, value] of Object.entries(table)) {
     const parser = Object.hasOwn(KEYS, key) ? KEYS[key] : undefined;
-    if (!parser) throw new SettingsError(file, key, `${file}: key \`${key}\`: unknown key; known keys are ${Object.keys(KEYS).join(', ')}`);
-    const problem = parser(value, out);
-    if (problem) throw new SettingsError(file, key, `${file}: key \`${key}\` = ${show(value)}: ${problem}`);
+    if (!parser) throw new DefinitionError(file, key, undefined, `unknown key; known keys are ${SETTING_KEYS.join(', ')}`);
+    const problem = parser(value, settings);
+    if (problem) throw new DefinitionError(file, key, value, problem);
   }
-  return out;
+  return settings;
 }
 
-/** $configDir/vnet.toml, or the defaults when there is none. */
+export function vnetTomlPath(configDir: string): string {
+  return path.join(configDir, 'vnet.toml');
+}
+
+/** The settings in `configDir`/vnet.toml; the defaults when there is no such file. */
 export function loadSettings(configDir: string): VnetSettings {
-  const file = path.join(configDir, 'vnet.toml');
+  const file = vnetTomlPath(configDir);
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return defaultSettings();
-    throw new SettingsError(file, undefined, `${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { cause: err });
+    throw new DefinitionError(file, undefined, undefined, `cannot be read: ${(err as Error).message}`, { cause: err });
   }
   return parseSettings(file, text);
 }

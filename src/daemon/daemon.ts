@@ -17,6 +17,7 @@ import { LeaseCache } from '../dhcp/lease-cache.js';
 import { checkLeaseQuery, LeaseQueryError, liveLeaseCount, pageLeases, type LeasePage, type LeaseQuery } from '../dhcp/lease-page.js';
 import { reapOrphans } from '../dhcp/orphans.js';
 import { DnsmasqServers } from '../dhcp/servers.js';
+import { hostFirewalls, watchHostFirewalls } from '../firewall/host-firewalls.js';
 import { Nft } from '../firewall/nft.js';
 import type { PeerCred } from '../model.js';
 import { watchAddressing, watchLinks, type LinkWatcher } from '../netlink/events.js';
@@ -83,6 +84,7 @@ export class Daemon implements VnetService {
   private dropCheck?: NodeJS.Timeout;
   private seenDrops = 0;
   private closed = false;
+  private unwatchHostFirewalls?: () => void;
 
   constructor(opts: DaemonOptions) {
     this.paths = opts.paths;
@@ -111,8 +113,9 @@ export class Daemon implements VnetService {
     const orphans = await reapOrphans(path.join(this.paths.runtimeDir, 'dnsmasq'));
     if (orphans.length) this.log.warn({ pids: orphans }, 'killed dnsmasq left behind by a previous vnetd');
     const saved = await this.stateFile.load();
+    const walls = hostFirewalls(loadSettings(this.paths.configDir), this.log);
     this.reconciler = new Reconciler({
-      backends: { links: this.rtnl, firewall: new Nft(), sysctl: new ProcSysctl(), dhcp: this.servers },
+      backends: { links: this.rtnl, firewall: new Nft(), sysctl: new ProcSysctl(), dhcp: this.servers, hostFirewalls: walls },
       contributors: contributors({ runtimeDir: this.paths.runtimeDir, stateDir: this.paths.stateDir }),
       log: this.log,
       journal: saved.journal,
@@ -166,6 +169,14 @@ export class Daemon implements VnetService {
     });
     // what took an up network's subnet while vnetd was away shows at once
     if (this.runtime.all().some((r) => r.state === 'up')) await this.conflicts.check();
+    // firewalld reloaded or restarted: its runtime bindings are gone; bind the healthy networks again
+    this.unwatchHostFirewalls = watchHostFirewalls(walls, (name) => {
+      if (this.closed) return;
+      this.log.info({ firewall: name }, 'host firewall reloaded: letting the networks through again');
+      void this.mutex
+        .run((lock) => this.reconciler.converge(lock, this.runtime.targets(), { names: this.runtime.healthy(), sweep: true }, 'best-effort'))
+        .catch((err) => this.log.error({ err, firewall: name }, 'could not let the networks through again'));
+    });
     if (this.taps.size) this.watchDrops();
     await this.acl.sync(networks.values());
   }
@@ -225,6 +236,7 @@ export class Daemon implements VnetService {
     this.conflicts?.close();
     clearInterval(this.dropCheck);
     this.guard.close();
+    this.unwatchHostFirewalls?.();
     this.leaseWatch.close();
     // after every queued write (a tap handed out or gone): the caller exits next
     await this.persist().catch((err) => this.log.error({ err }, 'could not save state'));

@@ -16,6 +16,8 @@ import { cleanupAll, createNetns, tempDir, trackPid, untrackPid } from '../suppo
 import { ROOT as REPO, vnetEnv } from '../support/vnetd.js';
 
 const PREFIX = '/usr/local';
+/** vnet's firewalld zones and policies (firewalld reads /usr/lib/firewalld and /etc/firewalld only) */
+const FIREWALLD_FILES = ['zones/vnet.xml', 'zones/vnet-routed.xml', 'zones/vnet-isolated.xml', 'policies/vnet-out.xml', 'policies/vnet-routed-in.xml'];
 
 /** Environment for make: none of a calling make's flags or variables (`make test PREFIX=...`). */
 function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
@@ -117,6 +119,7 @@ describe('make install / make uninstall, PREFIX=/usr/local, into a DESTDIR', () 
       ['etc/dbus-1/system.d/org.vnet.Vnet1.conf', 0o644],
       ['usr/local/share/dbus-1/system-services/org.vnet.Vnet1.service', 0o644],
       ['etc/vnet/networks/example.toml.example', 0o644],
+      ...FIREWALLD_FILES.map((f): [string, number] => [`etc/firewalld/${f}`, 0o644]),
     ];
     for (const [rel, mode] of expected) {
       const st = lstatSync(path.join(dest, rel));
@@ -131,6 +134,7 @@ describe('make install / make uninstall, PREFIX=/usr/local, into a DESTDIR', () 
       ['etc/dbus-1/system.d/org.vnet.Vnet1.conf', 'etc/dbus-1/system.d/org.vnet.Vnet1.conf'],
       ['etc/vnet/networks/example.toml.example', 'etc/vnet/networks/example.toml.example'],
       ['build/vnet-bridge-helper', 'usr/local/libexec/vnet-bridge-helper'],
+      ...FIREWALLD_FILES.map((f) => [`etc/firewalld/${f}`, `etc/firewalld/${f}`] as const),
     ] as const)
       expect(await readFile(path.join(dest, to)), to).toEqual(await readFile(path.join(REPO, from)));
     // What was there before is untouched, folder mode included.
@@ -153,6 +157,19 @@ describe('make install / make uninstall, PREFIX=/usr/local, into a DESTDIR', () 
     expect(Number(uid)).toBeLessThan(1000); // a system account
     const group = (await readFile(path.join(root, 'etc/group'), 'utf8')).split('\n').find((l) => l.startsWith('vnet-dnsmasq:'));
     expect(group!.split(':')[2]).toBe(gid);
+  });
+
+  it('lists the firewalld zones and policies in the manifest; a PREFIX=/usr build puts them in /usr/lib/firewalld', async () => {
+    const manifest = (await readFile(path.join(lib(), 'install-manifest'), 'utf8')).split('\n');
+    for (const f of FIREWALLD_FILES) expect(manifest).toContain(`f /etc/firewalld/${f}`);
+    expect(manifest).toContain('d /etc/firewalld/zones');
+    expect(readdirSync(path.join(REPO, 'etc/firewalld/zones')).length + readdirSync(path.join(REPO, 'etc/firewalld/policies')).length).toBe(FIREWALLD_FILES.length);
+    // what `make install PREFIX=/usr` would run (-n: nothing is run)
+    const dry = await execa('make', ['-n', '-C', REPO, '-o', 'build', 'install', 'PREFIX=/usr', `DESTDIR=${tempDir('vnet-destdir-usr-')}`], { env: cleanEnv(), extendEnv: false, reject: false, stdin: 'ignore' });
+    expect(dry.exitCode, dry.stderr).toBe(0);
+    expect(dry.stdout).toMatch(/install -m 0644 etc\/firewalld\/zones\/\*\.xml \S*\/usr\/lib\/firewalld\/zones\//);
+    expect(dry.stdout).toMatch(/install -m 0644 etc\/firewalld\/policies\/\*\.xml \S*\/usr\/lib\/firewalld\/policies\//);
+    expect(dry.stdout).not.toMatch(/etc\/firewalld\/zones\/$/m);
   });
 
   it('installs production dependencies only, and no source maps or build stamps', () => {

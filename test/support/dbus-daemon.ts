@@ -29,13 +29,14 @@ export class DbusDaemon {
     return this.output();
   }
 
-  static async start(): Promise<DbusDaemon> {
+  /** `config`: another bus configuration (a fixture that includes DBUS_CONFIG) */
+  static async start(config = DBUS_CONFIG): Promise<DbusDaemon> {
     const dir = tempDir('vnet-dbus-');
     chmodSync(dir, 0o755);
     const socketPath = path.join(dir, 'system_bus_socket');
     const proc = execa(
       'dbus-daemon',
-      [`--config-file=${DBUS_CONFIG}`, `--address=unix:path=${socketPath}`, '--print-address', '--nofork', '--nopidfile', '--nosyslog'],
+      [`--config-file=${config}`, `--address=unix:path=${socketPath}`, '--print-address', '--nofork', '--nopidfile', '--nosyslog'],
       { reject: false, stdin: 'ignore', buffer: false },
     );
     trackPid(proc.pid);

@@ -25,6 +25,8 @@ export function vnetEnv(extra: Record<string, string> = {}): VnetEnv {
     VNET_STATE_DIR: path.join(base, 'var-lib-vnet'),
     VNET_RUNTIME_DIR: path.join(base, 'run-vnet'),
     VNET_QEMU_CONF_DIR: path.join(base, 'etc-qemu'),
+    // never this machine's system bus: a vnetd in a test namespace must not bind bridges in the host's firewalld
+    DBUS_SYSTEM_BUS_ADDRESS: `unix:path=${path.join(base, 'no-system-bus')}`,
     ...extra,
   };
   mkdirSync(path.join(env.VNET_CONFIG_DIR, 'networks'), { recursive: true });

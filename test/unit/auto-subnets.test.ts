@@ -99,7 +99,7 @@ describe('vnet.toml', () => {
     const f = path.join(dir, 'vnet.toml');
     writeFileSync(f, 'auto-pool = "10.77.0.0/20"\n');
     expect(cidrOf(loadSettings(dir).autoPool)).toBe('10.77.0.0/20');
-    expect(() => parseSettings(f, 'auto-pol = "10.77.0.0/20"\n')).toThrow(`${f}: key \`auto-pol\`: unknown key; known keys are auto-pool`);
+    expect(() => parseSettings(f, 'auto-pol = "10.77.0.0/20"\n')).toThrow(`${f}: key \`auto-pol\`: unknown key; known keys are auto-pool, docker-compat`);
     expect(() => parseSettings(f, 'auto-pool = "10.77.0.1/20"\n')).toThrow(`${f}: key \`auto-pool\` = "10.77.0.1/20": expected an IPv4 subnet without host bits`);
     expect(() => parseSettings(f, 'auto-pool = "10.77.0.0/25"\n')).toThrow('prefix length must be 8..24');
     expect(() => parseSettings(f, 'auto-pool = "127.0.0.0/8"\n')).toThrow('127.0.0.0/8 is a loopback range');
