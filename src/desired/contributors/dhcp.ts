@@ -1,5 +1,6 @@
 /** One dnsmasq per network that is up: DHCP (when it has a range) and DNS for its guests. */
 import { confFilePath, dnsmasqConfig, leaseFilePath } from '../../dhcp/dnsmasq.js';
+import { UpstreamServers } from '../../dhcp/upstream.js';
 import type { Contributor } from '../model.js';
 
 export interface DhcpContext {
@@ -7,14 +8,17 @@ export interface DhcpContext {
   stateDir: string;
   user?: string;
   group?: string;
+  /** the upstream DNS servers (default: the host's /etc/resolv.conf, read again only when it changed) */
+  upstream?: () => readonly string[];
 }
 
 export function dhcp(ctx: DhcpContext): Contributor {
+  const upstream = ctx.upstream ?? hostUpstream();
   return {
     name: 'dhcp',
     network(n) {
       if (n.level !== 'up') return;
-      const opts = { ...(ctx.user ? { user: ctx.user } : {}), ...(ctx.group ? { group: ctx.group } : {}) };
+      const opts = { ...(ctx.user ? { user: ctx.user } : {}), ...(ctx.group ? { group: ctx.group } : {}), upstream: upstream() };
       n.dhcp = {
         network: n.name,
         text: dnsmasqConfig(n.spec, { runtimeDir: ctx.runtimeDir, stateDir: ctx.stateDir }, opts),
@@ -23,4 +27,9 @@ export function dhcp(ctx: DhcpContext): Contributor {
       };
     },
   };
+}
+
+function hostUpstream(): () => readonly string[] {
+  const servers = new UpstreamServers();
+  return () => servers.current();
 }
