@@ -4,7 +4,7 @@
  * namespaces, peers measured in the same run. See bench/README.md for every section and option.
  *
  *   node bench/run.mjs [--rounds 9] [--per-round 20] [--on-demand 5] [--loop 1000] [--updown 20] [--idle-s 10] [--settle-s 12]
- *                      [--cold 5] [--networks 200] [--libvirt-networks 50,200] [--taps 1000] [--parallel-users 8]
+ *                      [--cold 5] [--networks 200] [--libvirt-networks 200] [--taps 1000] [--parallel-users 8]
  *                      [--parallel-per-user 8] [--churn 10000] [--idle-exit-s 2] [--libvirt 1] [--vnetd FILE]
  *                      [--nft-applies 20] [--dnsmasq-starts 10] [--load-handoffs 200] [--handoff-fd-loop 1000] [--restarts 50]
  *
@@ -32,7 +32,7 @@ import { vnetNetworks, vnetParallel, vnetTaps } from './sections/scale.mjs';
 
 const DEFAULTS = {
   rounds: 9, perRound: 20, warmup: 10, onDemand: 5, loop: 1000, updown: 20, idleS: 10, settleS: 12, cold: 5, networks: 200,
-  libvirtNetworks: [50, 200], taps: 1000, parallelUsers: 8, parallelPerUser: 8, churn: 10000, idleExitS: 2, libvirt: 1,
+  libvirtNetworks: [200], taps: 1000, parallelUsers: 8, parallelPerUser: 8, churn: 10000, idleExitS: 2, libvirt: 1,
 };
 const NAMES = {
   '--rounds': 'rounds', '--per-round': 'perRound', '--updown': 'updown', '--idle-s': 'idleS', '--settle-s': 'settleS', '--on-demand': 'onDemand',
@@ -97,7 +97,7 @@ async function main() {
   await movedFigures(b, opts, fig);
   if (opts.networks) {
     process.stderr.write(`bench: ${opts.networks} networks up one after the other\n`);
-    fig.networks = { [opts.networks]: await vnetNetworks(b, opts.networks, { idle: () => idleFigures(b.vnetdPid, opts.idleS, opts.settleS) }) };
+    fig.networks = { [opts.networks]: await vnetNetworks(b, opts.networks, { idle: opts.idleS ? () => idleFigures(b.vnetdPid, opts.idleS, opts.settleS) : undefined }) };
   }
   if (opts.taps) {
     process.stderr.write(`bench: ${opts.taps} live taps on ${BRIDGE}\n`);

@@ -155,7 +155,14 @@ export function procStatus(pid) {
   return { rssKb: field('VmRSS'), threads: field('Threads') };
 }
 
-export const rssMb = (pid) => +(procStatus(pid).rssKb / 1024).toFixed(1);
+/** RSS in MiB; 0 for a process that is gone. */
+export function rssMb(pid) {
+  try {
+    return +(procStatus(pid).rssKb / 1024).toFixed(1);
+  } catch {
+    return 0;
+  }
+}
 
 /** Context switches (voluntary + involuntary) of every thread of pid, by thread id, with its name. */
 export function threadSwitches(pid) {

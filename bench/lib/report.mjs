@@ -50,6 +50,12 @@ function rows(fig) {
     cmp(`5. ${n} networks: total up`, s.up_total_s, l?.up_total_s, undefined, ' s');
     cmp(`5. ${n} networks: total down`, s.down_total_s, l?.down_total_s, undefined, ' s');
     cmp(`5. ${n} networks: ruleset lines per network`, s.ruleset_lines_per_network, l?.ruleset_lines_per_network, undefined, '');
+    for (const [k, c] of Object.entries(s.at ?? {})) {
+      const lc = l?.at?.[k];
+      cmp(`5. at ${k} networks: total up so far`, c.up_total_s, lc?.up_total_s, undefined, ' s');
+      cmp(`5. at ${k} networks: ruleset lines per network`, c.ruleset_lines_per_network, lc?.ruleset_lines_per_network, undefined, '');
+      cmp(`5. at ${k} networks: daemon RSS`, c.rss_mb, lc?.rss_mb, undefined, ' MiB');
+    }
     if (s.failed) out.push([`5. ${n} networks: FAILED at #${s.failed.at}`, s.failed.error.slice(0, 120), '', '', '', '**missed**']);
   }
   for (const [n, s] of Object.entries(L.networks ?? {})) {

@@ -53,9 +53,9 @@ export class Bench {
   }
 
   /** vnetd in the namespace, its JSON log to a file (a pipe we do not drain fast enough would slow it). */
-  async startVnetd(extraEnv = {}) {
+  async startVnetd(extraEnv = {}, nodeArgs = []) {
     const log = openSync(this.logFile, 'a');
-    const child = spawn('ip', ['netns', 'exec', this.ns, process.execPath, this.opts.vnetd], { env: { ...this.env, ...extraEnv }, stdio: ['ignore', log, log] });
+    const child = spawn('ip', ['netns', 'exec', this.ns, process.execPath, ...nodeArgs, this.opts.vnetd], { env: { ...this.env, ...extraEnv }, stdio: ['ignore', log, log] });
     closeSync(log);
     // `ip netns exec` execs the command, so this pid is vnetd's
     this.vnetdPid = made.vnetd = child.pid;

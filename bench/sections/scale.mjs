@@ -24,7 +24,12 @@ export function growth(samples, k = 10) {
 
 const rulesetLines = async (exec) => (await exec('nft', ['list', 'ruleset'])).stdout.split('\n').filter((l) => l.trim()).length;
 
-export async function vnetNetworks(b, n, { idle } = {}) {
+/** At each checkpoint (a number of networks up): total time so far, RSS, ruleset lines per network. */
+async function checkpoint(out, k, t0, rss, lines, lines0) {
+  (out.at ??= {})[k] = { up_total_s: r2((now() - t0) / 1000), rss_mb: rss, ruleset_lines_per_network: r1((lines - lines0) / k) };
+}
+
+export async function vnetNetworks(b, n, { idle, checkpoints = [50] } = {}) {
   for (let i = 1; i <= n; i++) {
     const s = scaleNet(i);
     writeFileSync(path.join(b.networksDir, `${s.name}.toml`), `bridge = "${s.bridge}"\naddress = "${s.cidr.replace(/0$/, '1')}/24"\ndhcp-range = ["${s.cidr.replace(/0$/, '10')}", "${s.cidr.replace(/0$/, '200')}"]\non-demand = false\n`);
@@ -34,6 +39,7 @@ export async function vnetNetworks(b, n, { idle } = {}) {
   const rss0 = rssMb(b.vnetdPid);
   const up = [];
   const t0 = now();
+  const cp = {};
   let failed;
   for (let i = 1; i <= n; i++) {
     const t = now();
@@ -44,9 +50,10 @@ export async function vnetNetworks(b, n, { idle } = {}) {
       break;
     }
     up.push(now() - t);
+    if (checkpoints.includes(i) && i < n) await checkpoint(cp, i, t0, rssMb(b.vnetdPid), await rulesetLines(exec), lines0);
   }
   const upTotal = now() - t0;
-  const out = { n, up_ms: up.map(r1), up_total_s: r2(upTotal / 1000), up_growth: growth(up), rss_mb_before: rss0, ...(failed ? { failed } : {}) };
+  const out = { n, up_ms: up.map(r1), up_total_s: r2(upTotal / 1000), up_growth: growth(up), rss_mb_before: rss0, ...cp, ...(failed ? { failed } : {}) };
   out.rss_mb = rssMb(b.vnetdPid);
   out.ruleset_lines_per_network = r1(((await rulesetLines(exec)) - lines0) / up.length);
   if (idle) out.idle = await idle();
@@ -63,7 +70,7 @@ export async function vnetNetworks(b, n, { idle } = {}) {
   return out;
 }
 
-export async function libvirtNetworks(lv, n) {
+export async function libvirtNetworks(lv, n, checkpoints = [50]) {
   for (let i = 1; i <= n; i++) {
     const s = scaleNet(i);
     await lv.define(s.name, s.bridge, s.cidr);
@@ -75,12 +82,14 @@ export async function libvirtNetworks(lv, n) {
   const up = [];
   const failures = [];
   const t0 = now();
+  const cp = {};
   for (let i = 1; i <= n; i++) {
     const r = await v.cmd(`net-start ${scaleNet(i).name}`);
     if (r.ok) up.push(r.ms);
     else failures.push({ at: i, error: r.out.trim().split('\n').find((l) => l.includes('error')) ?? r.out.trim() });
+    if (checkpoints.includes(i) && i < n) await checkpoint(cp, i, t0, rssMb(lv.pid), await rulesetLines(exec), lines0);
   }
-  const out = { n, up_ms: up.map(r1), up_total_s: r2((now() - t0) / 1000), up_growth: growth(up), rss_mb_before: rss0, rss_mb: rssMb(lv.pid), started: up.length };
+  const out = { ...cp, n, up_ms: up.map(r1), up_total_s: r2((now() - t0) / 1000), up_growth: growth(up), rss_mb_before: rss0, rss_mb: rssMb(lv.pid), started: up.length };
   if (failures.length) out.failures = { count: failures.length, first: failures[0] };
   out.ruleset_lines_per_network = r1(((await rulesetLines(exec)) - lines0) / Math.max(1, up.length));
   const dnsmasq = await lv.dnsmasqPids();
