@@ -54,6 +54,7 @@ export class Daemon implements VnetService {
   private readonly events = new EventEmitter();
   private readonly definitions: Definitions;
   private readonly rtnl = new Rtnl();
+  private readonly nft = new Nft();
   private readonly servers: DnsmasqServers;
   private readonly stateFile: StateFile;
   private readonly taps = new TapRegistry();
@@ -80,7 +81,12 @@ export class Daemon implements VnetService {
     this.stateFile = new StateFile(path.join(opts.paths.runtimeDir, 'state.json'));
     this.leaseWatch = new LeaseWatch(opts.log, this.leaseCache);
     this.acl = new BridgeAclSync(new BridgeConf(opts.paths.qemuConfDir), opts.log);
-    this.guard = new RulesetGuard({ log: opts.log, clock: this.clock, check: () => this.mutex.run((lock) => this.repairRuleset(lock)) });
+    this.guard = new RulesetGuard({
+      log: opts.log,
+      clock: this.clock,
+      check: () => this.mutex.run((lock) => this.repairRuleset(lock)),
+      ownedBy: (pid) => this.nft.ownTransaction(pid),
+    });
     this.events.setMaxListeners(0);
   }
 
@@ -94,7 +100,7 @@ export class Daemon implements VnetService {
     if (orphans.length) this.log.warn({ pids: orphans }, 'killed dnsmasq left behind by a previous vnetd');
     const saved = await this.stateFile.load();
     this.reconciler = new Reconciler({
-      backends: { links: this.rtnl, firewall: new Nft(), sysctl: new ProcSysctl(), dhcp: this.servers },
+      backends: { links: this.rtnl, firewall: this.nft, sysctl: new ProcSysctl(), dhcp: this.servers },
       contributors: contributors({ runtimeDir: this.paths.runtimeDir, stateDir: this.paths.stateDir }),
       log: this.log,
       journal: saved.journal,

@@ -32,10 +32,15 @@ interface RunResult {
   stderr: string;
 }
 
+/** how long the pid of an nft run that changed the ruleset is remembered for the monitor */
+const OWN_PID_MS = 10_000;
+
 export class Nft {
   readonly binary: string;
   readonly timeoutMs: number;
   readonly tmpDir: string;
+  /** pids of vnet's own nft runs that change the ruleset, with when they started */
+  private readonly own = new Map<number, number>();
 
   constructor(opts: NftOptions = {}) {
     this.binary = opts.binary ?? 'nft';
@@ -43,9 +48,26 @@ export class Nft {
     this.tmpDir = opts.tmpDir ?? os.tmpdir();
   }
 
-  private async run(args: string[]): Promise<RunResult> {
+  /**
+   * Was the ruleset change that nft process `pid` made one of vnet's own transactions? Answers
+   * true once per run (a pid can be reused later by someone else's nft), and only for recent runs.
+   */
+  ownTransaction(pid: number): boolean {
+    const at = this.own.get(pid);
+    this.own.delete(pid);
+    return at !== undefined && Date.now() - at < OWN_PID_MS;
+  }
+
+  private async run(args: string[], opts: { changes?: boolean } = {}): Promise<RunResult> {
     try {
-      const r = await execa(this.binary, args, { reject: false, timeout: this.timeoutMs, stdin: 'ignore' });
+      const sub = execa(this.binary, args, { reject: false, timeout: this.timeoutMs, stdin: 'ignore' });
+      if (opts.changes && sub.pid !== undefined) {
+        // known before the transaction runs, so the monitor can tell it is vnet's
+        const now = Date.now();
+        for (const [pid, at] of this.own) if (now - at >= OWN_PID_MS) this.own.delete(pid);
+        this.own.set(sub.pid, now);
+      }
+      const r = await sub;
       if (r.failed && r.exitCode === undefined) {
         // never ran to completion: missing binary, timeout, signal
         throw new NftError(`${this.binary} ${args.join(' ')} failed: ${r.shortMessage}`, { cause: r });
@@ -70,7 +92,7 @@ export class Nft {
       await writeFile(file, JSON.stringify(cmds), { mode: 0o600 }).catch((cause: Error) => {
         throw new NftError(`cannot write the nft transaction to ${file}: ${cause.message}`, { cause });
       });
-      const r = await this.run(['-j', '-f', file]);
+      const r = await this.run(['-j', '-f', file], { changes: true });
       if (r.exitCode !== 0) {
         throw new NftError(`nft rejected the ruleset: ${r.stderr.trim() || `exit code ${r.exitCode}`}`, { cause: r });
       }
