@@ -40,6 +40,10 @@ TEST_DEBS  := $(RUN_DEBS) $(BUILD_DEBS) qemu-system-x86 qemu-system-common busyb
 # neither starts them on this machine (a policy-rc.d that says no, only while apt runs, when
 # the machine has none) nor enables them for its next boot.
 TEST_SERVICES := firewalld
+# `make bench` also runs libvirt's daemon and virsh (in namespaces of their own; libvirt-daemon
+# ships no unit or start script, so installing it starts nothing), its firewall tool, and draws
+# its charts with rsvg-convert.
+BENCH_DEBS := libvirt-daemon libvirt-clients iptables librsvg2-bin
 
 TS_SRC    := $(shell find src -name '*.ts' 2>/dev/null)
 
@@ -49,7 +53,7 @@ DNSMASQ_USER := vnet-dnsmasq
 ENSURE_ACCOUNT := getent passwd $(DNSMASQ_USER) >/dev/null || { echo 'creating the system account $(DNSMASQ_USER)'; \
   useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin --user-group $(DNSMASQ_USER); }
 
-.PHONY: all build deps test-deps up down test unit bench install uninstall clean
+.PHONY: all build deps test-deps bench-deps up down test unit bench install uninstall clean
 
 all: build
 
@@ -75,6 +79,11 @@ build/vnet-bridge-helper: src/helper/vnet-bridge-helper.c Makefile
 build/handoff: bench/handoff.c
 	@mkdir -p build
 	$(CC) $(CFLAGS) -o $@ $<
+
+# The floor of a tap hand-off for `make bench`: a static helper that makes the tap itself.
+build/tap-floor: bench/tap-floor.c
+	@mkdir -p build
+	$(CC) $(CFLAGS) -static -o $@ $<
 
 # Install missing Debian packages (needs root; a no-op when all are there). Maintainer scripts
 # start services through invoke-rc.d/deb-systemd-invoke, which ask /usr/sbin/policy-rc.d first:
@@ -112,6 +121,9 @@ test-deps:
 	exit $$rc
 	@$(ENSURE_ACCOUNT)
 
+bench-deps: test-deps
+	$(call apt_install,$(BENCH_DEBS))
+
 # Quick start: build, start vnetd in the background, bring up the default network (virbr0).
 up: deps build
 	bin/vnet up default
@@ -126,8 +138,9 @@ test: test-deps build build/handoff
 unit: build
 	npx vitest run test/unit
 
-bench: test-deps build build/handoff
-	node bench/run.mjs
+# Up to 15 minutes; results in bench/results/ (see bench/README.md). BENCH_ARGS passes options.
+bench: test-deps bench-deps build build/handoff build/tap-floor
+	node bench/run.mjs $(BENCH_ARGS)
 
 # `make install`: the program in $(LIBDIR) (dist/, bin/, production node_modules from
 # package-lock.json), links in $(BINDIR), the helper (0755, not setuid), the systemd units,

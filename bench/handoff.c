@@ -1,7 +1,7 @@
 /*
  * handoff: time a bridge helper's tap hand-off exactly as QEMU sees it.
  *
- *   handoff HELPER BRIDGE N [--samples] [--close-each]
+ *   handoff HELPER BRIDGE N [--samples] [--close-each | --hold]
  *
  * N times: socketpair(AF_UNIX, SOCK_STREAM), fork; the child closes every fd but 0-2 and its end and
  * execs `HELPER --use-vnet --fd=FD --br=BRIDGE` (through /bin/sh -c when HELPER contains a space or tab,
@@ -15,9 +15,13 @@
  * sendmsg, but can be preempted by the woken helper) may leave the supplier with the last reference,
  * and the destruction runs there, overlapping and delaying the next hand-off.
  *
+ * With --hold it keeps every tap (N live taps, as N VMs would), prints its line, then waits for its
+ * standard input to end before it closes them and exits (raising its fd limit to the hard one first).
+ *
  * Prints one JSON line: {"helper","bridge","n","ok","failed","min_ms","p50_ms","p90_ms","max_ms"}, and with
- * --samples also "samples_ms": every successful hand-off's time in the order they ran.
- * Exit status 0 when every hand-off succeeded.
+ * --samples also "samples_ms": every successful hand-off's time in the order they ran, and "start_ms": when
+ * each began on CLOCK_MONOTONIC (comparable across processes); always "t0_epoch_ms", the wall-clock time
+ * (CLOCK_REALTIME) just before the first one. Exit status 0 when every hand-off succeeded.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -28,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -91,21 +96,35 @@ static void child(const char *helper, const char *bridge, int fd) {
 
 int main(int argc, char **argv) {
     const char *helper, *bridge;
-    double *t, *sorted;
+    double *t, *sorted, *t0;
     long n, i, ok = 0, failed = 0;
-    int samples = 0, close_each = 0, held = -1, a;
+    int samples = 0, close_each = 0, hold = 0, held = -1, a;
+    double t0_epoch;
+    struct timespec rt;
     for (a = 4; a < argc; a++) {
         if (strcmp(argv[a], "--samples") == 0) samples = 1;
         else if (strcmp(argv[a], "--close-each") == 0) close_each = 1;
+        else if (strcmp(argv[a], "--hold") == 0) hold = 1;
         else break;
     }
-    if (argc < 4 || a < argc || (n = strtol(argv[3], NULL, 10)) < 1 || n > 1000000) {
-        fprintf(stderr, "usage: handoff HELPER BRIDGE N [--samples] [--close-each]\n");
+    if (argc < 4 || a < argc || (close_each && hold) || (n = strtol(argv[3], NULL, 10)) < 1 || n > 1000000) {
+        fprintf(stderr, "usage: handoff HELPER BRIDGE N [--samples] [--close-each | --hold]\n");
         return 2;
     }
     helper = argv[1];
     bridge = argv[2];
-    if ((t = calloc((size_t)n, sizeof *t)) == NULL || (sorted = calloc((size_t)n, sizeof *sorted)) == NULL) return 2;
+    if ((t = calloc((size_t)n, sizeof *t)) == NULL || (sorted = calloc((size_t)n, sizeof *sorted)) == NULL ||
+        (t0 = calloc((size_t)n, sizeof *t0)) == NULL)
+        return 2;
+    if (hold) {
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+            rl.rlim_cur = rl.rlim_max;
+            setrlimit(RLIMIT_NOFILE, &rl);
+        }
+    }
+    clock_gettime(CLOCK_REALTIME, &rt); /* to line up with other processes' wall-clock logs */
+    t0_epoch = (double)rt.tv_sec * 1e3 + (double)rt.tv_nsec / 1e6;
     for (i = 0; i < n; i++) {
         int sv[2], status, fd;
         struct ifreq ifr;
@@ -122,6 +141,7 @@ int main(int argc, char **argv) {
         close(sv[0]);
         memset(&ifr, 0, sizeof ifr);
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+        t0[ok] = start;
         t[ok] = now_ms() - start; /* QEMU goes on once it has the fd and the helper's exit status */
         if (fd >= 0 && (ioctl(fd, TUNGETIFF, &ifr) < 0 || !(ifr.ifr_flags & IFF_TAP))) {
             fprintf(stderr, "handoff: the received fd is not a tap\n");
@@ -130,6 +150,7 @@ int main(int argc, char **argv) {
         }
         if (fd >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0) ok++;
         else failed++;
+        if (hold) continue; /* every VM keeps its tap */
         /* the tap goes away with its last fd (that is VM shutdown): not timed */
         if (held >= 0) close(held);
         held = -1;
@@ -143,16 +164,27 @@ int main(int argc, char **argv) {
     json_str(helper);
     printf(",\"bridge\":");
     json_str(bridge);
-    printf(",\"n\":%ld,\"ok\":%ld,\"failed\":%ld", n, ok, failed);
+    printf(",\"n\":%ld,\"ok\":%ld,\"failed\":%ld,\"t0_epoch_ms\":%.3f", n, ok, failed, t0_epoch);
     if (ok > 0)
         printf(",\"min_ms\":%.3f,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"max_ms\":%.3f", sorted[0], sorted[(ok - 1) / 2], sorted[(ok * 9 - 1) / 10],
                sorted[ok - 1]);
     if (samples) {
         printf(",\"samples_ms\":[");
         for (i = 0; i < ok; i++) printf("%s%.3f", i ? "," : "", t[i]);
+        printf("],\"start_ms\":[");
+        for (i = 0; i < ok; i++) printf("%s%.3f", i ? "," : "", t0[i]);
         printf("]");
     }
     printf("}\n");
+    if (hold) {
+        char buf[64];
+        fflush(stdout);
+        for (;;) {
+            ssize_t r = read(0, buf, sizeof buf);
+            if (r == 0 || (r < 0 && errno != EINTR)) break;
+        }
+    }
+    free(t0);
     free(t);
     free(sorted);
     return failed == 0 ? 0 : 1;

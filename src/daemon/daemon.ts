@@ -66,6 +66,7 @@ export class Daemon implements VnetService {
   /** address = "auto": the subnets picked, filled into the definitions as they load */
   private readonly auto: AutoSubnets;
   private readonly rtnl = new Rtnl();
+  private readonly nft = new Nft();
   private readonly servers: DnsmasqServers;
   private readonly stateFile: StateFile;
   private readonly taps = new TapRegistry();
@@ -100,7 +101,12 @@ export class Daemon implements VnetService {
     this.stateFile = new StateFile(path.join(opts.paths.runtimeDir, 'state.json'));
     this.leaseWatch = new LeaseWatch(opts.log, this.leaseCache);
     this.acl = new BridgeAclSync(new BridgeConf(opts.paths.qemuConfDir), opts.log);
-    this.guard = new RulesetGuard({ log: opts.log, clock: this.clock, check: () => this.mutex.run((lock) => this.repairRuleset(lock)) });
+    this.guard = new RulesetGuard({
+      log: opts.log,
+      clock: this.clock,
+      check: () => this.mutex.run((lock) => this.repairRuleset(lock)),
+      ownedBy: (pid) => this.nft.ownTransaction(pid),
+    });
     this.events.setMaxListeners(0);
   }
 
@@ -115,7 +121,7 @@ export class Daemon implements VnetService {
     const saved = await this.stateFile.load();
     const walls = hostFirewalls(loadSettings(this.paths.configDir), this.log);
     this.reconciler = new Reconciler({
-      backends: { links: this.rtnl, firewall: new Nft(), sysctl: new ProcSysctl(), dhcp: this.servers, hostFirewalls: walls },
+      backends: { links: this.rtnl, firewall: this.nft, sysctl: new ProcSysctl(), dhcp: this.servers, hostFirewalls: walls },
       contributors: contributors({ runtimeDir: this.paths.runtimeDir, stateDir: this.paths.stateDir }),
       log: this.log,
       journal: saved.journal,

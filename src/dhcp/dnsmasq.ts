@@ -10,6 +10,7 @@ import path from 'node:path';
 import { prefixToMask as maskOf } from '../net/ip.js';
 import { primary4, type NetworkSpec } from '../spec/spec.js';
 import { dnsmasqAccount } from './account.js';
+import { isServerAddress } from './upstream.js';
 
 /** DHCP lease time written into dhcp-range. */
 export const LEASE_TIME = '1h';
@@ -83,6 +84,12 @@ function account(key: string, value: unknown): string {
   return v;
 }
 
+function server(key: string, value: unknown): string {
+  const v = plain(key, value);
+  if (!isServerAddress(v)) throw new DnsmasqConfigError(key, value, 'is not an IPv4 or IPv6 address (with an optional %interface)');
+  return v;
+}
+
 function positiveInt(key: string, value: unknown): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
     throw new DnsmasqConfigError(key, value, 'must be a positive integer');
@@ -116,11 +123,16 @@ export function confFilePath(runtimeDir: string, name: string): string {
  * /run/dnsmasq.pid, which every network's dnsmasq would otherwise overwrite (and a killed
  * one leave stale): vnetd supervises the child directly. user/group default to vnet's own
  * account (see ./account.ts).
+ *
+ * Upstream DNS servers come from vnetd (`opts.upstream`, the host's resolv.conf as ./upstream.ts
+ * reads it), written as `server=` lines under `no-resolv`: dnsmasq then reads no resolv file and so
+ * holds no inotify instance, of which the kernel gives each user only 128 (every vnet dnsmasq runs
+ * as the same account).
  */
 export function dnsmasqConfig(
   net: NetworkSpec,
   paths: { runtimeDir: string; stateDir: string },
-  opts: { user?: string; group?: string } = {},
+  opts: { user?: string; group?: string; upstream?: readonly string[] } = {},
 ): string {
   const name = networkName('name', net.name);
   const bridge = ifname('bridge', net.bridge.name);
@@ -138,8 +150,11 @@ export function dnsmasqConfig(
     `interface=${bridge}`,
     'except-interface=lo',
     `listen-address=${address}`,
-    // answer from DHCP names and upstream (the host's /etc/resolv.conf), never the host's /etc/hosts
+    // answer from DHCP names and the upstream servers below, never the host's /etc/hosts
     'no-hosts',
+    // no resolv file, so no inotify instance to watch it: vnetd gives the servers itself
+    'no-resolv',
+    ...(opts.upstream ?? []).map((a, i) => `server=${server(`upstream[${i}]`, a)}`),
     `user=${user}`,
     `group=${group}`,
     // an empty value: no pid file at all (the default is the host-wide /run/dnsmasq.pid)

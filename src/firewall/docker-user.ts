@@ -10,7 +10,7 @@
  * came up (its first start since boot) gets vnet's rules at that network's next bring-up or when
  * vnetd restarts.
  */
-import { execa } from 'execa';
+import { run } from '../sys/run.js';
 import type { Logger } from 'pino';
 import type { HostFirewall } from '../reconcile/backends.js';
 import type { ForwardMode } from '../spec/spec.js';
@@ -83,11 +83,13 @@ export class DockerUser implements HostFirewall {
 
   private async iptables(args: string[]): Promise<string> {
     const argv = ['-w', '-t', 'filter', ...args];
-    const r = await execa(this.binary, argv, { reject: false, timeout: this.timeoutMs, stdin: 'ignore' });
-    if (r.exitCode !== 0) {
-      const why = String(r.stderr ?? '').trim() || r.shortMessage || `exit code ${r.exitCode}`;
-      throw new DockerUserError(`${this.binary} ${argv.join(' ')} failed: ${why}`, { cause: r });
+    let r;
+    try {
+      r = await run(this.binary, argv, { timeoutMs: this.timeoutMs });
+    } catch (err) {
+      throw new DockerUserError((err as Error).message, { cause: err });
     }
-    return String(r.stdout ?? '');
+    if (r.exitCode !== 0) throw new DockerUserError(`${this.binary} ${argv.join(' ')} failed: ${r.stderr.trim() || `exit code ${r.exitCode}`}`);
+    return r.stdout;
   }
 }

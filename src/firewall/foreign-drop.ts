@@ -4,7 +4,7 @@
  * table accepts. For `vnet doctor`: findForwardDrops() reads the ruleset (`nft -j list ruleset`),
  * forwardDrops() judges a listing (pure). Rules of iptables-legacy are not in nft's listing.
  */
-import { execa } from 'execa';
+import { run } from '../sys/run.js';
 import { TABLE } from './layout.js';
 
 export interface ForwardDrop {
@@ -56,7 +56,7 @@ export function forwardDrops(listing: unknown): ForwardDropReport {
 
 /** The same, of the ruleset as it is now. */
 export async function findForwardDrops(nft = 'nft'): Promise<ForwardDropReport> {
-  const r = await execa(nft, ['-j', 'list', 'ruleset'], { reject: false, timeout: 10_000, stdin: 'ignore' });
-  if (r.exitCode !== 0) throw new Error(`${nft} -j list ruleset failed: ${String(r.stderr ?? '').trim() || r.shortMessage}`);
-  return forwardDrops(JSON.parse(String(r.stdout)));
+  const r = await run(nft, ['-j', 'list', 'ruleset'], { timeoutMs: 10_000 });
+  if (r.exitCode !== 0) throw new Error(`${nft} -j list ruleset failed: ${r.stderr.trim() || `exit code ${r.exitCode}`}`);
+  return forwardDrops(JSON.parse(r.stdout));
 }

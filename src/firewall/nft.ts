@@ -27,10 +27,15 @@ export interface NftOptions {
 }
 
 
+/** how long the pid of an nft run that changed the ruleset is remembered for the monitor */
+const OWN_PID_MS = 10_000;
+
 export class Nft {
   readonly binary: string;
   readonly timeoutMs: number;
   readonly tmpDir: string;
+  /** pids of vnet's own nft runs that change the ruleset, with when they started */
+  private readonly own = new Map<number, number>();
 
   constructor(opts: NftOptions = {}) {
     this.binary = opts.binary ?? 'nft';
@@ -38,9 +43,25 @@ export class Nft {
     this.tmpDir = opts.tmpDir ?? os.tmpdir();
   }
 
-  private async run(args: string[]): Promise<RunResult> {
+  /**
+   * Was the ruleset change that nft process `pid` made one of vnet's own transactions? Answers
+   * true once per run (a pid can be reused later by someone else's nft), and only for recent runs.
+   */
+  ownTransaction(pid: number): boolean {
+    const at = this.own.get(pid);
+    this.own.delete(pid);
+    return at !== undefined && Date.now() - at < OWN_PID_MS;
+  }
+
+  private async run(args: string[], opts: { changes?: boolean } = {}): Promise<RunResult> {
     try {
-      return await run(this.binary, args, { timeoutMs: this.timeoutMs });
+      const remember = (pid: number) => {
+        // known before the transaction runs, so the monitor can tell it is vnet's
+        const now = Date.now();
+        for (const [old, at] of this.own) if (now - at >= OWN_PID_MS) this.own.delete(old);
+        this.own.set(pid, now);
+      };
+      return await run(this.binary, args, { timeoutMs: this.timeoutMs, ...(opts.changes ? { onSpawn: remember } : {}) });
     } catch (cause) {
       // never ran to completion: missing binary, timeout, signal
       throw new NftError((cause as Error).message, { cause });
@@ -60,7 +81,7 @@ export class Nft {
       await writeFile(file, JSON.stringify(cmds), { mode: 0o600 }).catch((cause: Error) => {
         throw new NftError(`cannot write the nft transaction to ${file}: ${cause.message}`, { cause });
       });
-      const r = await this.run(['-j', '-f', file]);
+      const r = await this.run(['-j', '-f', file], { changes: true });
       if (r.exitCode !== 0) {
         throw new NftError(`nft rejected the ruleset: ${r.stderr.trim() || `exit code ${r.exitCode}`}`, { cause: r });
       }

@@ -87,7 +87,7 @@ export class Reconciler {
   /** The steps that would take the networks in `scope` to their targets (nothing is changed). */
   async plan(_lock: Lock, targets: readonly Target[], scope: Scope): Promise<{ steps: PlannedStep[]; desired: Desired }> {
     const d = desired(targets, this.opts.contributors);
-    const o = await this.observe(d);
+    const o = await this.observe(d, scope);
     return { steps: diff(d, o, scope), desired: d };
   }
 
@@ -112,16 +112,18 @@ export class Reconciler {
     return st.chains.length === 0 && st.elements.length === 0;
   }
 
-  private async observe(d: Desired): Promise<Observed> {
+  /**
+   * What diff() needs to see. Link sysctls are read for the networks in scope only (diff plans no
+   * other network's link): reading every network's made each step slower the more were up.
+   */
+  private async observe(d: Desired, scope: Scope): Promise<Observed> {
     const b = this.opts.backends;
     const [links, addresses, routes] = await Promise.all([b.links.listLinks(), b.links.listAddresses(), b.links.listRoutes()]);
     const keys = new Set<string>([...d.sysctls.map((s) => s.key), ...this.journal.sysctls.keys()]);
-    for (const n of d.networks.values()) for (const s of n.linkSysctls) keys.add(s.key);
+    for (const n of d.networks.values()) if (scope.names.has(n.name)) for (const s of n.linkSysctls) keys.add(s.key);
     const sysctls = new Map<string, string>();
-    for (const key of keys) {
-      const v = await b.sysctl.read(key);
-      if (v !== undefined) sysctls.set(key, v);
-    }
+    const values = await Promise.all([...keys].map(async (key) => [key, await b.sysctl.read(key)] as const));
+    for (const [key, v] of values) if (v !== undefined) sysctls.set(key, v);
     this.table ??= await b.firewall.list();
     const hostFirewalls = new Map<string, ReadonlySet<string>>();
     for (const fw of b.hostFirewalls ?? []) hostFirewalls.set(fw.name, await fw.bound());

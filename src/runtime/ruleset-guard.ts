@@ -1,6 +1,6 @@
 /**
  * Keeps vnet's nft table as vnet wants it when someone else changes the ruleset (a firewall
- * reload, `nft flush ruleset`): `nft -j monitor` reports every change without polling; after a
+ * reload, `nft flush ruleset`): `nft monitor` reports every change without polling; after a
  * quiet moment the guard compares the table with what the networks want, by content, and repairs
  * what differs. Runs only while vnet has rules, so an idle machine has no such process.
  */
@@ -16,6 +16,8 @@ export interface GuardOptions {
   check(): Promise<void>;
   /** nft binary for the monitor */
   binary?: string;
+  /** did vnet itself make the transaction of this nft process? (its own changes need no check) */
+  ownedBy?: (pid: number) => boolean;
 }
 
 /** restarts of a monitor that keeps ending wait 1 s, 2 s, 4 s ... up to a minute */
@@ -41,6 +43,7 @@ export class RulesetGuard {
     const started = this.opts.clock.now();
     this.monitor = monitorRuleset(() => void this.opts.check().catch((err) => this.opts.log.error({ err }, 'ruleset check failed')), {
       ...(this.opts.binary ? { binary: this.opts.binary } : {}),
+      ...(this.opts.ownedBy ? { ownedBy: this.opts.ownedBy } : {}),
       onExit: (code, err) => {
         this.monitor = undefined;
         // one that ran for at least the longest wait was a good start: back to quick restarts

@@ -22,6 +22,8 @@ export interface RunOptions {
   env?: NodeJS.ProcessEnv;
   /** bound on what it may print, bytes (default 64 MiB) */
   maxBuffer?: number;
+  /** told the child's pid as soon as it is spawned, before it runs to its end */
+  onSpawn?: (pid: number) => void;
 }
 
 export function run(binary: string, args: readonly string[], opts: RunOptions): Promise<RunResult> {
@@ -39,6 +41,7 @@ export function run(binary: string, args: readonly string[], opts: RunOptions): 
         reject(new RunError(`${what} could not run: ${e.message}`, { cause: err }));
       },
     );
+    if (child.pid !== undefined) opts.onSpawn?.(child.pid);
     child.stdin?.end();
   });
 }

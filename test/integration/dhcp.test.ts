@@ -195,6 +195,10 @@ describe('dnsmasq supervisor in namespaces', () => {
     // dnsmasq refuses to serve DHCP without CAP_NET_ADMIN (ARP injection); everything else is gone
     expect(BigInt(`0x${st.CapEff}`)).toBe(CAP_NET_ADMIN);
     expect(BigInt(`0x${st.CapPrm}`)).toBe(CAP_NET_ADMIN);
+    // no inotify instance (no resolv file to watch): the kernel gives a user 128, and every
+    // network's dnsmasq runs as the same account
+    const fds = readdirSync(`/proc/${dnsmasqPid}/fd`).map((f) => readlinkSync(`/proc/${dnsmasqPid}/fd/${f}`));
+    expect(fds.filter((l) => l.includes('inotify'))).toEqual([]);
 
     // the config is ours alone, 0644, not a symlink
     expect(readFileSync(confPath, 'utf8')).toBe(dnsmasqConfig(def, { runtimeDir, stateDir }));

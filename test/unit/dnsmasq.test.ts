@@ -54,6 +54,7 @@ describe('dnsmasqConfig', () => {
       'except-interface=lo',
       'listen-address=192.168.122.1',
       'no-hosts',
+      'no-resolv',
       'user=vnet-dnsmasq',
       'group=vnet-dnsmasq',
       'pid-file=',
@@ -78,6 +79,20 @@ describe('dnsmasqConfig', () => {
       // empty: no pid file at all (the default is the host-wide /run/dnsmasq.pid)
       expect(lines(text).filter((l) => l.startsWith('pid-file'))).toEqual(['pid-file=']);
     }
+  });
+
+  it('reads no resolv file (no inotify instance: 128 per user) and forwards to the servers vnetd gives, in order', () => {
+    const bare = lines(dnsmasqConfig(defaultNet(), paths));
+    expect(bare).toContain('no-resolv');
+    expect(bare.filter((l) => l.startsWith('server='))).toEqual([]);
+    for (const key of ['resolv-file', 'dhcp-hostsdir', 'dhcp-optsdir', 'hostsdir']) expect(bare.join('\n')).not.toMatch(new RegExp(`^${key}=`, 'm'));
+    const l = lines(dnsmasqConfig(defaultNet(), paths, { upstream: ['127.0.0.53', '2001:db8::1', 'fe80::1%eth0'] }));
+    expect(l.filter((x) => /^(no-resolv|server=)/.test(x))).toEqual(['no-resolv', 'server=127.0.0.53', 'server=2001:db8::1', 'server=fe80::1%eth0']);
+  });
+
+  it.each([['8.8.8.8\nconf-file=/etc/x'], ['1.2.3.4,5'], ['example.org'], ['/a/1.2.3.4'], ['fe80::1%a b'], ['']])('refuses the upstream server %j', (bad) => {
+    expect(() => dnsmasqConfig(defaultNet(), paths, { upstream: ['192.0.2.1', bad] })).toThrow(DnsmasqConfigError);
+    expect(() => dnsmasqConfig(defaultNet(), paths, { upstream: ['192.0.2.1', bad] })).toThrow(/upstream\[1\]/);
   });
 
   it('a network without DHCP has no dhcp-* lines, but still serves DNS on its bridge only', () => {

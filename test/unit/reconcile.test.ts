@@ -51,6 +51,21 @@ describe('converge', () => {
     expect(r.owned().size).toBe(0);
   });
 
+  it('a plan for one network reads no other network’s link sysctls, however many are up', async () => {
+    const { b, r, run } = setup();
+    const targets = [
+      { spec: def, level: 'up' as const },
+      { spec: v6, level: 'up' as const },
+    ];
+    await run((l) => r.converge(l, targets, one('default', 'six'), 'rollback'));
+    const read: string[] = [];
+    const orig = b.sysctl.read.bind(b.sysctl);
+    b.sysctl.read = async (key: string) => (read.push(key), orig(key));
+    await run((l) => r.plan(l, [...targets, { spec: lab, level: 'up' }], one('lab')));
+    expect(read.filter((k) => /\/conf\/(virbr0|vnsix0)\//.test(k))).toEqual([]);
+    expect(read).toContain('net/ipv6/conf/vnlab0/disable_ipv6');
+  });
+
   it('is idempotent: a second converge plans nothing', async () => {
     const { r, run } = setup();
     const t = [{ spec: def, level: 'up' as const }];

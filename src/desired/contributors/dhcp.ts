@@ -5,6 +5,7 @@
  */
 import { confFilePath, dnsmasqConfig, leaseFilePath } from '../../dhcp/dnsmasq.js';
 import { primary4 } from '../../spec/spec.js';
+import { UpstreamServers } from '../../dhcp/upstream.js';
 import type { Contributor } from '../model.js';
 
 export interface DhcpContext {
@@ -12,15 +13,18 @@ export interface DhcpContext {
   stateDir: string;
   user?: string;
   group?: string;
+  /** the upstream DNS servers (default: the host's /etc/resolv.conf, read again only when it changed) */
+  upstream?: () => readonly string[];
 }
 
 export function dhcp(ctx: DhcpContext): Contributor {
+  const upstream = ctx.upstream ?? hostUpstream();
   return {
     name: 'dhcp',
     network(n) {
       if (n.level !== 'up' || !primary4(n.spec)) return;
       if (n.spec.forward.mode === 'bridge' && !n.spec.dhcp.range4) return;
-      const opts = { ...(ctx.user ? { user: ctx.user } : {}), ...(ctx.group ? { group: ctx.group } : {}) };
+      const opts = { ...(ctx.user ? { user: ctx.user } : {}), ...(ctx.group ? { group: ctx.group } : {}), upstream: upstream() };
       n.dhcp = {
         network: n.name,
         text: dnsmasqConfig(n.spec, { runtimeDir: ctx.runtimeDir, stateDir: ctx.stateDir }, opts),
@@ -29,4 +33,9 @@ export function dhcp(ctx: DhcpContext): Contributor {
       };
     },
   };
+}
+
+function hostUpstream(): () => readonly string[] {
+  const servers = new UpstreamServers();
+  return () => servers.current();
 }
