@@ -93,10 +93,13 @@ export function firewallPart(spec: NetworkSpec): Part | undefined {
     chain('to', [cross, [...from, eq(addr(4, 'daddr'), net), established(), ACCEPT], [REJECT]], 'to_bridge', br);
     chain('from', [[eq(addr(4, 'saddr'), net), ...to, ACCEPT], [REJECT]], 'from_bridge', br);
   } else {
-    // route: the network's subnets, both families, both ways; no translation
+    // route: the network's subnets, both families, both ways; no translation; through one uplink with nat-interface
     const v6 = addressesOf(spec, 6);
-    chain('to', [cross, [eq(addr(4, 'daddr'), net), ACCEPT], ...v6.map((a) => [eq(addr(6, 'daddr'), subnet(a)), ACCEPT]), [REJECT]], 'to_bridge', br);
-    chain('from', [[eq(addr(4, 'saddr'), net), ACCEPT], ...v6.map((a) => [eq(addr(6, 'saddr'), subnet(a)), ACCEPT]), [REJECT]], 'from_bridge', br);
+    const via = spec.forward.mode === 'route' ? spec.forward.interface : undefined;
+    const from = via !== undefined ? [eq(meta('iifname'), via)] : [];
+    const to = via !== undefined ? [eq(meta('oifname'), via)] : [];
+    chain('to', [cross, [...from, eq(addr(4, 'daddr'), net), ACCEPT], ...v6.map((a) => [...from, eq(addr(6, 'daddr'), subnet(a)), ACCEPT]), [REJECT]], 'to_bridge', br);
+    chain('from', [[eq(addr(4, 'saddr'), net), ...to, ACCEPT], ...v6.map((a) => [eq(addr(6, 'saddr'), subnet(a)), ...to, ACCEPT]), [REJECT]], 'from_bridge', br);
   }
   chain('in', serviceRules(), 'in_bridge', br);
   chain('guard', guardRules(br), 'guard4', v4.address);

@@ -10,14 +10,14 @@ export type ForwardMode = 'nat' | 'route' | 'isolated' | 'open' | 'bridge';
 /**
  * What vnet forwards for a network, and how:
  * - nat: guests reach out through masquerade; nothing reaches in unasked.
- * - route: the subnet is routed both ways, no translation.
+ * - route: the subnet is routed both ways, no translation (through one uplink with `nat-interface`).
  * - isolated: guests reach each other and the host's DHCP/DNS; nothing is forwarded.
  * - open: vnet adds no firewall rules at all.
  * - bridge: an existing bridge (NetworkManager's, the admin's) that vnet neither creates nor deletes.
  */
 export type Forward =
   | ({ mode: 'nat' } & NatOptions)
-  | { mode: 'route' }
+  | { mode: 'route'; /** forward only to and from this uplink (libvirt's `<forward mode='route' dev>`) */ interface?: string }
   | { mode: 'isolated' }
   | { mode: 'open' }
   | { mode: 'bridge' };

@@ -166,7 +166,7 @@ describe('docker-compat without Docker, and a bad vnet.toml', () => {
     const ns = await createNetns('vbad');
     for (const [text, says] of [
       ['docker-compat = "yes"\n', 'key `docker-compat` = "yes": expected true or false'],
-      ['dockercompat = true\n', 'key `dockercompat`: unknown key; known keys are docker-compat'],
+      ['dockercompat = true\n', 'key `dockercompat`: unknown key; known keys are auto-pool, docker-compat'],
     ] as const) {
       const e = vnetEnv();
       const file = path.join(e.VNET_CONFIG_DIR, 'vnet.toml');

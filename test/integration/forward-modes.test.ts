@@ -2,6 +2,7 @@
  * Every forward mode end to end, with the real vnetd, kernel, nft and dnsmasq:
  *
  *   guests ── vndmz0 10.40.0.1/24  (route)  ─┐
+ *   guests ── vnupl0 10.42.0.1/24  (route via up1 only) ─┤
  *   guests ── vnopen0 10.41.0.1/24 (open)   ─┤ [host] up0 198.51.100.2 ── wan  198.51.100.1
  *   guests ── vnoff0 10.30.0.1/24  (nat via up0, SNAT .10-.11) ─┤        up1 203.0.113.2 ── wan2 203.0.113.1
  *   guests ── br0 (the admin's bridge, 172.31.250.1/24; vnet adds 192.0.2.1/24 and DHCP) ─┘
@@ -14,6 +15,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { handoff } from '../support/handoff.js';
+import { echoPeer, peerSeen, ping, sendUdp, udpSink } from '../support/traffic.js';
 import { cleanupAll, createNetns, hostAndWan, pidsWithArg, trackPid, untrackPid, veth, waitFor, type Netns } from '../support/netns.js';
 import { ROOT, Vnetd, vnetEnv, type VnetEnv } from '../support/vnetd.js';
 
@@ -26,7 +28,6 @@ let wan: Netns;
 let wan2: Netns;
 let env: VnetEnv;
 let vnetd: Vnetd;
-const servers: Array<ReturnType<typeof execa>> = [];
 
 /** A guest on `bridge` (a veth port) that took a DHCP lease; its address. */
 async function guestOn(bridge: string, port: string): Promise<{ g: Netns; ip: string }> {
@@ -36,53 +37,6 @@ async function guestOn(bridge: string, port: string): Promise<{ g: Netns; ip: st
   const out = await g.run('busybox', ['udhcpc', '-i', 'eth0', '-n', '-q', '-t', '10', '-T', '1', '-s', UDHCPC]);
   return { g, ip: /LEASE (\S+)/.exec(out)![1]! };
 }
-
-/** A TCP server in `ns` at addr:port answering every connection with "PEERADDR PEERPORT". */
-async function echoPeer(ns: Netns, addr: string, port: number): Promise<void> {
-  const server = execa('ip', ['netns', 'exec', ns.name, process.execPath, '-e',
-    `require('net').createServer(s => s.end(s.remoteAddress + ' ' + s.remotePort)).listen(${port}, '${addr}', () => console.log('ready'))`], { reject: false });
-  trackPid(server.pid);
-  servers.push(server);
-  await new Promise<void>((resolve, reject) => {
-    server.stdout?.once('data', () => resolve());
-    server.once('exit', () => reject(new Error(`echo server in ${ns.name} exited`)));
-  });
-}
-
-/** A UDP server in `ns` at addr:port; returns what it received so far, one "PEERADDR MESSAGE" a datagram. */
-async function udpSink(ns: Netns, addr: string, port: number): Promise<() => string[]> {
-  const server = execa('ip', ['netns', 'exec', ns.name, process.execPath, '-e',
-    `const s = require('dgram').createSocket('udp4');
-     s.on('message', (m, r) => console.log(r.address + ' ' + m));
-     s.bind(${port}, '${addr}', () => console.log('ready'));`], { reject: false, buffer: false });
-  trackPid(server.pid);
-  servers.push(server);
-  let out = '';
-  await new Promise<void>((resolve, reject) => {
-    server.stdout?.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.startsWith('ready\n')) resolve();
-    });
-    server.once('exit', () => reject(new Error(`udp sink in ${ns.name} exited`)));
-  });
-  return () => out.split('\n').slice(1).filter(Boolean);
-}
-
-async function sendUdp(from: Netns, addr: string, port: number, message: string): Promise<void> {
-  await from.tryRun(process.execPath, ['-e', `const s = require('dgram').createSocket('udp4'); s.send('${message}', ${port}, '${addr}', () => s.close());`]);
-}
-
-/** Connect from `from` to addr:port; what the server saw ("ADDR PORT"), or undefined when no connection was made. */
-async function peerSeen(from: Netns, addr: string, port: number): Promise<string | undefined> {
-  const r = await from.tryRun(process.execPath, ['-e',
-    `const s = require('net').connect({ host: '${addr}', port: ${port} });
-     let d = ''; s.on('data', c => d += c); s.on('end', () => console.log(d));
-     s.on('error', e => { console.error(e.message); process.exit(1); });
-     setTimeout(() => { console.error('timeout'); process.exit(1); }, 3000).unref();`]);
-  return r.exitCode === 0 ? r.stdout.trim() : undefined;
-}
-
-const ping = async (from: Netns, to: string) => (await from.tryRun('busybox', ['ping', '-c', '1', '-W', '2', to])).exitCode === 0;
 
 beforeAll(async () => {
   ({ host, wan } = await hostAndWan());
@@ -101,6 +55,7 @@ beforeAll(async () => {
   const nets = path.join(env.VNET_CONFIG_DIR, 'networks');
   const range = (n: string) => `dhcp-range = ["${n}.10", "${n}.99"]\n`;
   writeFileSync(path.join(nets, 'dmz.toml'), `bridge = "vndmz0"\naddress = "10.40.0.1/24"\n${range('10.40.0')}forward = "route"\n`);
+  writeFileSync(path.join(nets, 'uplinked.toml'), `bridge = "vnupl0"\naddress = "10.42.0.1/24"\n${range('10.42.0')}forward = "route"\nnat-interface = "up1"\n`);
   writeFileSync(path.join(nets, 'lab.toml'), `bridge = "vnopen0"\naddress = "10.41.0.1/24"\n${range('10.41.0')}forward = "open"\n`);
   writeFileSync(
     path.join(nets, 'office.toml'),
@@ -113,10 +68,6 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const s of servers) {
-    s.kill('SIGKILL');
-    untrackPid(s.pid);
-  }
   await vnetd?.stop();
   await cleanupAll();
 });
@@ -141,6 +92,25 @@ describe('forward = "route"', () => {
     }
     expect((await host.tryRun('nft', ['list', 'chain', 'inet', 'vnet', 'nat-vndmz0'])).exitCode).not.toBe(0);
     expect((await host.run('cat', ['/proc/sys/net/ipv4/ip_forward'])).trim()).toBe('1');
+  });
+
+  it('with nat-interface, routes through that uplink only, both ways', async () => {
+    const up = await vnetd.cli(['up', 'uplinked']);
+    expect(up.exitCode, up.stderr).toBe(0);
+    const { g, ip } = await guestOn('vnupl0', 'upl1');
+    await echoPeer(g, ip, 9090);
+    await wan.run('ip', ['route', 'add', '10.42.0.0/24', 'via', '198.51.100.2']);
+    await wan2.run('ip', ['route', 'add', '10.42.0.0/24', 'via', '203.0.113.2']);
+    try {
+      expect((await peerSeen(g, WAN2, 8080))?.split(' ')[0]).toBe(ip);
+      expect((await peerSeen(wan2, ip, 9090))?.split(' ')[0]).toBe(WAN2);
+      // up0 is not its uplink: neither out nor in
+      expect(await peerSeen(g, WAN, 8080)).toBeUndefined();
+      expect(await peerSeen(wan, ip, 9090)).toBeUndefined();
+    } finally {
+      await wan.run('ip', ['route', 'del', '10.42.0.0/24']);
+      await wan2.run('ip', ['route', 'del', '10.42.0.0/24']);
+    }
   });
 
   it('a guest cannot send from an address outside the network\'s subnet', async () => {

@@ -8,8 +8,8 @@
  * libvirt wrote, stops libvirt, and has vnetd bring the imported networks up in the same
  * namespace: same bridges, same addresses, leases from the same ranges.
  *
- * Keys vnet does not read yet (autostart, hosts, DNS records, NAT ranges, DHCPv6, nat6, forward
- * "route") are taken out before `vnet up`, and named; what depends on them is it.todo below.
+ * Keys vnet does not read yet (hosts, DNS records, lease time, DHCPv6, nat6) are taken out before
+ * `vnet up`, and named; what depends on them is it.todo below.
  */
 import { execa, type ResultPromise } from 'execa';
 import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -18,6 +18,7 @@ import { parse as parseToml, stringify } from 'smol-toml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFINITION_KEYS } from '../../src/spec/parse.js';
 import { cleanupAll, createNetns, hostAndWan, tempDir, trackPid, untrackPid, veth, waitFor, type Netns } from '../support/netns.js';
+import { echoPeer, peerSeen } from '../support/traffic.js';
 import { ROOT, VNET, Vnetd, vnetEnv } from '../support/vnetd.js';
 
 const UDHCPC = path.join(ROOT, 'test/support/udhcpc.sh');
@@ -25,7 +26,7 @@ const UDHCPC = path.join(ROOT, 'test/support/udhcpc.sh');
 const STOCK_DEFAULT = '/usr/share/libvirt/networks/default.xml';
 
 /** The keys other issues add; the importer already writes them (see src/import/). */
-const COMING_KEYS = ['autostart', 'nat-interface', 'nat-address', 'nat-ports', 'nat6', 'dhcp6-range', 'dhcp-lease-time', 'hosts', 'dns-records', 'dns-forwarders', 'dns'];
+const COMING_KEYS = ['nat6', 'dhcp6-range', 'dhcp-lease-time', 'hosts', 'dns-records', 'dns-forwarders', 'dns'];
 
 /** The networks besides `default`: one per kind the issue names. */
 const NETWORKS: Record<string, string> = {
@@ -44,12 +45,13 @@ const NETWORKS: Record<string, string> = {
   <bridge name='vnatx0'/><mtu size='9000'/><ip address='172.20.0.1' prefix='16'><dhcp><range start='172.20.1.0' end='172.20.9.255'/></dhcp></ip></network>`,
 };
 const BRIDGES: Record<string, string> = { default: 'virbr0', lab: 'virbr10', six: 'virbr6', routed: 'virbr7', iso: 'virbr8', natx: 'vnatx0' };
-/** vnet brings these up today; `routed` waits for forward "route" */
-const VNET_NOW = ['default', 'lab', 'six', 'iso', 'natx'];
+/** the networks vnetd brings up in the test (all of them) */
+const VNET_NOW = ['default', 'lab', 'six', 'iso', 'natx', 'routed'];
 
 let ns: Netns;
 let guest: Netns;
 let guest2: Netns;
+let wan: Netns;
 let lvRoot: string;
 let libvirtd: ResultPromise | undefined;
 let libvirtdLog = '';
@@ -120,7 +122,8 @@ async function vnetCli(env: Record<string, string>, args: string[], viaLibvirtdM
 beforeAll(async () => {
   if (!existsSync('/usr/sbin/libvirtd') || !existsSync(STOCK_DEFAULT)) throw new Error('libvirtd or Debian\'s default.xml missing: `make test-deps` installs libvirt-daemon, libvirt-clients, libvirt-daemon-config-network');
   // libvirt's host: uplink up0 (198.51.100.2) to a "wan" namespace, as every NAT test has it
-  ({ host: ns } = await hostAndWan());
+  ({ host: ns, wan } = await hostAndWan());
+  await echoPeer(wan, '198.51.100.1', 8080);
   guest = await createNetns('lg');
   guest2 = await createNetns('lg');
   lvRoot = tempDir('vnet-libvirt-');
@@ -236,6 +239,9 @@ describe('import', () => {
       writeFileSync(path.join(env.VNET_CONFIG_DIR, 'networks', `${name}.toml`), stringify(table));
     }
     vnetd = await new Vnetd(ns, env).start();
+    // libvirt autostarted default: vnetd brings it up as it starts, pinned
+    const st = await vnetd.cli(['status', 'default', '--json']);
+    expect(JSON.parse(st.stdout)).toMatchObject([{ name: 'default', state: 'up', pinned: true }]);
     const check = await vnetd.cli(['check']);
     expect(check.exitCode, check.stderr).toBe(0);
     for (const name of VNET_NOW) {
@@ -254,7 +260,27 @@ describe('import', () => {
   it.todo('lab: the guest with MAC 52:54:00:aa:00:01 gets 10.10.0.10 from vnet as from libvirt (needs [[hosts]], issue 12)');
   it.todo('lab: DNS answers the TXT and host records libvirt served, and leases last an hour (needs [[dns-records]], dhcp-lease-time, issue 12)');
   it.todo('six: DHCPv6 leases from fd42:6:6::100-1ff and NAT66 (needs dhcp6-range and nat6, issue 12)');
-  it.todo('routed: vnet routes 10.70.0.0/24 out of up0 as libvirt did (needs forward "route" and nat-interface, issue 11)');
-  it.todo('natx: NAT to 198.51.100.10-20, ports 20000-29999, out of up0 only (needs nat-address, nat-ports, nat-interface, issue 11)');
-  it.todo('default: vnetd brings it up at start as libvirt autostarted it (needs autostart, issue 11)');
+
+  it('routed: vnet routes 10.70.0.0/24 through up0 both ways, untranslated, as libvirt did', async () => {
+    const ip = await lease('virbr7', '52:54:00:12:34:5a');
+    expect(inRange(ip, '10.70.0.2', '10.70.0.99')).toBe(true);
+    await echoPeer(guest, ip, 9090);
+    await wan.run('ip', ['route', 'add', '10.70.0.0/24', 'via', '198.51.100.2']);
+    try {
+      expect((await peerSeen(guest, '198.51.100.1', 8080))?.split(' ')[0]).toBe(ip);
+      expect((await peerSeen(wan, ip, 9090))?.split(' ')[0]).toBe('198.51.100.1');
+    } finally {
+      await wan.run('ip', ['route', 'del', '10.70.0.0/24']);
+    }
+  });
+
+  it('natx: translated to 198.51.100.10-20, ports 20000-29999, out of up0', async () => {
+    // the SNAT addresses an admin gives the host, as for libvirt
+    for (let i = 10; i <= 20; i++) await ns.run('ip', ['addr', 'add', `198.51.100.${i}/32`, 'dev', 'up0']);
+    await lease('vnatx0', '52:54:00:12:34:5b');
+    const [addr, port] = (await peerSeen(guest, '198.51.100.1', 8080))!.split(' ');
+    expect(inRange(addr!, '198.51.100.10', '198.51.100.20')).toBe(true);
+    expect(Number(port)).toBeGreaterThanOrEqual(20000);
+    expect(Number(port)).toBeLessThanOrEqual(29999);
+  });
 });

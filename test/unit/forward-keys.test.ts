@@ -64,6 +64,13 @@ describe('NAT options', () => {
       expect(e.message).toContain(`applies only to forward = "nat" (this network has forward = "${mode}")`);
     }
   });
+
+  it('nat-interface narrows forward = "route" to one uplink, whichever comes first; not the bridge itself', () => {
+    for (const text of [`${base}forward = "route"\nnat-interface = "up0"\n`, `${base}nat-interface = "up0"\nforward = "route"\n`])
+      expect(parse(text).forward).toEqual({ mode: 'route', interface: 'up0' });
+    expect(problem(`${base}forward = "isolated"\nnat-interface = "up0"\n`).message).toContain('applies only to forward = "nat" and "route"');
+    expect(problem(`${base}forward = "route"\nnat-interface = "vnbr1"\n`).message).toContain("is the network's own bridge");
+  });
 });
 
 describe('autostart and address = "auto"', () => {

@@ -1,6 +1,7 @@
 /**
  * `forward`: what vnet forwards for the network, and how; and the NAT options libvirt offers
- * (`nat-interface`, `nat-address`, `nat-ports`), which apply to forward = "nat" only.
+ * (`nat-interface`, `nat-address`, `nat-ports`), which apply to forward = "nat" only, except
+ * `nat-interface`, which also narrows forward = "route" to one uplink (libvirt's `<forward dev>`).
  */
 import { ifnameProblem } from '../../config/names.js';
 import { compare, isAddress, rangeOf } from '../../net/ip.js';
@@ -51,7 +52,10 @@ export const forward: Section = {
       if (typeof v !== 'string' || !MODES.includes(v as ForwardMode)) return `expected one of ${MODES.map((m) => `"${m}"`).join(', ')}`;
       const mode = v as ForwardMode;
       // NAT options read before this key stay with "nat"; with another mode check() refuses them
-      s.forward = mode === 'nat' ? (natOf(s) ?? { mode: 'nat' }) : { mode } as Forward;
+      const via = natOf(s)?.interface;
+      if (mode === 'nat') s.forward = natOf(s) ?? { mode: 'nat' };
+      else if (mode === 'route') s.forward = { mode, ...(via !== undefined ? { interface: via } : {}) };
+      else s.forward = { mode } as Forward;
       // "bridge": a bridge that exists already, NetworkManager's or the admin's; vnet never makes or deletes it
       s.bridge.managed = mode !== 'bridge';
       return undefined;
@@ -61,6 +65,7 @@ export const forward: Section = {
       if (p) return `interface name ${p}`;
       const nat = natOf(s);
       if (nat) nat.interface = v as string;
+      else if (s.forward.mode === 'route') s.forward.interface = v as string;
       return undefined;
     },
     'nat-address'(v, s) {
@@ -83,6 +88,10 @@ export const forward: Section = {
       if (s.forward.interface === s.bridge.name) fail('nat-interface', s.forward.interface, 'is the network\'s own bridge; name the uplink its traffic leaves by');
       return;
     }
-    for (const key of NAT_KEYS) if (has(key)) fail(key, undefined, `applies only to forward = "nat" (this network has forward = "${s.forward.mode}")`);
+    if (s.forward.mode === 'route' && s.forward.interface === s.bridge.name) fail('nat-interface', s.forward.interface, 'is the network\'s own bridge; name the uplink its traffic leaves by');
+    for (const key of NAT_KEYS) {
+      if (key === 'nat-interface' && s.forward.mode === 'route') continue;
+      if (has(key)) fail(key, undefined, `applies only to forward = "nat"${key === 'nat-interface' ? ' and "route"' : ''} (this network has forward = "${s.forward.mode}")`);
+    }
   },
 };
