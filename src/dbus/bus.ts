@@ -22,6 +22,9 @@ import { cut, errField } from '../log/cut.js';
 import type { RateLimiter } from '../log/rate-limit.js';
 import { refusalLimiter } from '../log/refusals.js';
 import { bindingOf, BusError, type AnyBinding } from './methods.js';
+
+/** Bytes of an error text a D-Bus error reply carries at most (as the socket API cuts its own). */
+const MAX_ERROR_TEXT = 4096;
 import { callerOf } from './caller.js';
 import { BusRefusals, isRefusedBusError } from './refusals.js';
 import { Announcer } from './signals.js';
@@ -189,8 +192,9 @@ class VnetBus {
         text = err instanceof Error ? err.message : String(err);
         this.log.error({ err: errField(err), path: cut(msg.path), member: cut(msg.member ?? ''), sender: msg.sender }, 'D-Bus call failed');
       }
+      // error texts often quote the caller's input (a 10 MB name): the reply carries a bounded head of it.
       // dbus-next's typings say newError takes a string; it takes the call being answered.
-      if (!(msg.flags & NO_REPLY_EXPECTED)) this.bus.send(Msg.newError(msg as unknown as string, name, text));
+      if (!(msg.flags & NO_REPLY_EXPECTED)) this.bus.send(Msg.newError(msg as unknown as string, name, cut(text, MAX_ERROR_TEXT)));
     }
   }
 
