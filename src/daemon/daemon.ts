@@ -40,6 +40,7 @@ import type { NetworkSpec } from '../spec/spec.js';
 import { systemClock, type Clock } from '../sys/clock.js';
 import { Mutex, type Lock } from '../sys/mutex.js';
 import { ProcSysctl } from '../sys/sysctl.js';
+import { TapCloser } from './tap-closer.js';
 import { handOut, type TapDeps } from './taps.js';
 import { VnetError, toVnetError } from '../api/errors.js';
 import { statusOf, type NetworkStatus, type ReloadResult, type ServiceEvent, type TapResult, type VnetService } from './service.js';
@@ -70,6 +71,8 @@ export class Daemon implements VnetService {
   private readonly servers: DnsmasqServers;
   private readonly stateFile: StateFile;
   private readonly taps = new TapRegistry();
+  /** closes tap fds off the main thread: the socket server's copies, and taps never handed out */
+  readonly tapCloser = new TapCloser();
   private readonly leaseWatch: LeaseWatch;
   private readonly acl: BridgeAclSync;
   private readonly guard: RulesetGuard;
@@ -355,6 +358,7 @@ export class Daemon implements VnetService {
       identity: this.identity,
       syncAcl: (specs) => void this.acl.sync(specs),
       pruneTaps: () => this.pruneTaps(),
+      discardTap: (fd, uid) => this.tapCloser.close(fd, uid),
       linkKind: async (name) => {
         const l = await this.rtnl.getLinkByName(name);
         return l ? (l.kind ?? '') : undefined;

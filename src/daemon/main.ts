@@ -57,6 +57,7 @@ async function main(): Promise<void> {
     listen: fds[0] !== undefined ? { fd: fds[0] } : { path: paths.socket },
     idleTimeoutMs: Number.isInteger(idleMs) && idleMs > 0 ? idleMs : 30_000,
     onQuiet: () => arm(),
+    closer: daemon.tapCloser,
   });
   await server.start();
   // VNET_DBUS_ADDRESS: "system", or a bus address (unix:path=...). Without the bus the socket still serves.

@@ -39,6 +39,8 @@ export interface ServerOptions {
   refusals?: RateLimiter<number>;
   /** called when the last open connection closes */
   onQuiet?: () => void;
+  /** where vnetd's copies of passed tap fds are closed (default: a closer of its own) */
+  closer?: TapCloser;
 }
 
 interface Conn {
@@ -55,9 +57,10 @@ export class Server {
   private readonly stallMs: number;
   private readonly refusals: RateLimiter<number>;
   /** vnetd's copies of tap fds, closed off the main thread */
-  private readonly closer = new TapCloser();
+  private readonly closer: TapCloser;
 
   constructor(private readonly opts: ServerOptions) {
+    this.closer = opts.closer ?? new TapCloser();
     this.turns = new Turns(opts.turnsPerUid ?? 4);
     this.stallMs = opts.sendStallMs ?? 3000;
     this.refusals = opts.refusals ?? refusalLimiter();

@@ -16,7 +16,6 @@ import type { NetworkRecord, NetworkRuntime } from '../runtime/network-runtime.j
 import type { TapEntry, TapRegistry } from '../runtime/tap-registry.js';
 import type { NetworkSpec } from '../spec/spec.js';
 import { failpoint } from '../sys/failpoint.js';
-import { closeFd } from '../sys/libc.js';
 import type { Mutex } from '../sys/mutex.js';
 import { parentPid } from '../sys/proc.js';
 import { VnetError } from '../api/errors.js';
@@ -34,6 +33,8 @@ export interface TapDeps {
   identity: Identity;
   /** an edited definition may open or close a bridge to the stock helper */
   syncAcl(specs: Iterable<NetworkSpec>): void;
+  /** close a tap fd off the main thread (its last close tears the tap down: tap-closer.ts) */
+  discardTap(fd: number, uid: number): void;
   /** re-list links and forget ghost taps */
   pruneTaps(): Promise<void>;
   /** the kind of the link named so ("bridge", "veth", ...; "" for none), undefined when there is none */
@@ -95,7 +96,7 @@ export async function handOut(d: TapDeps, bridge: string, opts: { vnetHdr: boole
       failpoint('tap:opened');
       index = attachTap(tap.name, bridge).index;
     } catch (err) {
-      closeFd(tap.fd);
+      d.discardTap(tap.fd, caller.uid);
       idle();
       const errno = (err as NetlinkError).errno;
       if (errno === 'ENODEV') throw new VnetError('ENODEV', `no bridge named ${bridge} (and no vnet network uses it)`, { cause: err });
