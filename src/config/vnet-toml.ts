@@ -5,10 +5,9 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { parse as parseToml } from 'smol-toml';
 import { cidrOf, parseSubnet, rangeOf, type Subnet } from '../net/ip.js';
 import { bool } from '../spec/keys/section.js';
-import { DefinitionError } from '../spec/parse.js';
+import { DefinitionError, tomlTable } from '../spec/parse.js';
 
 export interface VnetSettings {
   /** where address = "auto" picks its /24s from */
@@ -55,14 +54,7 @@ export const SETTING_KEYS = Object.keys(KEYS);
 
 /** Parse the text of `file`, or throw DefinitionError naming the file, key and value. */
 export function parseSettings(file: string, text: string): VnetSettings {
-  if (text.includes('\0')) throw new DefinitionError(file, undefined, undefined, 'file contains a NUL byte');
-  let table: Record<string, unknown>;
-  try {
-    table = parseToml(text) as Record<string, unknown>;
-  } catch (err) {
-    const msg = err instanceof Error ? err.message.split('\n')[0] : String(err);
-    throw new DefinitionError(file, undefined, undefined, `not valid TOML: ${msg}`, { cause: err });
-  }
+  const table = tomlTable(file, text);
   const settings = defaultSettings();
   for (const [key, value] of Object.entries(table)) {
     const parser = Object.hasOwn(KEYS, key) ? KEYS[key] : undefined;

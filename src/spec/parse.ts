@@ -82,15 +82,18 @@ export function specFromTable(name: string, file: string, table: Record<string, 
 
 /** Parse TOML text of `file` (network `name`) into a NetworkSpec, or throw DefinitionError. */
 export function parseDefinition(name: string, file: string, text: string): NetworkSpec {
+  return specFromTable(name, file, tomlTable(file, text));
+}
+
+/** The top-level table of the TOML text of `file`, or DefinitionError naming the file. */
+export function tomlTable(file: string, text: string): Record<string, unknown> {
   if (text.includes('\0')) throw new DefinitionError(file, undefined, undefined, 'file contains a NUL byte');
-  let table: Record<string, unknown>;
   try {
-    table = parseToml(text) as Record<string, unknown>;
+    return parseToml(text) as Record<string, unknown>;
   } catch (err) {
     const msg = err instanceof Error ? err.message.split('\n')[0] : String(err);
     throw new DefinitionError(file, undefined, undefined, `not valid TOML: ${msg}`, { cause: err });
   }
-  return specFromTable(name, file, table);
 }
 
 /** The built-in `default` network, libvirt's virbr0 look-alike. */

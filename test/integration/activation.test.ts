@@ -1,5 +1,5 @@
 /**
- * Issue 4: socket activation and idle exit, driven by systemd's own
+ * Socket activation and idle exit, driven by systemd's own
  * systemd-socket-activate (it listens like vnetd.socket and execs vnetd with
  * LISTEN_FDS on the first connection). READY=1 arrives on $NOTIFY_SOCKET; with no
  * network up and no client vnetd exits after VNET_IDLE_EXIT seconds, leaving nothing

@@ -4,6 +4,7 @@
  * and random bytes. After every test vnetd still answers, its open fds are back to where they
  * started and its memory has stayed bounded.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import fc from 'fast-check';
 import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
@@ -43,7 +44,6 @@ function rssKiB(): number {
   return Number(m?.[1]);
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function frameOf(body: Buffer | string): Buffer {
   const b = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;

@@ -1,5 +1,5 @@
 /**
- * Issue 8: a caller cannot make vnetd's log grow with its own bytes. `nobody` sends refused
+ * A caller cannot make vnetd's log grow with its own bytes. `nobody` sends refused
  * requests with huge inputs over D-Bus (three `Up` calls with 10 MB names) and over the socket
  * (60 KB names, bridges and long method names); vnetd's log grows by a few lines, every field
  * cut, and refusals are logged once per uid per 10 s at most, the next line saying how many
@@ -94,7 +94,7 @@ afterAll(async () => {
 
 describe('caller input in vnetd’s log', () => {
   it('three D-Bus Up calls with 10 MB names from nobody are refused and add one short line', { timeout: 120_000 }, async () => {
-    const out = await lastLine(
+    const out = (await lastLine(
       asNobody(
         `
         const dbus = (await import(${JSON.stringify(DBUS_NEXT)})).default;
@@ -110,7 +110,7 @@ describe('caller input in vnetd’s log', () => {
       `,
         { BUS: bus.address },
       ),
-    );
+    )) as unknown[];
     // each refusal, and a reply that carries a bounded head of the name, not 10 MB back
     for (let i = 0; i < 3; i++) {
       expect(out[2 * i]).toBe('org.vnet.Vnet1.Error.PermissionDenied');

@@ -1,5 +1,5 @@
 /**
- * Issue 2 end to end: vnetd + vnet CLI bring the default NAT network up and down in a
+ * End to end: vnetd + vnet CLI bring the default NAT network up and down in a
  * "host" namespace whose uplink reaches a "wan" namespace (198.51.100.1); a "guest"
  * namespace on a veth in the bridge gets a DHCP lease and pings the wan through NAT.
  */

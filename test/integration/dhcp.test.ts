@@ -6,6 +6,7 @@
  * The supervisor runs inside `host` through test/support/drivers/dhcp-supervisor.mjs
  * (which imports dist/), and the guest asks for a lease with busybox udhcpc.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -16,6 +17,7 @@ import { confFilePath, dnsmasqConfig, dnsmasqTestArgs, leaseFilePath } from '../
 import { readLeaseFile, readLeases } from '../../src/dhcp/leases.js';
 import { parseDefinition } from '../../src/spec/parse.js';
 import type { NetworkSpec } from '../../src/spec/spec.js';
+import { procStatus } from '../support/proc.js';
 import { cleanupAll, createNetns, hostAndWan, pidsWithArg, tempDir, trackPid, veth, type Netns } from '../support/netns.js';
 import { ROOT } from '../support/vnetd.js';
 
@@ -69,7 +71,6 @@ class Driver {
   }
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** pids of live processes whose command line names this config file (a `dnsmasq --test` check is not a server) */
 function processesUsing(confPath: string): number[] {
@@ -83,14 +84,6 @@ function dnsmasqAccount(): { uid: number; gid: number } {
   return { uid: Number(f[2]), gid: Number(f[3]) };
 }
 
-function procStatus(pid: number): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const line of readFileSync(`/proc/${pid}/status`, 'utf8').split('\n')) {
-    const i = line.indexOf(':');
-    if (i > 0) out[line.slice(0, i)] = line.slice(i + 1).trim();
-  }
-  return out;
-}
 
 function net(name: string, bridge: string, third: number, opts: { dhcp?: boolean } = {}): NetworkSpec {
   const range = opts.dhcp === false ? '' : `dhcp-range = ["10.${third}.0.100", "10.${third}.0.150"]\n`;

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { handoff } from '../support/handoff.js';
+import { procStatus } from '../support/proc.js';
 import { cleanupAll, createNetns, hostAndWan, pidsWithArg, type Netns } from '../support/netns.js';
 import { Vnetd, vnetEnv } from '../support/vnetd.js';
 
@@ -17,14 +18,6 @@ const CAP_NET_ADMIN = 1n << 12n;
 const MISSING = 'vnet-test-noacct';
 const NET = 'bridge = "vnacc0"\naddress = "10.61.0.1/24"\ndhcp-range = ["10.61.0.10", "10.61.0.99"]\non-demand = true\nidle-down = 30\n';
 
-function procStatus(pid: number): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const line of readFileSync(`/proc/${pid}/status`, 'utf8').split('\n')) {
-    const i = line.indexOf(':');
-    if (i > 0) out[line.slice(0, i)] = line.slice(i + 1).trim();
-  }
-  return out;
-}
 
 let host: Netns;
 

@@ -1,5 +1,5 @@
 /**
- * Issue 8: back-to-back hand-offs whose taps the client closes at once never trip the tap
+ * Back-to-back hand-offs whose taps the client closes at once never trip the tap
  * quota (VNET_TAP_QUOTA=16 here): the quota counts the taps a client still holds, not the
  * ones being torn down. A client that does hold its taps is still stopped by it.
  * (`make bench` runs the long loop: 1,000 hand-offs through the helper with the default quota.)

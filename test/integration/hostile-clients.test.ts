@@ -1,5 +1,5 @@
 /**
- * Issue 8: a client that stops reading must not freeze vnetd for everyone. An unprivileged
+ * A client that stops reading must not freeze vnetd for everyone. An unprivileged
  * process (nobody) holds several connections whose replies back up: each is fed pings it
  * never reads until vnetd's buffer towards it is all but full, then tap requests for virbr0,
  * whose replies (each with its tap fd) find no room. Meanwhile root's `vnet status` and

@@ -1,5 +1,5 @@
 /**
- * Issue 8, leases a guest cannot break.
+ * Leases a guest cannot break.
  *
  * One vnetd (socket only) runs network `big`: a /15 with dhcp-lease-max = 65535, the largest a
  * definition allows, whose lease file holds 65,535 leases with 255-byte client ids as dnsmasq

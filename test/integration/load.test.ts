@@ -4,6 +4,7 @@
  * exhausting its tap quota; a storm of link events (and a stalled daemon that loses
  * some); a guest cycling MACs against a network with a small DHCP lease limit.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { execa, type ResultPromise } from 'execa';
 import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -118,7 +119,6 @@ class Handoffs {
   }
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface KernelLink {
   ifname: string;

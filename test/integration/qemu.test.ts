@@ -1,5 +1,5 @@
 /**
- * Issue 3 end to end with a real guest: QEMU run as an unprivileged user (nobody) with
+ * End to end with a real guest: QEMU run as an unprivileged user (nobody) with
  * `-netdev bridge,br=virbr0,helper=vnet-bridge-helper`. The default network is down
  * before QEMU starts, comes up on demand, the guest gets a lease and pings the wan
  * through NAT, and idle-down seconds after QEMU exits the network is gone.

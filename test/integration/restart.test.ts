@@ -1,5 +1,5 @@
 /**
- * Issue 5, crash and restart: vnetd killed with SIGKILL at rest and between the steps
+ * Crash and restart: vnetd killed with SIGKILL at rest and between the steps
  * of up, down and a tap hand-off, then restarted: the ruleset equals a clean up's, no
  * duplicate rules, no orphan links, one dnsmasq per network, the guest keeps its
  * address and its connectivity. Also: a firewall flush is repaired, dnsmasq deaths are

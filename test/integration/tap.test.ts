@@ -1,5 +1,5 @@
 /**
- * Issue 3 without a guest: the C helper, run by an unprivileged user exactly as QEMU
+ * Hand-offs without a guest: the C helper, run by an unprivileged user exactly as QEMU
  * runs it, gets a real tap from vnetd; on-demand up, idle-down, denials, quota, no
  * fd leaks. (test/integration/qemu.test.ts boots a real guest through the same path.)
  */
