@@ -20,6 +20,11 @@ DBUSSERVICEDIR ?= $(PREFIX)/share/dbus-1/system-services
 # /etc/firewalld (the admin's), never from /usr/local: a PREFIX=/usr build puts vnet's beside
 # the distribution's, any other in SYSCONFDIR.
 FIREWALLDDIR   ?= $(if $(filter /usr,$(PREFIX)),/usr/lib/firewalld,$(SYSCONFDIR)/firewalld)
+# AppArmor's profile of dnsmasq (Ubuntu) includes local/usr.sbin.dnsmasq for site additions: vnet's
+# rules go in local/vnet-dnsmasq, included from there (see `install`).
+APPARMORDIR    ?= $(SYSCONFDIR)/apparmor.d
+APPARMOR_HOOK  := $(APPARMORDIR)/local/usr.sbin.dnsmasq
+APPARMOR_LINE  := include if exists <local/vnet-dnsmasq>
 MANIFEST       := $(LIBDIR)/install-manifest
 STAGE          := build/install-root
 FIX_PREFIX     := sed -e '/^[[:space:]]*[\#;]/!s|/usr/local|$(PREFIX)|g'
@@ -156,7 +161,7 @@ install: build
 	rm -rf $(STAGE) build/install-manifest
 	umask 022 && mkdir -p $(STAGE)$(LIBDIR)/bin $(STAGE)$(BINDIR) $(STAGE)$(LIBEXEC) $(STAGE)$(UNITDIR) \
 	  $(STAGE)$(TMPFILESDIR) $(STAGE)$(SYSUSERSDIR) $(STAGE)$(DBUSPOLICYDIR) $(STAGE)$(DBUSSERVICEDIR) $(STAGE)$(SYSCONFDIR)/vnet/networks \
-	  $(STAGE)$(FIREWALLDDIR)/zones $(STAGE)$(FIREWALLDDIR)/policies
+	  $(STAGE)$(FIREWALLDDIR)/zones $(STAGE)$(FIREWALLDDIR)/policies $(STAGE)$(APPARMORDIR)/local
 	umask 022 && cp -r dist $(STAGE)$(LIBDIR)/dist && find $(STAGE)$(LIBDIR)/dist \( -name '*.map' -o -name .stamp \) -delete
 	install -m 0755 bin/vnet bin/vnetd $(STAGE)$(LIBDIR)/bin/
 	install -m 0644 package.json package-lock.json $(STAGE)$(LIBDIR)/
@@ -174,6 +179,13 @@ install: build
 	install -m 0644 etc/vnet/networks/example.toml.example $(STAGE)$(SYSCONFDIR)/vnet/networks/example.toml.example
 	install -m 0644 etc/firewalld/zones/*.xml $(STAGE)$(FIREWALLDDIR)/zones/
 	install -m 0644 etc/firewalld/policies/*.xml $(STAGE)$(FIREWALLDDIR)/policies/
+	install -m 0644 etc/apparmor.d/local/vnet-dnsmasq $(STAGE)$(APPARMORDIR)/local/vnet-dnsmasq
+	@# dnsmasq profile's hook: made (and listed in the manifest) where the host has none; an existing
+	@# one is the admin's, and gets one line after the copy below
+	if [ ! -e '$(DESTDIR)$(APPARMOR_HOOK)' ]; then \
+	  printf '# Site-specific additions and overrides for usr.sbin.dnsmasq (made by vnet'"'"'s make install)\n$(APPARMOR_LINE)\n' > $(STAGE)$(APPARMOR_HOOK); \
+	  chmod 0644 $(STAGE)$(APPARMOR_HOOK); \
+	fi
 	@# The manifest: what is staged, the folders that are new (dist/ and node_modules/ are replaced
 	@# whole, so theirs always count), and what an earlier install listed.
 	{ find $(STAGE) -mindepth 1 ! -type d | sed 's|^$(STAGE)|f |'; \
@@ -191,6 +203,12 @@ install: build
 	mkdir -p '$(DESTDIR)/'
 	tar -C $(STAGE) -cf - . | tar -C '$(DESTDIR)/' -xf - --no-overwrite-dir
 	rm -rf $(STAGE) build/install-manifest
+	@if ! grep -qs 'local/vnet-dnsmasq' '$(DESTDIR)$(APPARMOR_HOOK)'; then \
+	  echo "adding '$(APPARMOR_LINE)' to $(DESTDIR)$(APPARMOR_HOOK)"; echo '$(APPARMOR_LINE)' >> '$(DESTDIR)$(APPARMOR_HOOK)'; \
+	fi
+	@if [ -z '$(DESTDIR)' ] && [ -f $(APPARMORDIR)/usr.sbin.dnsmasq ] && command -v apparmor_parser >/dev/null && [ -d /sys/kernel/security/apparmor ]; then \
+	  echo 'apparmor_parser -r $(APPARMORDIR)/usr.sbin.dnsmasq (vnet'"'"'s rules for its dnsmasq)'; apparmor_parser -r $(APPARMORDIR)/usr.sbin.dnsmasq; \
+	fi
 	@if [ -z '$(DESTDIR)' ]; then \
 	  if command -v systemd-sysusers >/dev/null; then \
 	    echo 'systemd-sysusers $(SYSUSERSDIR)/vnet.conf'; systemd-sysusers $(SYSUSERSDIR)/vnet.conf; \
