@@ -181,7 +181,7 @@ describe('make install / make uninstall, PREFIX=/usr/local, into a DESTDIR', () 
     expect(manifest).toContain('f /etc/apparmor.d/local/usr.sbin.dnsmasq');
     expect(activeLines(await readFile(path.join(dest, 'etc/apparmor.d/local/usr.sbin.dnsmasq'), 'utf8'))).toEqual(['include if exists <local/vnet-dnsmasq>']);
     // the rules name vnet's folders, each with what dnsmasq does there
-    const rules = activeLines(await readFile(path.join(dest, 'etc/apparmor.d/local/vnet-dnsmasq'), 'utf8'));
+    const rules = activeLines(await readFile(path.join(dest, 'etc/apparmor.d/local/vnet-dnsmasq'), 'utf8')).map((l) => l.trim());
     expect(rules).toContain('/{,var/}run/vnet/dnsmasq/*.conf r,');
     expect(rules).toContain('/var/lib/vnet/dnsmasq/*.leases rwk,');
   });
