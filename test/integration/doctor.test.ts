@@ -16,6 +16,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Finding } from '../../src/doctor/finding.js';
 import { dockerOn } from '../support/docker-chains.js';
+import { TestFirewalld } from '../support/firewalld.js';
 import { cleanupAll, hostAndWan, tempDir, trackPid, waitFor, type Netns } from '../support/netns.js';
 import { HELPER, ROOT, VNET, Vnetd, vnetEnv, type VnetEnv } from '../support/vnetd.js';
 
@@ -316,5 +317,46 @@ describe('a host where another DNS server holds port 53 on the wildcard address,
     expect(f.problem).toMatch(/^network default failed: dnsmasq keeps failing: dnsmasq for network default failed 5 times in a row/);
     expect(f.fix).toContain('sudo vnet down default --force && sudo vnet up default');
     expect(of(r, 'vnetd')).toEqual([]);
+  });
+});
+
+describe('a host where the real firewalld runs (on a private bus, in the test namespace)', () => {
+  let host: Netns;
+  let env: VnetEnv;
+  let fw: TestFirewalld;
+  let vnetd: Vnetd | undefined;
+
+  beforeAll(async () => {
+    ({ host } = await hostAndWan());
+    fw = await TestFirewalld.start(host, { vnetFiles: false });
+    env = vnetEnv(fw.env);
+  }, 120_000);
+
+  afterAll(async () => {
+    await vnetd?.stop();
+    await fw?.stop();
+  });
+
+  it("without vnet's zones: an error naming the zone, with make install and the reload", async () => {
+    const r = await doctor(host, env);
+    expect(r.exitCode).toBe(1);
+    const f = problem(r, 'firewalld');
+    expect(f.problem).toContain('firewalld runs and has no zone "vnet"');
+    expect(f.fix).toContain('sudo make install && sudo firewall-cmd --reload');
+  });
+
+  it("with them installed and default up, its bridge in zone vnet: nothing wrong; taken out of the zone: a warning", async () => {
+    fw.installVnetFiles();
+    expect((await fw.cmd(['--reload'])).exitCode).toBe(0);
+    vnetd = await new Vnetd(host, env).start();
+    expect((await vnetd.cli(['up', 'default'])).exitCode).toBe(0);
+    expect(await fw.zoneOf('virbr0')).toBe('vnet');
+    const r = await doctor(host, env);
+    expect(wrong(r)).toEqual([]);
+    expect(r.exitCode).toBe(0);
+    expect((await fw.cmd(['--zone=vnet', '--remove-interface=virbr0'])).exitCode).toBe(0);
+    const out = await doctor(host, env);
+    expect(out.exitCode).toBe(1);
+    expect(problem(out, 'firewalld').problem).toContain('network default is up but its bridge virbr0 is in no firewalld zone');
   });
 });
