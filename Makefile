@@ -33,6 +33,8 @@ FIX_PREFIX     := sed -e '/^[[:space:]]*[\#;]/!s|/usr/local|$(PREFIX)|g'
 # libc.a), and for its tests and benchmarks.
 RUN_DEBS   := nftables dnsmasq-base iproute2
 BUILD_DEBS := gcc libc6-dev make
+# apparmor is for its apparmor_parser only: test/integration/doctor.test.ts compiles vnet's rules for
+# dnsmasq into a dnsmasq profile (-Q: nothing is loaded; this kernel may have no AppArmor at all).
 # libvirt's daemon, virsh and the default.xml Debian ships are for test/integration/libvirt-import.test.ts,
 # which runs its own libvirtd inside a network and mount namespace. None of the three starts a
 # daemon: libvirt-daemon has no units (libvirt-daemon-system has them, and is not installed), and
@@ -40,11 +42,12 @@ BUILD_DEBS := gcc libc6-dev make
 # deny-all policy-rc.d all the same (below), so no package can start a service in the root namespace.
 TEST_DEBS  := $(RUN_DEBS) $(BUILD_DEBS) qemu-system-x86 qemu-system-common busybox-static cpio python3 util-linux dbus systemd libglib2.0-bin \
               libnss-extrausers libvirt-daemon libvirt-clients libvirt-daemon-config-network \
-              firewalld iptables
+              firewalld iptables apparmor
 # Services among TEST_DEBS: the tests run their own copies in namespaces, so a fresh install
 # neither starts them on this machine (a policy-rc.d that says no, only while apt runs, when
-# the machine has none) nor enables them for its next boot.
-TEST_SERVICES := firewalld
+# the machine has none) nor enables them for its next boot (apparmor's unit would load the
+# profiles in /etc/apparmor.d at boot, where the kernel has AppArmor).
+TEST_SERVICES := firewalld apparmor
 # `make bench` also runs libvirt's daemon and virsh (in namespaces of their own; libvirt-daemon
 # ships no unit or start script, so installing it starts nothing), its firewall tool, and draws
 # its charts with rsvg-convert.

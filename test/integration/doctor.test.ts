@@ -210,7 +210,8 @@ describe('a host running vnetd with `default` up', () => {
     mkdirSync(path.join(sec, 'apparmor'), { recursive: true });
     mkdirSync(path.join(etc, 'local'), { recursive: true });
     writeFileSync(path.join(sec, 'apparmor/profiles'), '/usr/sbin/dnsmasq (enforce)\n/usr/sbin/dnsmasq//libvirt_leaseshelper (enforce)\n');
-    writeFileSync(path.join(etc, 'usr.sbin.dnsmasq'), '#include <tunables/global>\n/usr/sbin/dnsmasq flags=(attach_disconnected) {\n  #include <abstractions/base>\n  #include <local/usr.sbin.dnsmasq>\n}\n');
+    // the shape of Ubuntu's profile: dnsmasq's own folders and libvirt's, and the hook for site additions
+    writeFileSync(path.join(etc, 'usr.sbin.dnsmasq'), '#include <tunables/global>\n/usr/sbin/dnsmasq flags=(attach_disconnected) {\n  #include <abstractions/base>\n  capability net_bind_service,\n  /var/lib/libvirt/dnsmasq/*.leases rw,\n  #include <local/usr.sbin.dnsmasq>\n}\n');
     writeFileSync(path.join(etc, 'local/usr.sbin.dnsmasq'), '# Site-specific additions and overrides for usr.sbin.dnsmasq.\n');
     const mounts = [`mount --bind ${sec} /sys/kernel/security`, 'mkdir -p /etc/apparmor.d', `mount --bind ${etc} /etc/apparmor.d`];
     const r = await doctor(host, env, [], { mounts });
@@ -221,6 +222,10 @@ describe('a host running vnetd with `default` up', () => {
     // what `make install` does: vnet's rules, and one include line in the hook
     copyFileSync(path.join(ROOT, 'etc/apparmor.d/local/vnet-dnsmasq'), path.join(etc, 'local/vnet-dnsmasq'));
     writeFileSync(path.join(etc, 'local/usr.sbin.dnsmasq'), `${readFileSync(path.join(etc, 'local/usr.sbin.dnsmasq'), 'utf8')}include if exists <local/vnet-dnsmasq>\n`);
+    // the real apparmor_parser compiles the profile with vnet's rules through the hook (-Q: loads nothing)
+    const parsed = await execa('apparmor_parser', ['-Q', '-K', '-p', '--base', etc, '-I', etc, '-I', '/etc/apparmor.d', path.join(etc, 'usr.sbin.dnsmasq')], { reject: false, stdin: 'ignore' });
+    expect(parsed.exitCode, parsed.stderr).toBe(0);
+    expect(parsed.stdout).toContain('/var/lib/vnet/dnsmasq/*.leases rwk,');
     const fixed = await doctor(host, env, [], { mounts });
     // all that is left: vnet's folders are temp dirs here, not the ones the rules name
     expect(of(fixed, 'apparmor')).toEqual([expect.objectContaining({ ok: true, severity: 'info', problem: expect.stringContaining("vnet's folders are moved") })]);
