@@ -89,12 +89,15 @@ export async function doctor(opts: DoctorOptions): Promise<Finding[]> {
     } else definitionErrors = [];
     networks = one ? [one] : [];
   }
-  const scope: Scope = { networks, status: await status(opts.call), settings, paths, one: opts.net !== undefined };
+  const scope: Scope = { networks, status: await status(opts.call), settings, paths };
 
+  const dirs = searchPath();
+  // nft as vnetd would find it (a user's PATH may lack /usr/sbin)
+  const nft = (await which('nft', dirs)) ?? 'nft';
   const [binaries, forwarding, drops, brnf, dns, apparmor, tun, acl, qemu, firewalld, subnets] = await Promise.all([
-    guarded('programs', async () => judgeBinaries(await gatherBinaries(scope), scope)),
+    guarded('programs', async () => judgeBinaries(await gatherBinaries(scope, dirs), scope)),
     guarded('forwarding', async () => judgeForwarding(await gatherForwarding(), scope)),
-    gatherForeignDrops().then(
+    gatherForeignDrops({ nft }).then(
       (f) => ({ facts: f, findings: judgeForeignDrops(f, scope) }),
       (err: unknown) => ({ facts: undefined, findings: [note('foreign-drop', `could not check: ${(err as Error).message}`)] }),
     ),
@@ -108,6 +111,6 @@ export async function doctor(opts: DoctorOptions): Promise<Finding[]> {
     guarded('subnets', async () => judgeSubnets(await gatherSubnets(scope, definitionErrors), scope)),
   ]);
   const brNetfilter = brnf ? judgeBrNetfilter(brnf, drops.facts ? foreignDropFound(drops.facts, scope) : false, scope) : [note('br-netfilter', 'could not check')];
-  const selinux = await guarded('selinux', async () => judgeSelinux(await gatherSelinux(scope, await which('dnsmasq', searchPath())), scope));
+  const selinux = await guarded('selinux', async () => judgeSelinux(await gatherSelinux(scope, await which('dnsmasq', dirs)), scope));
   return [...early, ...judgeVnetd(scope), ...binaries, ...forwarding, ...drops.findings, ...brNetfilter, ...dns, ...apparmor, ...selinux, ...tun, ...acl, ...qemu, ...firewalld, ...subnets];
 }

@@ -1,6 +1,6 @@
 /**
  * What every check may know about vnet itself: the networks doctor looks at (every definition, or
- * the one NET names), what vnetd says about them (or why it could not be asked), vnet.toml's
+ * the one NET names: checks of the host as a whole run all the same), what vnetd says about them (or why it could not be asked), vnet.toml's
  * settings and vnet's folders. Gathered once by doctor.ts.
  */
 import type { Paths } from '../config/paths.js';
@@ -14,8 +14,6 @@ export interface Scope {
   status: Map<string, NetworkStatus> | { unreachable: string };
   settings: VnetSettings;
   paths: Paths;
-  /** NET was given: checks of the host as a whole that concern no network may stay quiet */
-  one: boolean;
 }
 
 /** The networks vnetd says are up (or starting); [] when vnetd did not answer. */

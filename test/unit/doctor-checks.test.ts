@@ -41,7 +41,6 @@ function scope(networks: NetworkSpec[], status: NetworkStatus[] | string = [], o
     status: typeof status === 'string' ? { unreachable: status } : new Map(status.map((s) => [s.name, s])),
     settings: defaultSettings(),
     paths,
-    one: false,
     ...over,
   };
 }
@@ -205,6 +204,8 @@ describe('programs, /dev/net/tun', () => {
   it('tun missing or not 10:200 is an error; an unusual mode a note', () => {
     expect(judgeTun({ path: '/dev/net/tun', stat: undefined })[0]).toMatchObject({ ok: false, severity: 'error', fix: expect.stringContaining('sudo modprobe tun') });
     expect(judgeTun({ path: '/dev/net/tun', stat: { isCharacterDevice: false, major: 0, minor: 0, mode: 0o100644 } })[0]!.problem).toContain('is not the tun device');
+    // another misc device (10:229 is /dev/fuse) put in its place
+    expect(judgeTun({ path: '/dev/net/tun', stat: { isCharacterDevice: true, major: 10, minor: 229, mode: 0o20666 } })[0]).toMatchObject({ ok: false, severity: 'error' });
     expect(judgeTun({ path: '/dev/net/tun', stat: { isCharacterDevice: true, major: 10, minor: 200, mode: 0o20600 } })[0]).toMatchObject({ ok: true, severity: 'info' });
     expect(judgeTun({ path: '/dev/net/tun', stat: { isCharacterDevice: true, major: 10, minor: 200, mode: 0o20666 } })[0]).toMatchObject({ severity: 'ok' });
   });
