@@ -9,7 +9,7 @@
  */
 import { readdir, readFile, readlink } from 'node:fs/promises';
 import { primary4 } from '../spec/spec.js';
-import { failure, note, passed, reasonOf, warning, type Finding } from './finding.js';
+import { failure, note, passed, printable, reasonOf, warning, type Finding } from './finding.js';
 import { list, named, type Scope } from './scope.js';
 
 export interface Socket {
@@ -102,7 +102,7 @@ async function holdersOf(inodes: Set<number>, proc: string): Promise<{ holders: 
       const m = /^socket:\[(\d+)\]$/.exec(await readlink(`${proc}/${pid}/fd/${fd}`).catch(() => ''));
       const inode = Number(m?.[1]);
       if (!m || !inodes.has(inode) || holders.has(inode)) continue;
-      const comm = (await readFile(`${proc}/${pid}/comm`, 'utf8').catch(() => '?')).trim();
+      const comm = printable((await readFile(`${proc}/${pid}/comm`, 'utf8').catch(() => '?')).trim());
       holders.set(inode, { pid: Number(pid), comm });
     }
   }

@@ -53,6 +53,16 @@ export function reasonOf(err: unknown): string {
   return e?.code ?? (e instanceof Error ? e.message : String(err));
 }
 
+/**
+ * Text another user controls (a process name, a path in their qemu.conf), made safe to print:
+ * control characters (a terminal's escape sequences) become "?", and it is cut at 200 characters.
+ */
+export function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  const clean = text.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?');
+  return clean.length > 200 ? `${clean.slice(0, 200)}…` : clean;
+}
+
 /** A note for a check whose facts could not be read. */
 export function couldNotRead(check: string, what: string, why: string): Finding {
   return note(check, `could not read ${what}: ${why}`);

@@ -11,7 +11,7 @@
  * vnet's folders in temp dirs, and its --json findings and exit code are what is checked.
  */
 import { execa, type ResultPromise } from 'execa';
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Finding } from '../../src/doctor/finding.js';
@@ -38,7 +38,13 @@ interface DoctorOpts {
 const work = tempDir('vnet-doctor-');
 const home = path.join(work, 'home-alice');
 const passwd = path.join(work, 'passwd');
+// alice reads her own qemu.conf (doctor reads it as she could); nobody reads the passwd file
+chmodSync(work, 0o755);
 mkdirSync(path.join(home, '.config/libvirt'), { recursive: true });
+// root's own, in a home only root may enter (as /root is): doctor as a user cannot read it
+mkdirSync(path.join(work, 'home-root/.config/libvirt'), { recursive: true });
+chmodSync(path.join(work, 'home-root'), 0o700);
+writeFileSync(path.join(work, 'home-root/.config/libvirt/qemu.conf'), `bridge_helper = "${HELPER}"\n`);
 writeFileSync(passwd, `root:x:0:0:root:${path.join(work, 'home-root')}:/bin/sh\nalice:x:1000:1000::${home}:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n`);
 
 async function doctor(ns: Netns, env: VnetEnv, args: string[] = [], o: DoctorOpts = {}): Promise<DoctorRun> {
@@ -240,6 +246,20 @@ describe('a host running vnetd with `default` up', () => {
     expect(problem(r, 'libvirt-helper').problem).toBe(`${conf} sets bridge_helper = "/usr/local/libexec/gone/vnet-bridge-helper", which does not exist: alice's session VMs with a bridged interface do not start`);
     writeFileSync(conf, `bridge_helper = "${HELPER}"\n`);
     expect((await doctor(host, env)).exitCode).toBe(0);
+  });
+
+  it("a user's qemu.conf that is a FIFO, or a symlink to /etc/shadow: doctor (root) neither hangs nor reads for them what they could not", async () => {
+    const conf = path.join(home, '.config/libvirt/qemu.conf');
+    rmSync(conf, { force: true });
+    await execa('mkfifo', [conf]);
+    const fifo = await doctor(host, env);
+    expect(of(fifo, 'libvirt-helper')).toEqual([expect.objectContaining({ ok: true, severity: 'info', problem: expect.stringContaining(`could not read the libvirt qemu.conf of alice: ${conf} is not a regular file`) })]);
+    rmSync(conf);
+    symlinkSync('/etc/shadow', conf);
+    const st = statSync('/etc/shadow');
+    const shadow = await doctor(host, env);
+    expect(of(shadow, 'libvirt-helper')).toEqual([expect.objectContaining({ ok: true, severity: 'info', problem: `could not read the libvirt qemu.conf of alice: ${conf} is not readable by uid 1000 (mode ${(st.mode & 0o7777).toString(8)}, owner ${st.uid}:${st.gid})` })]);
+    rmSync(conf);
   });
 
   it('as an unprivileged user: says what it could not read, and still finds nothing wrong', async () => {

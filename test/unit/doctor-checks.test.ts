@@ -21,6 +21,7 @@ import { judgeSelinux } from '../../src/doctor/selinux.js';
 import { judgeSubnets } from '../../src/doctor/subnets.js';
 import { judgeTun } from '../../src/doctor/tun.js';
 import { judgeVnetd } from '../../src/doctor/vnetd.js';
+import { printable } from '../../src/doctor/finding.js';
 import { formatFindings } from '../../src/doctor/format.js';
 import { builtinDefault, parseDefinition } from '../../src/spec/parse.js';
 import type { NetworkSpec } from '../../src/spec/spec.js';
@@ -243,8 +244,8 @@ describe("users' libvirt bridge_helper", () => {
     expect(bridgeHelperOf('# bridge_helper = "/x"\nbridge_helper = "/usr/local/libexec/vnet-bridge-helper"  # vnet\n')).toBe('/usr/local/libexec/vnet-bridge-helper');
     expect(bridgeHelperOf('user = "qemu"\n')).toBeUndefined();
     expect(sessionUsers('root:x:0:0::/root:/bin/bash\ndaemon:x:1:1::/usr/sbin:/usr/sbin/nologin\nalice:x:1000:1000::/home/alice:/bin/bash\nnobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n')).toEqual([
-      { user: 'root', home: '/root' },
-      { user: 'alice', home: '/home/alice' },
+      { user: 'root', home: '/root', uid: 0, gid: 0 },
+      { user: 'alice', home: '/home/alice', uid: 1000, gid: 1000 },
     ]);
   });
   it('a helper path that is not there is an error; another helper or none a note; unreadable files are named', () => {
@@ -286,6 +287,14 @@ describe('subnets, vnetd and a dnsmasq that keeps dying', () => {
     expect(d).toMatchObject({ check: 'dnsmasq', ok: false, severity: 'error' });
     expect(d!.fix).toContain('sudo vnet down default --force && sudo vnet up default');
     expect(judgeVnetd(scope([def], [st(def, 'up')]))[0]).toMatchObject({ severity: 'ok' });
+  });
+});
+
+describe('text from other users', () => {
+  it('is printed without control characters (terminal escapes), and cut', () => {
+    const [f] = judgeQemuConf({ users: [{ user: 'mallory', file: '/home/mallory/.config/libvirt/qemu.conf', text: 'bridge_helper = "/x\u001b]0;owned\u0007/qemu-bridge-helper"\n', helper: { path: '/x', exists: true, executable: true } }] });
+    expect(f!.problem).toContain('bridge_helper = "/x?]0;owned?/qemu-bridge-helper"');
+    expect(printable('a'.repeat(300))).toHaveLength(201);
   });
 });
 
