@@ -20,6 +20,11 @@ DBUSSERVICEDIR ?= $(PREFIX)/share/dbus-1/system-services
 # /etc/firewalld (the admin's), never from /usr/local: a PREFIX=/usr build puts vnet's beside
 # the distribution's, any other in SYSCONFDIR.
 FIREWALLDDIR   ?= $(if $(filter /usr,$(PREFIX)),/usr/lib/firewalld,$(SYSCONFDIR)/firewalld)
+# AppArmor's profile of dnsmasq (Ubuntu) includes local/usr.sbin.dnsmasq for site additions: vnet's
+# rules go in local/vnet-dnsmasq, included from there (see `install`).
+APPARMORDIR    ?= $(SYSCONFDIR)/apparmor.d
+APPARMOR_HOOK  := $(APPARMORDIR)/local/usr.sbin.dnsmasq
+APPARMOR_LINE  := include if exists <local/vnet-dnsmasq>
 MANIFEST       := $(LIBDIR)/install-manifest
 STAGE          := build/install-root
 FIX_PREFIX     := sed -e '/^[[:space:]]*[\#;]/!s|/usr/local|$(PREFIX)|g'
@@ -28,6 +33,8 @@ FIX_PREFIX     := sed -e '/^[[:space:]]*[\#;]/!s|/usr/local|$(PREFIX)|g'
 # libc.a), and for its tests and benchmarks.
 RUN_DEBS   := nftables dnsmasq-base iproute2
 BUILD_DEBS := gcc libc6-dev make
+# apparmor is for its apparmor_parser only: test/integration/doctor.test.ts compiles vnet's rules for
+# dnsmasq into a dnsmasq profile (-Q: nothing is loaded; this kernel may have no AppArmor at all).
 # libvirt's daemon, virsh and the default.xml Debian ships are for test/integration/libvirt-import.test.ts,
 # which runs its own libvirtd inside a network and mount namespace. None of the three starts a
 # daemon: libvirt-daemon has no units (libvirt-daemon-system has them, and is not installed), and
@@ -35,11 +42,12 @@ BUILD_DEBS := gcc libc6-dev make
 # deny-all policy-rc.d all the same (below), so no package can start a service in the root namespace.
 TEST_DEBS  := $(RUN_DEBS) $(BUILD_DEBS) qemu-system-x86 qemu-system-common busybox-static cpio python3 util-linux dbus systemd libglib2.0-bin \
               libnss-extrausers libvirt-daemon libvirt-clients libvirt-daemon-config-network \
-              firewalld iptables
+              firewalld iptables apparmor
 # Services among TEST_DEBS: the tests run their own copies in namespaces, so a fresh install
 # neither starts them on this machine (a policy-rc.d that says no, only while apt runs, when
-# the machine has none) nor enables them for its next boot.
-TEST_SERVICES := firewalld
+# the machine has none) nor enables them for its next boot (apparmor's unit would load the
+# profiles in /etc/apparmor.d at boot, where the kernel has AppArmor).
+TEST_SERVICES := firewalld apparmor
 # `make bench` also runs libvirt's daemon and virsh (in namespaces of their own; libvirt-daemon
 # ships no unit or start script, so installing it starts nothing), its firewall tool, and draws
 # its charts with rsvg-convert.
@@ -158,7 +166,7 @@ install: build
 	rm -rf $(STAGE) build/install-manifest
 	umask 022 && mkdir -p $(STAGE)$(LIBDIR)/bin $(STAGE)$(BINDIR) $(STAGE)$(LIBEXEC) $(STAGE)$(UNITDIR) \
 	  $(STAGE)$(TMPFILESDIR) $(STAGE)$(SYSUSERSDIR) $(STAGE)$(DBUSPOLICYDIR) $(STAGE)$(DBUSSERVICEDIR) $(STAGE)$(SYSCONFDIR)/vnet/networks \
-	  $(STAGE)$(FIREWALLDDIR)/zones $(STAGE)$(FIREWALLDDIR)/policies
+	  $(STAGE)$(FIREWALLDDIR)/zones $(STAGE)$(FIREWALLDDIR)/policies $(STAGE)$(APPARMORDIR)/local
 	umask 022 && cp -r dist $(STAGE)$(LIBDIR)/dist && find $(STAGE)$(LIBDIR)/dist \( -name '*.map' -o -name .stamp \) -delete
 	install -m 0755 bin/vnet bin/vnetd $(STAGE)$(LIBDIR)/bin/
 	install -m 0644 package.json package-lock.json $(STAGE)$(LIBDIR)/
@@ -176,6 +184,13 @@ install: build
 	install -m 0644 etc/vnet/networks/example.toml.example $(STAGE)$(SYSCONFDIR)/vnet/networks/example.toml.example
 	install -m 0644 etc/firewalld/zones/*.xml $(STAGE)$(FIREWALLDDIR)/zones/
 	install -m 0644 etc/firewalld/policies/*.xml $(STAGE)$(FIREWALLDDIR)/policies/
+	install -m 0644 etc/apparmor.d/local/vnet-dnsmasq $(STAGE)$(APPARMORDIR)/local/vnet-dnsmasq
+	@# dnsmasq profile's hook: made (and listed in the manifest) where the host has none; an existing
+	@# one is the admin's, and gets one line after the copy below
+	if [ ! -e '$(DESTDIR)$(APPARMOR_HOOK)' ]; then \
+	  printf '# Site-specific additions and overrides for usr.sbin.dnsmasq (made by vnet'"'"'s make install)\n$(APPARMOR_LINE)\n' > $(STAGE)$(APPARMOR_HOOK); \
+	  chmod 0644 $(STAGE)$(APPARMOR_HOOK); \
+	fi
 	@# The manifest: what is staged, the folders that are new (dist/ and node_modules/ are replaced
 	@# whole, so theirs always count), and what an earlier install listed.
 	{ find $(STAGE) -mindepth 1 ! -type d | sed 's|^$(STAGE)|f |'; \
@@ -193,6 +208,12 @@ install: build
 	mkdir -p '$(DESTDIR)/'
 	tar -C $(STAGE) -cf - . | tar -C '$(DESTDIR)/' -xf - --no-overwrite-dir
 	rm -rf $(STAGE) build/install-manifest
+	@if ! grep -qs 'local/vnet-dnsmasq' '$(DESTDIR)$(APPARMOR_HOOK)'; then \
+	  echo "adding '$(APPARMOR_LINE)' to $(DESTDIR)$(APPARMOR_HOOK)"; echo '$(APPARMOR_LINE)' >> '$(DESTDIR)$(APPARMOR_HOOK)'; \
+	fi
+	@if [ -z '$(DESTDIR)' ] && [ -f $(APPARMORDIR)/usr.sbin.dnsmasq ] && command -v apparmor_parser >/dev/null && [ -d /sys/kernel/security/apparmor ]; then \
+	  echo 'apparmor_parser -r $(APPARMORDIR)/usr.sbin.dnsmasq (vnet'"'"'s rules for its dnsmasq)'; apparmor_parser -r $(APPARMORDIR)/usr.sbin.dnsmasq; \
+	fi
 	@if [ -z '$(DESTDIR)' ]; then \
 	  if command -v systemd-sysusers >/dev/null; then \
 	    echo 'systemd-sysusers $(SYSUSERSDIR)/vnet.conf'; systemd-sysusers $(SYSUSERSDIR)/vnet.conf; \

@@ -3,7 +3,8 @@
  * says: the socket protocol carries the code, D-Bus an error name, the CLI an exit code.
  *
  * Exit codes: 0 ok, 1 failed, 2 usage, 3 permission denied, 4 unknown network, 5 busy (or a
- * change that cannot apply live), 6 vnetd unreachable.
+ * change that cannot apply live), 6 vnetd unreachable. `vnet doctor`: 0 nothing wrong, 1 something
+ * wrong (vnetd unreachable is one of its findings there, not exit 6).
  */
 
 export const EXIT = { ok: 0, failed: 1, usage: 2, denied: 3, unknown: 4, busy: 5, unreachable: 6 } as const;
@@ -84,4 +85,5 @@ export function isRefusal(code: string): boolean {
 
 /** For `vnet help`: the exit codes and what they mean. */
 export const EXIT_HELP = `exit codes: 0 ok, 1 failed, 2 usage, 3 permission denied, 4 unknown network,
-            5 busy (or a change that cannot apply live), 6 vnetd unreachable`;
+            5 busy (or a change that cannot apply live), 6 vnetd unreachable;
+            vnet doctor: 0 nothing wrong, 1 something wrong (an error or a warning)`;

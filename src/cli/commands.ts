@@ -3,7 +3,7 @@
  * another command has is still unknown here), how many names it takes, and what it does through
  * the client. A new command is a new entry.
  */
-import { VnetError } from '../api/errors.js';
+import { EXIT, VnetError } from '../api/errors.js';
 import type { MethodName, ParamsOf, ResultOf } from '../api/methods.js';
 import type { Paths } from '../config/paths.js';
 import type { NetworkStatus } from '../daemon/service.js';
@@ -174,6 +174,19 @@ export const COMMANDS: Command[] = [
       if (ok.length) await ctx.out(ok.map((line) => `ok     ${line}`).join('\n'));
       for (const line of errors) ctx.err(`error  ${line}`);
       return errors.length ? 1 : 0;
+    },
+  },
+  {
+    name: 'doctor',
+    args: '[NET] [--json]',
+    summary: 'check this host for what stops vnet (forwarding, other firewalls, port 53, AppArmor/SELinux, ...), each with its fix; exit 0 nothing wrong, 1 something wrong',
+    options: JSON_OPT,
+    names: [0, 1],
+    async run(ctx, [name], o) {
+      const [{ doctor }, { formatFindings }] = await Promise.all([import('../doctor/doctor.js'), import('../doctor/format.js')]);
+      const findings = await doctor({ paths: ctx.paths, call: ctx.call, ...(name !== undefined ? { net: name } : {}) });
+      await ctx.out(o.json ? show(findings) : formatFindings(findings));
+      return findings.some((f) => !f.ok) ? EXIT.failed : EXIT.ok;
     },
   },
 ];

@@ -120,6 +120,8 @@ describe('make install / make uninstall, PREFIX=/usr/local, into a DESTDIR', () 
       ['usr/local/share/dbus-1/system-services/org.vnet.Vnet1.service', 0o644],
       ['etc/vnet/networks/example.toml.example', 0o644],
       ...FIREWALLD_FILES.map((f): [string, number] => [`etc/firewalld/${f}`, 0o644]),
+      ['etc/apparmor.d/local/vnet-dnsmasq', 0o644],
+      ['etc/apparmor.d/local/usr.sbin.dnsmasq', 0o644],
     ];
     for (const [rel, mode] of expected) {
       const st = lstatSync(path.join(dest, rel));
@@ -135,6 +137,7 @@ describe('make install / make uninstall, PREFIX=/usr/local, into a DESTDIR', () 
       ['etc/vnet/networks/example.toml.example', 'etc/vnet/networks/example.toml.example'],
       ['build/vnet-bridge-helper', 'usr/local/libexec/vnet-bridge-helper'],
       ...FIREWALLD_FILES.map((f) => [`etc/firewalld/${f}`, `etc/firewalld/${f}`] as const),
+      ['etc/apparmor.d/local/vnet-dnsmasq', 'etc/apparmor.d/local/vnet-dnsmasq'],
     ] as const)
       expect(await readFile(path.join(dest, to)), to).toEqual(await readFile(path.join(REPO, from)));
     // What was there before is untouched, folder mode included.
@@ -170,6 +173,17 @@ describe('make install / make uninstall, PREFIX=/usr/local, into a DESTDIR', () 
     expect(dry.stdout).toMatch(/install -m 0644 etc\/firewalld\/zones\/\*\.xml \S*\/usr\/lib\/firewalld\/zones\//);
     expect(dry.stdout).toMatch(/install -m 0644 etc\/firewalld\/policies\/\*\.xml \S*\/usr\/lib\/firewalld\/policies\//);
     expect(dry.stdout).not.toMatch(/etc\/firewalld\/zones\/$/m);
+  });
+
+  it("lists vnet's AppArmor rules for dnsmasq and the hook it made (the host had none) in the manifest; the hook includes the rules", async () => {
+    const manifest = (await readFile(path.join(lib(), 'install-manifest'), 'utf8')).split('\n');
+    expect(manifest).toContain('f /etc/apparmor.d/local/vnet-dnsmasq');
+    expect(manifest).toContain('f /etc/apparmor.d/local/usr.sbin.dnsmasq');
+    expect(activeLines(await readFile(path.join(dest, 'etc/apparmor.d/local/usr.sbin.dnsmasq'), 'utf8'))).toEqual(['include if exists <local/vnet-dnsmasq>']);
+    // the rules name vnet's folders, each with what dnsmasq does there
+    const rules = activeLines(await readFile(path.join(dest, 'etc/apparmor.d/local/vnet-dnsmasq'), 'utf8')).map((l) => l.trim());
+    expect(rules).toContain('/{,var/}run/vnet/dnsmasq/*.conf r,');
+    expect(rules).toContain('/var/lib/vnet/dnsmasq/*.leases rwk,');
   });
 
   it('installs production dependencies only, and no source maps or build stamps', () => {
@@ -272,9 +286,15 @@ describe('make install with another PREFIX, twice, then make uninstall', () => {
 
   it('rewrites /usr/local to PREFIX, survives a reinstall, and leaves only the admin\'s network behind', async () => {
     const dest = tempDir('vnet-destdir-opt-');
+    // the host's own AppArmor hook for dnsmasq (as Ubuntu's package makes it): install adds one line, once
+    const hook = path.join(dest, 'etc/apparmor.d/local/usr.sbin.dnsmasq');
+    const admins = '# Site-specific additions and overrides for usr.sbin.dnsmasq.\n  /srv/tftp/** r,\n';
+    await mkdir(path.dirname(hook), { recursive: true });
+    await writeFile(hook, admins);
     for (const round of [1, 2]) {
       const r = await make('install', dest, prefix);
       expect(r.exitCode, `install round ${round}:\n${r.all}`).toBe(0);
+      expect(await readFile(hook, 'utf8'), `round ${round}`).toBe(`${admins}include if exists <local/vnet-dnsmasq>\n`);
     }
     const p = (rel: string) => path.join(dest, prefix, rel);
     expect(await readlink(p('bin/vnet'))).toBe(`${prefix}/lib/vnet/bin/vnet`);
@@ -295,7 +315,9 @@ describe('make install with another PREFIX, twice, then make uninstall', () => {
     await writeFile(path.join(dest, 'etc/vnet/networks/mine.toml'), 'bridge = "vnmine"\naddress = "10.78.0.1/24"\n');
     const r = await make('uninstall', dest, prefix);
     expect(r.exitCode, r.all).toBe(0);
-    expect(snapshot(dest)).toEqual(['etc/', 'etc/vnet/', 'etc/vnet/networks/', 'etc/vnet/networks/mine.toml']);
+    expect(snapshot(dest)).toEqual(['etc/', 'etc/apparmor.d/', 'etc/apparmor.d/local/', 'etc/apparmor.d/local/usr.sbin.dnsmasq', 'etc/vnet/', 'etc/vnet/networks/', 'etc/vnet/networks/mine.toml']);
+    // the admin's hook keeps its lines; vnet's include stays (`if exists`: harmless without the file)
+    expect(await readFile(hook, 'utf8')).toBe(`${admins}include if exists <local/vnet-dnsmasq>\n`);
 
     const again = await make('uninstall', dest, prefix);
     expect(again.exitCode).not.toBe(0);
