@@ -162,6 +162,12 @@ describe('vnet forward', () => {
     expect((await peerSeen(gb, HOST, 8080))?.split(' ')[0]).toBe('10.50.0.1');
   });
 
+  it('only connections to the host\'s own addresses are forwarded: a guest reaching port 8080 elsewhere gets there', async () => {
+    await echoPeer(wan, 8080);
+    // the wan's server answers, seeing the host's masquerade address (guest a would have seen a 10.50.0.x)
+    expect((await peerSeen(gb, WAN, 8080))?.split(' ')[0]).toBe(HOST);
+  });
+
   it('refuses, naming the fact: a port another forward holds (any network), a local listener, a guest outside the subnet, a bad port', async () => {
     const twice = await cli(['forward', 'add', 'lab', 'tcp', '8080', '10.51.0.5']);
     expect(twice.exitCode).not.toBe(0);
