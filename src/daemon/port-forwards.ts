@@ -34,6 +34,8 @@ export class PortForwards {
   constructor(private readonly d: PortForwardDeps) {}
 
   async add(name: string, req: PortForwardRequest, caller: PeerCred): Promise<PortForwardInfo> {
+    // a host name or an address: anything longer is neither, and is not echoed back at length
+    if (req.guest.length === 0 || req.guest.length > 253) throw new VnetError('EINVAL', `guest must be an IPv4 address or a [[hosts]] name of 1..253 characters, got ${req.guest.length}`);
     const f: StoredForward = { proto: req.proto, hostPort: req.hostPort, guest: req.guest, guestPort: req.guestPort ?? req.hostPort };
     await this.d.requireAdmin(caller, `add a port forward (${describeForward(f)}) to network "${name}"`);
     return this.d.mutex

@@ -6,6 +6,7 @@
  * (firewall/forward-rules.ts), so all three say the same thing.
  */
 import { broadcastOf, canonical, contains, isAddress, subnetOf } from '../net/ip.js';
+import { show } from './keys/section.js';
 import { primary4, type NetworkSpec, type PortForward } from './spec.js';
 
 /** Most forwards one network may have (definition and run time together): each is a rule or two per packet's first lookup. */
@@ -61,7 +62,7 @@ export function guestAddress(spec: NetworkSpec, guest: string): { ip: string } |
     const host = staticHosts(spec).find((h) => h.name === guest);
     if (!host) {
       const known = staticHosts(spec).map((h) => h.name);
-      return { problem: `guest ${JSON.stringify(guest)} is neither an IPv4 address nor a static host of network "${spec.name}" (${known.length ? `[[hosts]] names: ${known.join(', ')}` : 'it has no [[hosts]] with a name and an IPv4 address'})` };
+      return { problem: `guest ${show(guest)} is neither an IPv4 address nor a static host of network "${spec.name}" (${known.length ? `[[hosts]] names: ${known.join(', ')}` : 'it has no [[hosts]] with a name and an IPv4 address'})` };
     }
     ip = host.ip;
   }
