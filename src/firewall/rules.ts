@@ -8,6 +8,7 @@
  *   in-BR     traffic to the host from the bridge: DHCP and DNS accepted
  *   guard-BR  traffic to the bridge's address from elsewhere: DNS refused (dnsmasq serves guests only)
  *   nat-BR    masquerade (or SNAT to `nat-address`) of what leaves the subnet, never of multicast or broadcast
+ *   dnat-BR   port forwards (firewall/forward-rules.ts), which also add to to-BR and nat-BR
  *
  * "open" and "bridge" networks have no part at all: vnet adds no rule for them.
  * `nat-interface` narrows a NAT network to one uplink, as libvirt's `<forward dev>`: forwarding
