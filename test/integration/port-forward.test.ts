@@ -9,7 +9,7 @@
  * and guest b (hairpin) reach them through the host's address 198.51.100.2.
  */
 import { execa } from 'execa';
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanupAll, createNetns, hostAndWan, trackPid, untrackPid, veth, waitFor, type Netns } from '../support/netns.js';
@@ -186,6 +186,19 @@ describe('vnet forward', () => {
     expect(port.stderr).toContain('host port "70000" is not a port 1..65535');
     const list = JSON.parse((await cli(['forward', 'list', '--json'])).stdout) as unknown[];
     expect(list).toHaveLength(3);
+    // a definition naming a held port is refused like any bad definition, by `vnet check` too
+    const clash = path.join(env.VNET_CONFIG_DIR, 'networks', 'zclash.toml');
+    writeFileSync(clash, 'bridge = "vnfw9"\naddress = "10.59.0.1/24"\n[[forwards]]\nproto = "tcp"\nhost-port = 8080\nguest = "10.59.0.5"\n');
+    try {
+      const check = await cli(['check']);
+      expect(check.exitCode).toBe(1);
+      expect(check.stderr).toContain('zclash.toml: key `forwards` = "tcp 8080 → 10.59.0.5:8080": tcp host port 8080 is taken: network "web" forwards it');
+      const up = await cli(['up', 'zclash']);
+      expect(up.exitCode).not.toBe(0);
+      expect(up.stderr).toContain('tcp host port 8080 is taken');
+    } finally {
+      rmSync(clash);
+    }
   });
 
   it('a user outside group "vnet" may list but not add or remove', async () => {
