@@ -213,21 +213,27 @@ describe('vnet forward', () => {
     expect((await peerSeen(wan, HOST, 8080))?.split(' ')[0]).toBe(WAN);
   });
 
-  it('vnet down removes every forward; a forward added at run time survives a vnetd restart and applies on the next up', async () => {
+  it('vnet down removes every forward; forwards added at run time (one while down) survive a vnetd restart and apply on the next up', async () => {
     const down = await cli(['down', 'web']);
     expect(down.exitCode, down.stderr).toBe(0);
     expect(await peerSeen(wan, HOST, 8080)).toBeUndefined();
     expect(await peerSeen(wan, HOST, 8022)).toBeUndefined();
     expect(await dnatElements()).not.toContain('dnat-vnfw0');
+    // a forward added while the network is down is kept for its next up
+    const later = await cli(['forward', 'add', 'web', 'tcp', '8090', `${A}:80`]);
+    expect(later.exitCode, later.stderr).toBe(0);
+    expect(later.stdout).toBe('web: tcp 8090 → 10.50.0.10:80 (applies when the network is up)');
+    expect(await dnatElements()).not.toContain('dnat-vnfw0');
     await vnetd.stop();
     await vnetd.start();
     const listed = JSON.parse((await cli(['forward', 'list', 'web', '--json'])).stdout) as Array<{ hostPort: number; active: boolean }>;
-    expect(listed.map((f) => [f.hostPort, f.active])).toEqual([[8022, false], [8080, false], [5353, false]]);
+    expect(listed.map((f) => [f.hostPort, f.active])).toEqual([[8022, false], [8080, false], [8090, false], [5353, false]]);
     const up = await cli(['up', 'web']);
     expect(up.exitCode, up.stderr).toBe(0);
     // the bridge was deleted with the network: the guests' cables go into the new one
     for (const port of ['fwa', 'fwb']) await host.run('ip', ['link', 'set', port, 'master', 'vnfw0']);
     expect((await peerSeen(wan, HOST, 8080))?.split(' ')[0]).toBe(WAN);
+    expect((await peerSeen(wan, HOST, 8090))?.split(' ')[0]).toBe(WAN);
     await udpArrives(wan, 5353, WAN, 'after-restart');
   });
 
