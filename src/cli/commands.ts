@@ -11,7 +11,6 @@ import type { LeasePage } from '../dhcp/lease-page.js';
 import type { Lease } from '../model.js';
 import type { NetworkSpec } from '../spec/spec.js';
 import { formatForwards, formatLeases, formatStatus, formatUp } from './format.js';
-import { isProto, portOf, splitGuest } from '../spec/port-forwards.js';
 
 // Modules a command alone needs (definitions, the importer) are imported when it runs: `vnet
 // status` loads no TOML parser, XML parser or definition code.
@@ -97,6 +96,8 @@ async function forward(ctx: Ctx, [verb, ...rest]: string[], json: boolean): Prom
     return 0;
   }
   if (verb !== 'add' && verb !== 'remove') return usage(`\`vnet forward\` takes add, list or remove, not ${JSON.stringify(verb)}`);
+  // loaded here: the address module is no cost of every other command
+  const { isProto, portOf, splitGuest } = await import('../spec/port-forwards.js');
   const want = verb === 'add' ? 4 : 3;
   if (rest.length !== want) return usage(`\`vnet forward ${verb}\` takes ${want} arguments`);
   const [name, proto, hostText, guestText] = rest as [string, string, string, string];
