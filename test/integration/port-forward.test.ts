@@ -249,4 +249,18 @@ describe('vnet forward', () => {
     const fixed = await cli(['forward', 'remove', 'web', 'tcp', '8022']);
     expect(fixed.stderr).toContain('is in its definition');
   });
+
+  it('an edited [[forwards]] applies with vnet reload, live', async () => {
+    writeFileSync(
+      path.join(env.VNET_CONFIG_DIR, 'networks', 'web.toml'),
+      'bridge = "vnfw0"\naddress = "10.50.0.1/24"\ndhcp-range = ["10.50.0.100", "10.50.0.199"]\n\n[[forwards]]\nproto = "tcp"\nhost-port = 8023\nguest = "10.50.0.10"\nguest-port = 80\n',
+    );
+    const r = await cli(['reload', 'web']);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stdout).toBe('web: applied forwards');
+    expect((await peerSeen(wan, HOST, 8023))?.split(' ')[0]).toBe(WAN);
+    expect(await peerSeen(wan, HOST, 8022)).toBeUndefined();
+    // the run-time forwards stay
+    expect((await peerSeen(wan, HOST, 8090))?.split(' ')[0]).toBe(WAN);
+  });
 });
