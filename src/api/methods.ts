@@ -6,7 +6,7 @@
  * `access` here documents it for `vnet help` and the README.
  */
 import type { LeasePage } from '../dhcp/lease-page.js';
-import type { NetworkStatus, ReloadResult, VnetService } from '../daemon/service.js';
+import type { NetworkStatus, PortForwardInfo, ReloadResult, VnetService } from '../daemon/service.js';
 import type { PeerCred } from '../model.js';
 import { VnetError } from './errors.js';
 
@@ -49,6 +49,22 @@ function optBool(raw: Raw, key: string): boolean | undefined {
   const v = raw[key];
   if (v === undefined) return undefined;
   if (typeof v !== 'boolean') throw bad(key, 'true or false', v);
+  return v;
+}
+
+function port(raw: Raw, key: string): number {
+  const v = raw[key];
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 65535) throw bad(key, 'a port 1..65535', v);
+  return v;
+}
+
+function optPort(raw: Raw, key: string): number | undefined {
+  return raw[key] === undefined || raw[key] === null ? undefined : port(raw, key);
+}
+
+function proto(raw: Raw, key: string): 'tcp' | 'udp' {
+  const v = raw[key];
+  if (v !== 'tcp' && v !== 'udp') throw bad(key, '"tcp" or "udp"', v);
   return v;
 }
 
@@ -119,6 +135,28 @@ export const METHODS = {
       const t = await svc.tap(p.bridge, { vnetHdr: p.vnetHdr }, caller);
       return { tap: t.name, fd: t.fd };
     },
+  }),
+  addPortForward: def({
+    summary: 'forward a host port (tcp or udp) to a guest of a network; kept across restarts',
+    access: 'admin',
+    params: (r) => ({ name: str(r, 'name'), proto: proto(r, 'proto'), hostPort: port(r, 'hostPort'), guest: str(r, 'guest'), guestPort: optPort(r, 'guestPort') }),
+    run: (svc, p, caller): Promise<PortForwardInfo> =>
+      svc.addPortForward(p.name, { proto: p.proto, hostPort: p.hostPort, guest: p.guest, ...(p.guestPort !== undefined ? { guestPort: p.guestPort } : {}) }, caller),
+  }),
+  removePortForward: def({
+    summary: 'remove a port forward added at run time',
+    access: 'admin',
+    params: (r) => ({ name: str(r, 'name'), proto: proto(r, 'proto'), hostPort: port(r, 'hostPort') }),
+    run: async (svc, p, caller) => {
+      await svc.removePortForward(p.name, p.proto, p.hostPort, caller);
+      return { removed: true as const };
+    },
+  }),
+  listPortForwards: def({
+    summary: 'the port forwards of one network, or of every network',
+    access: 'anyone',
+    params: (r) => ({ name: optStr(r, 'name') }),
+    run: (svc, p): Promise<PortForwardInfo[]> => svc.listPortForwards(p.name),
   }),
 } as const;
 

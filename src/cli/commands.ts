@@ -10,7 +10,7 @@ import type { NetworkStatus } from '../daemon/service.js';
 import type { LeasePage } from '../dhcp/lease-page.js';
 import type { Lease } from '../model.js';
 import type { NetworkSpec } from '../spec/spec.js';
-import { formatLeases, formatStatus, formatUp } from './format.js';
+import { formatForwards, formatLeases, formatStatus, formatUp } from './format.js';
 
 // Modules a command alone needs (definitions, the importer) are imported when it runs: `vnet
 // status` loads no TOML parser, XML parser or definition code.
@@ -75,6 +75,47 @@ async function offline(paths: Paths, name?: string): Promise<NetworkStatus[]> {
   const one = networks.get(name) ?? all.find((s) => s.bridge.name === name);
   if (!one) throw new VnetError('ENOENT', `no network or bridge named "${name}" (definitions live in ${paths.networksDir})`);
   return [shown(one)];
+}
+
+const FORWARD_USAGE = {
+  add: 'vnet forward add NET tcp|udp HOSTPORT GUEST[:PORT]',
+  list: 'vnet forward list [NET]',
+  remove: 'vnet forward remove NET tcp|udp HOSTPORT',
+} as const;
+
+/** `vnet forward add|list|remove ...`: a usage problem is exit 2 naming it, before vnetd is asked anything. */
+async function forward(ctx: Ctx, [verb, ...rest]: string[], json: boolean): Promise<number> {
+  const usage = (why: string) => {
+    ctx.err(`vnet: ${why}; usage: ${verb !== undefined && Object.hasOwn(FORWARD_USAGE, verb) ? FORWARD_USAGE[verb as keyof typeof FORWARD_USAGE] : Object.values(FORWARD_USAGE).join(' | ')}`);
+    return EXIT.usage;
+  };
+  if (verb === 'list') {
+    if (rest.length > 1) return usage('`vnet forward list` takes at most one network name');
+    const list = await ctx.call('listPortForwards', rest.length ? { name: rest[0]! } : {});
+    await ctx.out(json ? show(list) : formatForwards(list));
+    return 0;
+  }
+  if (verb !== 'add' && verb !== 'remove') return usage(`\`vnet forward\` takes add, list or remove, not ${JSON.stringify(verb)}`);
+  // loaded here: the address module is no cost of every other command
+  const { isProto, portOf, splitGuest } = await import('../spec/port-forwards.js');
+  const want = verb === 'add' ? 4 : 3;
+  if (rest.length !== want) return usage(`\`vnet forward ${verb}\` takes ${want} arguments`);
+  const [name, proto, hostText, guestText] = rest as [string, string, string, string];
+  if (!isProto(proto)) return usage(`protocol ${JSON.stringify(proto)} is neither tcp nor udp`);
+  const hostPort = portOf(hostText);
+  if (hostPort === undefined) return usage(`host port ${JSON.stringify(hostText)} is not a port 1..65535`);
+  if (verb === 'remove') {
+    await ctx.call('removePortForward', { name, proto, hostPort });
+    if (!json) await ctx.out(`${name}: ${proto} ${hostPort} no longer forwarded`);
+    else await ctx.out(show({ removed: true }));
+    return 0;
+  }
+  const g = splitGuest(guestText);
+  if (typeof g === 'string') return usage(g);
+  if (g.guest === '') return usage(`guest ${JSON.stringify(guestText)} names no guest`);
+  const f = await ctx.call('addPortForward', { name, proto, hostPort, guest: g.guest, ...(g.port !== undefined ? { guestPort: g.port } : {}) });
+  await ctx.out(json ? show(f) : `${f.network}: ${f.proto} ${f.hostPort} → ${f.guest}${f.address !== f.guest ? ` (${f.address})` : ''}:${f.guestPort} (${f.active ? 'active' : 'applies when the network is up'})`);
+  return 0;
 }
 
 export const COMMANDS: Command[] = [
@@ -149,6 +190,14 @@ export const COMMANDS: Command[] = [
       await ctx.out(o.json ? show(leases) : formatLeases(leases));
       return 0;
     },
+  },
+  {
+    name: 'forward',
+    args: 'add NET tcp|udp HOSTPORT GUEST[:PORT] | list [NET] | remove NET tcp|udp HOSTPORT  [--json]',
+    summary: 'port forwards: the host\'s HOSTPORT to a guest (an address in NET or a [[hosts]] name); add/remove: root or group "vnet"',
+    options: JSON_OPT,
+    names: [1, 5],
+    run: (ctx, args, o) => forward(ctx, args, o.json === true),
   },
   {
     name: 'import-libvirt',

@@ -1,5 +1,5 @@
 /** What the CLI prints: tables of networks and leases, as people read them. */
-import type { NetworkStatus } from '../daemon/service.js';
+import type { NetworkStatus, PortForwardInfo } from '../daemon/service.js';
 import type { Lease } from '../model.js';
 
 export function table(rows: string[][]): string {
@@ -32,4 +32,16 @@ export function formatLeases(leases: Lease[]): string {
 
 export function formatUp(s: NetworkStatus): string {
   return `${s.name}: ${s.state} (bridge ${s.bridge}, ${s.addresses.join(', ')})`;
+}
+
+export function formatForwards(list: PortForwardInfo[]): string {
+  if (!list.length) return 'no port forwards';
+  const rows = [['NETWORK', 'PROTO', 'HOST-PORT', 'GUEST', 'ORIGIN', 'STATE']];
+  for (const f of list) {
+    const guest = `${f.address && f.address !== f.guest ? `${f.guest} (${f.address})` : f.guest}:${f.guestPort}`;
+    rows.push([f.network, f.proto, String(f.hostPort), guest, f.origin, f.active ? 'active' : f.problem ? 'not applied' : 'when up']);
+  }
+  let out = table(rows);
+  for (const f of list) if (f.problem) out += `\n${f.network} ${f.proto} ${f.hostPort}: ${f.problem}`;
+  return out;
 }

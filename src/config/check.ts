@@ -9,6 +9,7 @@ import { Rtnl } from '../netlink/rtnl.js';
 import { hostProblems } from '../reconcile/host-check.js';
 import { SubnetAllocator } from '../runtime/allocator.js';
 import { AutoSubnets } from '../runtime/auto-subnets.js';
+import { PortForwardStore } from '../runtime/port-forward-store.js';
 import { StateFile } from '../runtime/state-file.js';
 import { summary } from '../spec/parse.js';
 import { readDefinitionSet, type DefinitionSet } from './networks.js';
@@ -38,6 +39,11 @@ export async function checkDefinitions(paths: Paths): Promise<CheckReport> {
   } catch (err) {
     errors.push((err as Error).message);
   }
+  // port forwards: a host port is one forward's only, as vnetd merges them (run-time ones included)
+  const forwards = new PortForwardStore(path.join(paths.stateDir, 'port-forwards.json'));
+  set = forwards.merge(set);
+  const forwardTrouble = forwards.problem();
+  if (forwardTrouble) errors.push(forwardTrouble);
   for (const err of set.errors.values()) errors.push(err.message);
   let owned: ReadonlyMap<string, number> = new Map();
   try {

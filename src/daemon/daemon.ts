@@ -42,8 +42,11 @@ import { Mutex, type Lock } from '../sys/mutex.js';
 import { ProcSysctl } from '../sys/sysctl.js';
 import { TapCloser } from './tap-closer.js';
 import { handOut, type TapDeps } from './taps.js';
+import { PortForwardStore } from '../runtime/port-forward-store.js';
+import { portHolders } from '../sys/listeners.js';
+import { PortForwards } from './port-forwards.js';
 import { VnetError, toVnetError } from '../api/errors.js';
-import { statusOf, type NetworkStatus, type ReloadResult, type ServiceEvent, type TapResult, type VnetService } from './service.js';
+import { statusOf, type NetworkStatus, type PortForwardInfo, type PortForwardRequest, type ReloadResult, type ServiceEvent, type TapResult, type VnetService } from './service.js';
 
 export interface DaemonOptions {
   paths: Paths;
@@ -89,6 +92,9 @@ export class Daemon implements VnetService {
   private seenDrops = 0;
   private closed = false;
   private unwatchHostFirewalls?: () => void;
+  /** forwards added at run time ($VNET_STATE_DIR), merged into every definition handed out */
+  private readonly forwardStore: PortForwardStore;
+  private portForwards!: PortForwards;
 
   constructor(opts: DaemonOptions) {
     this.paths = opts.paths;
@@ -99,7 +105,8 @@ export class Daemon implements VnetService {
     // vnet.toml is strict: a bad key stops vnetd here, naming file and key
     const settings = loadSettings(opts.paths.configDir);
     this.auto = new AutoSubnets(new SubnetAllocator(path.join(opts.paths.stateDir, 'allocations.json')), settings.autoPool, opts.log);
-    this.definitions = new Definitions(opts.paths.networksDir, Date.now, (set) => this.auto.resolveSet(set));
+    this.forwardStore = new PortForwardStore(path.join(opts.paths.stateDir, 'port-forwards.json'));
+    this.definitions = new Definitions(opts.paths.networksDir, Date.now, (set) => this.forwardStore.merge(this.auto.resolveSet(set)));
     this.servers = new DnsmasqServers({ log: opts.log, ...(opts.dnsmasq ? { binary: opts.dnsmasq } : {}) });
     this.stateFile = new StateFile(path.join(opts.paths.runtimeDir, 'state.json'));
     this.leaseWatch = new LeaseWatch(opts.log, this.leaseCache);
@@ -144,6 +151,18 @@ export class Daemon implements VnetService {
         return this.auto.prepare(spec, { links, routes, addresses }, others);
       },
     });
+    this.portForwards = new PortForwards({
+      store: this.forwardStore,
+      runtime: this.runtime,
+      mutex: this.mutex,
+      log: this.log,
+      definitions: () => this.definitions.load(),
+      spec: (name) => this.definition(name),
+      requireAdmin: (caller, what) => this.requireAdmin(caller, what),
+      holders: (proto, port) => portHolders(proto, port),
+    });
+    const forwardTrouble = this.forwardStore.problem();
+    if (forwardTrouble) this.log.error(forwardTrouble);
     this.conflicts = new ConflictWatch({
       host: this.rtnl,
       subscribe: (changed) => {
@@ -369,6 +388,18 @@ export class Daemon implements VnetService {
       },
     };
     return handOut(deps, bridge, opts, caller).catch(rethrow);
+  }
+
+  async addPortForward(name: string, req: PortForwardRequest, caller: PeerCred): Promise<PortForwardInfo> {
+    return this.portForwards.add(name, req, caller).catch(rethrow).finally(() => this.saved());
+  }
+
+  async removePortForward(name: string, proto: 'tcp' | 'udp', hostPort: number, caller: PeerCred): Promise<void> {
+    return this.portForwards.remove(name, proto, hostPort, caller).catch(rethrow).finally(() => this.saved());
+  }
+
+  async listPortForwards(name: string | undefined): Promise<PortForwardInfo[]> {
+    return this.portForwards.list(name);
   }
 
   /** Is any network up or changing? */

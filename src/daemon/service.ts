@@ -36,6 +36,32 @@ export interface NetworkStatus {
   edited?: true;
 }
 
+/** One port forward as `forward list` shows it. */
+export interface PortForwardInfo {
+  network: string;
+  proto: 'tcp' | 'udp';
+  hostPort: number;
+  /** as given: an IPv4 address or a [[hosts]] name */
+  guest: string;
+  /** the guest's address ("" when it does not resolve: see problem) */
+  address: string;
+  guestPort: number;
+  /** "definition" ([[forwards]]) or "runtime" (`vnet forward add`) */
+  origin: 'definition' | 'runtime';
+  /** in the firewall now: the network is up and the guest resolves inside it */
+  active: boolean;
+  /** why it cannot apply (its guest does not resolve inside the network) */
+  problem?: string;
+}
+
+/** What `forward add` is given; guestPort absent: the host port. */
+export interface PortForwardRequest {
+  proto: 'tcp' | 'udp';
+  hostPort: number;
+  guest: string;
+  guestPort?: number;
+}
+
 export interface TapResult {
   fd: number;
   name: string;
@@ -79,6 +105,16 @@ export interface VnetService {
   reload(name: string | undefined, caller: PeerCred): Promise<ReloadResult[]>;
   /** Create a tap on `bridge` for the caller; brings an on-demand network up first. */
   tap(bridge: string, opts: { vnetHdr: boolean }, caller: PeerCred): Promise<TapResult>;
+  /**
+   * Forward `req.hostPort` on the host's addresses to a guest of network `name`; kept across
+   * restarts, applied while the network is up. Refused (EADDRINUSE) when another forward or a
+   * local listener holds the port, (EINVAL) for a guest outside the network. Needs an admin caller.
+   */
+  addPortForward(name: string, req: PortForwardRequest, caller: PeerCred): Promise<PortForwardInfo>;
+  /** Remove a forward `addPortForward` made. Needs an admin caller. */
+  removePortForward(name: string, proto: 'tcp' | 'udp', hostPort: number, caller: PeerCred): Promise<void>;
+  /** The forwards of one network, or (name undefined) of every network. */
+  listPortForwards(name: string | undefined): Promise<PortForwardInfo[]>;
   /** Subscribe to events; returns an unsubscribe function. */
   subscribe(listener: (e: ServiceEvent) => void): () => void;
 }

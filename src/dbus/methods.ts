@@ -4,7 +4,7 @@
  * service, so a call means the same thing by D-Bus as by the socket; introspection is made from
  * these bindings.
  */
-import { type MethodName, type ParamsOf, type ResultOf } from '../api/methods.js';
+import { METHODS, type MethodName, type ParamsOf, type ResultOf } from '../api/methods.js';
 import type { NetworkStatus } from '../daemon/service.js';
 import type { Lease } from '../model.js';
 import type { Arg } from './introspect.js';
@@ -16,6 +16,9 @@ const b = (name: string): Arg => ({ name, type: 'b' });
 
 /** Lease tuple: mac, ip, hostname, client id, expiry (unix seconds, 0 = never). */
 export const LEASE_TYPE = '(sssst)';
+
+/** Port forward tuple: network, proto, host port, guest (as given), guest address, guest port, origin, active. */
+export const FORWARD_TYPE = '(ssussusb)';
 
 /**
  * Lease answers on the bus: dbus-next encodes a reply synchronously, so GetLeasesPage answers at
@@ -106,6 +109,33 @@ export const BINDINGS = [
     reply: (page) => [leaseTuples(page.leases), page.next ?? ''],
   }),
   bind({ name: 'Status', in: [], out: [s('json')], method: 'list', params: () => ({}), reply: (r) => [JSON.stringify(r)] }),
+  bind({
+    name: 'AddPortForward',
+    // guest_port 0: the host port
+    in: [s('name'), s('proto'), u('host_port'), s('guest'), u('guest_port')],
+    out: [],
+    method: 'addPortForward',
+    // checked by the API table itself: the bus only guarantees the types
+    params: (a) => METHODS.addPortForward.params({ name: a[0], proto: a[1], hostPort: a[2], guest: a[3], guestPort: (a[4] as number) || undefined }),
+    reply: () => [],
+  }),
+  bind({
+    name: 'RemovePortForward',
+    in: [s('name'), s('proto'), u('host_port')],
+    out: [],
+    method: 'removePortForward',
+    params: (a) => METHODS.removePortForward.params({ name: a[0], proto: a[1], hostPort: a[2] }),
+    reply: () => [],
+  }),
+  bind({
+    name: 'ListPortForwards',
+    in: [s('name')],
+    out: [{ name: 'forwards', type: `a${FORWARD_TYPE}` }],
+    method: 'listPortForwards',
+    // "": every network
+    params: (a) => ({ name: str(a, 0) === '' ? undefined : str(a, 0) }),
+    reply: (r) => [r.map((f) => [f.network, f.proto, f.hostPort, f.guest, f.address, f.guestPort, f.origin, f.active])],
+  }),
 ] as const;
 
 export type AnyBinding = DbusBinding<MethodName>;

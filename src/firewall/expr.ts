@@ -6,7 +6,7 @@
 
 export type MetaKey = 'iifname' | 'oifname' | 'l4proto' | 'nfproto';
 export type Payload = { payload: { protocol: 'ip' | 'ip6' | 'tcp' | 'udp'; field: 'saddr' | 'daddr' | 'dport' } };
-export type Left = { meta: { key: MetaKey } } | Payload | { ct: { key: 'state' } };
+export type Left = { meta: { key: MetaKey } } | Payload | { ct: { key: 'state' | 'status' } } | { fib: { result: 'type'; flags: ['daddr'] } };
 export type Prefix = { prefix: { addr: string; len: number } };
 export type Right = string | number | string[] | Prefix | { range: [string, string] };
 
@@ -18,6 +18,8 @@ export type Statement =
   | { masquerade: null | { port: { range: [number, number] } } }
   /** `snat ip to ADDR[-ADDR][:PORT-PORT]`; nft lists one address as a string, a range as `range` */
   | { snat: { family: 'ip'; addr: string | { range: [string, string] }; port?: { range: [number, number] } } }
+  /** `dnat ip to ADDR:PORT` */
+  | { dnat: { family: 'ip'; addr: string; port: number } }
   | { vmap: { key: Left; data: string } }
   | { jump: { target: string } };
 
@@ -31,6 +33,10 @@ export const eq = (left: Left, right: Right): Statement => ({ match: { op: '==',
 export const ne = (left: Left, right: Right): Statement => ({ match: { op: '!=', left, right } });
 export const prefix = (address: string, len: number): Prefix => ({ prefix: { addr: address, len } });
 export const established = (): Statement => ({ match: { op: 'in', left: { ct: { key: 'state' } }, right: ['established', 'related'] } });
+/** `ct status dnat`: a connection a DNAT rule translated (a port forward) */
+export const dnatted = (): Statement => ({ match: { op: 'in', left: { ct: { key: 'status' } }, right: 'dnat' } });
+/** `fib daddr type local`: addressed to one of the host's own addresses */
+export const localDaddr = (): Statement => ({ match: { op: '==', left: { fib: { result: 'type', flags: ['daddr'] } }, right: 'local' } });
 export const ACCEPT: Statement = { accept: null };
 export const RETURN: Statement = { return: null };
 /** `reject` in an inet table, as nft lists it */

@@ -9,24 +9,24 @@
  * bridge's chain before traffic FROM a bridge meets its own, so one vnet network can never open
  * connections into another (the target's rules refuse first), as libvirt's rule groups do.
  */
-import { addr, meta, vmap, type Rule } from './expr.js';
+import { addr, dport, eq, localDaddr, meta, ne, prefix, vmap, type Rule } from './expr.js';
 
 export const TABLE = { family: 'inet', name: 'vnet' } as const;
 
-export type MapName = 'to_bridge' | 'from_bridge' | 'in_bridge' | 'guard4' | 'nat4';
+export type MapName = 'to_bridge' | 'from_bridge' | 'in_bridge' | 'guard4' | 'nat4' | 'dnat_tcp' | 'dnat_udp';
 
 export interface MapDef {
   name: MapName;
   /** nft key type */
-  type: 'ifname' | 'ipv4_addr';
+  type: 'ifname' | 'ipv4_addr' | 'inet_service';
   /** interval maps hold prefixes (subnets) */
   interval: boolean;
 }
 
 export interface BaseChainDef {
-  name: 'forward' | 'input' | 'postrouting';
+  name: 'forward' | 'input' | 'postrouting' | 'prerouting' | 'output';
   type: 'filter' | 'nat';
-  hook: 'forward' | 'input' | 'postrouting';
+  hook: 'forward' | 'input' | 'postrouting' | 'prerouting' | 'output';
   prio: number;
   /** every base chain accepts what no rule decides: vnet never drops traffic that is not its own */
   policy: 'accept';
@@ -39,6 +39,21 @@ export const MAPS: readonly MapDef[] = [
   { name: 'in_bridge', type: 'ifname', interval: false },
   { name: 'guard4', type: 'ipv4_addr', interval: false },
   { name: 'nat4', type: 'ipv4_addr', interval: true },
+  // port forwards: a host port → the chain of the one network that forwards it
+  { name: 'dnat_tcp', type: 'inet_service', interval: false },
+  { name: 'dnat_udp', type: 'inet_service', interval: false },
+];
+
+/**
+ * Port forwards are looked up for IPv4 packets to one of the host's own addresses only (a
+ * guest's connection to port 8080 elsewhere is never taken), arriving (prerouting) or made by
+ * the host itself (output; never to loopback, which cannot leave the host).
+ */
+const toHost: Rule = [eq(meta('nfproto'), 'ipv4'), localDaddr()];
+const fromHost: Rule = [ne(addr(4, 'daddr'), prefix('127.0.0.0', 8)), localDaddr()];
+const dnatDispatch = (match: Rule): Rule[] => [
+  [...match, vmap(dport('tcp'), 'dnat_tcp')],
+  [...match, vmap(dport('udp'), 'dnat_udp')],
 ];
 
 export const BASE_CHAINS: readonly BaseChainDef[] = [
@@ -59,6 +74,8 @@ export const BASE_CHAINS: readonly BaseChainDef[] = [
     rules: [[vmap(meta('iifname'), 'in_bridge')], [vmap(addr(4, 'daddr'), 'guard4')]],
   },
   { name: 'postrouting', type: 'nat', hook: 'postrouting', prio: 100, policy: 'accept', rules: [[vmap(addr(4, 'saddr'), 'nat4')]] },
+  { name: 'prerouting', type: 'nat', hook: 'prerouting', prio: -100, policy: 'accept', rules: dnatDispatch(toHost) },
+  { name: 'output', type: 'nat', hook: 'output', prio: -100, policy: 'accept', rules: dnatDispatch(fromHost) },
 ];
 
 export function mapDef(name: MapName): MapDef {

@@ -8,6 +8,7 @@
  *   in-BR     traffic to the host from the bridge: DHCP and DNS accepted
  *   guard-BR  traffic to the bridge's address from elsewhere: DNS refused (dnsmasq serves guests only)
  *   nat-BR    masquerade (or SNAT to `nat-address`) of what leaves the subnet, never of multicast or broadcast
+ *   dnat-BR   port forwards (firewall/forward-rules.ts), which also add to to-BR and nat-BR
  *
  * "open" and "bridge" networks have no part at all: vnet adds no rule for them.
  * `nat-interface` narrows a NAT network to one uplink, as libvirt's `<forward dev>`: forwarding
@@ -16,12 +17,13 @@
 import type { IfAddress } from '../net/ip.js';
 import { addressesOf, primary4, type NatOptions, type NetworkSpec } from '../spec/spec.js';
 import { ACCEPT, addr, dport, eq, established, meta, ne, prefix, REJECT, RETURN, type Rule, type Statement } from './expr.js';
+import { acceptForwarded, appliedForwards, dnatRules, hairpin } from './forward-rules.js';
 import type { Part } from './table.js';
 
 /** Source ports masquerade may pick for TCP/UDP, as libvirt does: never a privileged one. */
 export const MASQ_PORTS: [number, number] = [1024, 65535];
 
-const ROLES = ['to', 'from', 'in', 'guard', 'nat'] as const;
+const ROLES = ['to', 'from', 'in', 'guard', 'nat', 'dnat'] as const;
 export const chainName = (role: (typeof ROLES)[number], bridge: string) => `${role}-${bridge}`;
 
 /** Every chain name a network on `bridge` can have, whatever its mode: what removing it removes. */
@@ -83,6 +85,7 @@ export function firewallPart(spec: NetworkSpec): Part | undefined {
     part.elements.push({ map, key, target: name });
   };
   const cross: Rule = [eq(meta('iifname'), br), ACCEPT]; // guest <-> guest (bridged frames cross the forward hook)
+  const fwd = appliedForwards(spec); // port forwards (firewall/forward-rules.ts)
   if (mode === 'isolated') {
     chain('to', [cross, [REJECT]], 'to_bridge', br);
     chain('from', [[REJECT]], 'from_bridge', br);
@@ -90,7 +93,7 @@ export function firewallPart(spec: NetworkSpec): Part | undefined {
     const via = spec.forward.interface;
     const from = via !== undefined ? [eq(meta('iifname'), via)] : [];
     const to = via !== undefined ? [eq(meta('oifname'), via)] : [];
-    chain('to', [cross, [...from, eq(addr(4, 'daddr'), net), established(), ACCEPT], [REJECT]], 'to_bridge', br);
+    chain('to', [cross, [...from, eq(addr(4, 'daddr'), net), established(), ACCEPT], ...acceptForwarded(fwd), [REJECT]], 'to_bridge', br);
     chain('from', [[eq(addr(4, 'saddr'), net), ...to, ACCEPT], [REJECT]], 'from_bridge', br);
   } else {
     // route: the network's subnets, both families, both ways; no translation; through one uplink with nat-interface
@@ -103,6 +106,12 @@ export function firewallPart(spec: NetworkSpec): Part | undefined {
   }
   chain('in', serviceRules(), 'in_bridge', br);
   chain('guard', guardRules(br), 'guard4', v4.address);
-  if (spec.forward.mode === 'nat') chain('nat', natRules(br, net, spec.forward), 'nat4', net);
+  if (spec.forward.mode === 'nat') chain('nat', [...natRules(br, net, spec.forward), ...hairpin(fwd, net)], 'nat4', net);
+  else if (fwd.length) chain('nat', hairpin(fwd, net), 'nat4', net);
+  if (fwd.length) {
+    const name = chainName('dnat', br);
+    part.chains.push({ name, rules: dnatRules(fwd) });
+    for (const f of fwd) part.elements.push({ map: f.proto === 'tcp' ? 'dnat_tcp' : 'dnat_udp', key: f.hostPort, target: name });
+  }
   return part;
 }

@@ -29,6 +29,7 @@ const PROBES: readonly Probe[] = [
   { key: 'on-demand', live: true, of: (s) => s.lifecycle.onDemand },
   { key: 'idle-down', live: true, of: (s) => s.lifecycle.idleDown },
   { key: 'standby', live: true, of: (s) => s.lifecycle.standby },
+  { key: 'forwards', live: true, of: (s) => s.portForwards ?? [] },
 ];
 
 const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);

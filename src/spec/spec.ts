@@ -114,6 +114,22 @@ export interface NetworkSpec {
   dns: DnsSpec;
   access: AccessSpec;
   lifecycle: LifecycleSpec;
+  /** host ports forwarded to guests: `[[forwards]]` and, merged in by vnetd, `vnet forward add` */
+  portForwards?: PortForward[];
+}
+
+/**
+ * One port forward: what reaches the host on `hostPort` (any host address but loopback) goes to
+ * `guest`'s `guestPort`. `guest` is kept as written (an IPv4 address or a `[[hosts]]` name), so a
+ * static host whose address is edited takes its forwards along (spec/port-forwards.ts resolves it).
+ */
+export interface PortForward {
+  proto: 'tcp' | 'udp';
+  hostPort: number;
+  guest: string;
+  guestPort: number;
+  /** "definition": the file's `[[forwards]]`; "runtime": added with `vnet forward add` (kept in $VNET_STATE_DIR) */
+  origin: 'definition' | 'runtime';
 }
 
 export function addressesOf(spec: NetworkSpec, family: Family): IfAddress[] {

@@ -178,6 +178,9 @@ describe('vnetd on a system-like bus', () => {
         '.Down method sb o',
         '.GetLeases method s a(sssst)',
         '.Status method - s',
+        '.AddPortForward method ssusu -',
+        '.RemovePortForward method ssu -',
+        '.ListPortForwards method s a(ssussusb)',
         '.NetworkStateChanged signal sss -',
         '.TapAdded signal ssuu -',
         '.TapRemoved signal ssuu -',
@@ -323,6 +326,25 @@ describe('vnetd on a system-like bus', () => {
   it('Status returns JSON for scripts', async () => {
     const [json] = (await busctlJson(['call', DEST, MANAGER, 'org.vnet.Vnet1.Manager', 'Status'], { nobody: true })) as [string];
     expect(JSON.parse(json)).toEqual([expect.objectContaining({ name: 'default', state: 'up', bridge: 'virbr0', leases: 1, pinned: true })]);
+  });
+
+  it('AddPortForward and RemovePortForward are for root or group vnet; ListPortForwards answers anyone', async () => {
+    const call = (method: string, sig: string, args: string[], opts: { nobody?: boolean } = {}) => busctl(['call', DEST, MANAGER, 'org.vnet.Vnet1.Manager', method, sig, ...args], opts);
+    const no = await call('AddPortForward', 'ssusu', ['default', 'tcp', '2222', '192.168.122.57', '22'], { nobody: true });
+    expect(no.exitCode).not.toBe(0);
+    expect(no.stderr).toMatch(/uid 65534 may not add a port forward \(tcp 2222 → 192\.168\.122\.57:22\) to network "default"/);
+    const bad = await gdbus('call', ['--dest', DEST, '--object-path', MANAGER, '--method', 'org.vnet.Vnet1.Manager.AddPortForward', 'default', 'sctp', '2222', '192.168.122.57', '0']);
+    expect(bad.stderr).toContain('org.vnet.Vnet1.Error.InvalidArgument: parameter `proto` must be "tcp" or "udp"');
+    const outside = await call('AddPortForward', 'ssusu', ['default', 'udp', '2222', '10.9.9.9', '0']);
+    expect(outside.stderr).toMatch(/guest 10\.9\.9\.9 is outside network "default"/);
+    expect((await call('AddPortForward', 'ssusu', ['default', 'tcp', '2222', '192.168.122.57', '22'])).exitCode).toBe(0);
+    const list = ['call', DEST, MANAGER, 'org.vnet.Vnet1.Manager', 'ListPortForwards', 's', ''];
+    expect(await busctlJson(list, { nobody: true })).toEqual([[['default', 'tcp', 2222, '192.168.122.57', '192.168.122.57', 22, 'runtime', true]]]);
+    const taken = await call('AddPortForward', 'ssusu', ['default', 'tcp', '2222', '192.168.122.58', '0']);
+    expect(taken.stderr).toContain('tcp host port 2222 is taken: network "default" forwards it (tcp 2222 → 192.168.122.57:22, added with `vnet forward add`)');
+    expect((await call('RemovePortForward', 'ssu', ['default', 'tcp', '2222'], { nobody: true })).exitCode).not.toBe(0);
+    expect((await call('RemovePortForward', 'ssu', ['default', 'tcp', '2222'])).exitCode).toBe(0);
+    expect(await busctlJson(list, { nobody: true })).toEqual([[]]);
   });
 
   it('a dbus-next client lists, reads properties, gets signals and brings the network down', async () => {

@@ -77,6 +77,37 @@ describe('vnet table in the real nft', () => {
     }
   });
 
+  it('port forwards: reads back exactly what it wrote (nat and route), and a forward added changes its network\'s objects only', async () => {
+    const fwd = '\n[[forwards]]\nproto = "tcp"\nhost-port = 8080\nguest = "10.60.0.5"\nguest-port = 80\n[[forwards]]\nproto = "udp"\nhost-port = 5353\nguest = "10.60.0.5"\n';
+    const web = parseDefinition('web', 'web.toml', `bridge = "vnweb0"\naddress = "10.60.0.1/24"\n${fwd}`);
+    const dmz = firewallPart(parseDefinition('dmz2', 'dmz2.toml', `bridge = "vndmz2"\naddress = "10.61.0.1/24"\nforward = "route"\n${fwd.replaceAll('8080', '8081').replaceAll('5353', '5354').replaceAll('10.60.', '10.61.')}`))!;
+    const withForwards = firewallPart(web)!;
+    try {
+      const tx = rebuild([nat, withForwards, dmz]);
+      await nft.apply(tx);
+      const listed = await nft.list();
+      expect(baseIntact(listed)).toBe(true);
+      for (const p of [nat, withForwards, dmz]) expect(partIntact(listed, p), p.bridge).toBe(true);
+      same(simulate({ exists: false, chains: new Map(), maps: new Map() }, tx), listed);
+      const text = await ns.run('nft', ['list', 'table', 'inet', 'vnet']);
+      expect(text).toContain('tcp dport 8080 dnat ip to 10.60.0.5:80');
+      expect(text).toContain('udp dport 5353 dnat ip to 10.60.0.5:5353');
+      expect(text).toMatch(/chain prerouting \{[^}]*meta nfproto ipv4 fib daddr type local tcp dport vmap @dnat_tcp/);
+      expect(text).toMatch(/chain output \{[^}]*ip daddr != 127\.0\.0\.0\/8 fib daddr type local udp dport vmap @dnat_udp/);
+      expect(text).toMatch(/chain nat-vndmz2 \{[^}]*ip daddr 10\.61\.0\.0\/24 ct status dnat masquerade/);
+      // one more forward: a change of vnweb0's objects alone, read back as simulated
+      const more = firewallPart({ ...web, portForwards: [...web.portForwards!, { proto: 'tcp', hostPort: 2222, guest: '10.60.0.6', guestPort: 22, origin: 'runtime' }] })!;
+      const change = changePart(listed, chainsOf('vnweb0'), more);
+      expect(JSON.stringify(change)).not.toMatch(/virbr0|vndmz2/);
+      await nft.apply(change);
+      const after = await nft.list();
+      same(simulate(listed, change), after);
+      expect(partIntact(after, more) && partIntact(after, nat) && partIntact(after, dmz)).toBe(true);
+    } finally {
+      await nft.apply(rebuild([nat, iso]));
+    }
+  });
+
   it('adds, replaces and removes one network touching only its own objects', async () => {
     const before = await nft.list();
     const add = changePart(before, chainsOf('vnoff0'), other);

@@ -115,3 +115,56 @@ describe('help', () => {
     expect(f.out[1]).toBe('usage: vnet down NAME [--force] [--json]\n  take a network down; --force even with VMs attached (root or group "vnet")');
   });
 });
+
+describe('vnet forward', () => {
+  const row = { network: 'lab', proto: 'tcp', hostPort: 8080, guest: 'db', address: '10.20.0.5', guestPort: 80, origin: 'runtime', active: true };
+
+  it('add NET tcp|udp HOSTPORT GUEST[:PORT] asks vnetd with typed parameters (the guest port defaults on vnetd\'s side)', async () => {
+    const f = fake(() => row);
+    expect(await main(['forward', 'add', 'lab', 'tcp', '8080', 'db:80'], f.ctx)).toBe(0);
+    expect(await main(['forward', 'add', 'lab', 'udp', '53', '10.20.0.5'], f.ctx)).toBe(0);
+    expect(f.calls).toEqual([
+      ['addPortForward', { name: 'lab', proto: 'tcp', hostPort: 8080, guest: 'db', guestPort: 80 }],
+      ['addPortForward', { name: 'lab', proto: 'udp', hostPort: 53, guest: '10.20.0.5' }],
+    ]);
+    expect(f.out[0]).toBe('lab: tcp 8080 → db (10.20.0.5):80 (active)');
+  });
+
+  it('list [NET] and remove NET tcp|udp HOSTPORT', async () => {
+    const f = fake((m) => (m === 'listPortForwards' ? [row, { ...row, proto: 'udp', hostPort: 53, guest: '10.20.0.9', address: '', origin: 'definition', active: false, problem: 'guest 10.20.0.9 is outside' }] : { removed: true }));
+    expect(await main(['forward', 'list'], f.ctx)).toBe(0);
+    expect(await main(['forward', 'list', 'lab'], f.ctx)).toBe(0);
+    expect(await main(['forward', 'remove', 'lab', 'udp', '53'], f.ctx)).toBe(0);
+    expect(f.calls).toEqual([
+      ['listPortForwards', {}],
+      ['listPortForwards', { name: 'lab' }],
+      ['removePortForward', { name: 'lab', proto: 'udp', hostPort: 53 }],
+    ]);
+    expect(f.out[0]).toMatch(/^NETWORK\s+PROTO\s+HOST-PORT\s+GUEST\s+ORIGIN\s+STATE\nlab\s+tcp\s+8080\s+db \(10\.20\.0\.5\):80\s+runtime\s+active\nlab\s+udp\s+53\s+10\.20\.0\.9:80\s+definition\s+not applied\nlab udp 53: guest 10\.20\.0\.9 is outside$/);
+    expect(f.out[2]).toBe('lab: udp 53 no longer forwarded');
+  });
+
+  it.each([
+    [['forward', 'open', 'lab'], /`vnet forward` takes add, list or remove, not "open"/],
+    [['forward', 'add', 'lab', 'tcp', '8080'], /`vnet forward add` takes 4 arguments; usage: vnet forward add NET tcp\|udp HOSTPORT GUEST\[:PORT\]/],
+    [['forward', 'add', 'lab', 'icmp', '8080', 'db'], /protocol "icmp" is neither tcp nor udp/],
+    [['forward', 'add', 'lab', 'tcp', '0', 'db'], /host port "0" is not a port 1..65535/],
+    [['forward', 'add', 'lab', 'tcp', '08080', 'db'], /host port "08080" is not a port/],
+    [['forward', 'add', 'lab', 'tcp', '8080', 'db:99999'], /port "99999" in "db:99999" is not a port 1..65535/],
+    [['forward', 'add', 'lab', 'tcp', '8080', ':80'], /guest ":80" names no guest/],
+    [['forward', 'remove', 'lab', 'tcp'], /`vnet forward remove` takes 3 arguments; usage: vnet forward remove NET tcp\|udp HOSTPORT/],
+    [['forward', 'list', 'a', 'b'], /`vnet forward list` takes at most one network name/],
+    [['forward', 'list', '--all'], /`vnet forward` has no option --all/],
+  ])('vnet %j: exit 2 naming what is wrong, nothing asked of vnetd', async (argv, message) => {
+    const f = fake(() => row);
+    expect(await main(argv as string[], f.ctx)).toBe(2);
+    expect(f.err.join('\n')).toMatch(message);
+    expect(f.calls).toEqual([]);
+  });
+
+  it('a refusal from vnetd keeps its exit code (3: not root nor in group vnet)', async () => {
+    const f = fake(() => new VnetError('EPERM', 'uid 1000 may not add a port forward'));
+    expect(await main(['forward', 'add', 'lab', 'tcp', '8080', 'db'], f.ctx)).toBe(3);
+    expect(f.err).toEqual(['vnet: uid 1000 may not add a port forward']);
+  });
+});
