@@ -5,7 +5,7 @@
  */
 import { isIPv6 } from 'node:net';
 import type { NetworkSpec } from '../spec/spec.js';
-import { hostName, ipAddress, macAddress, uint } from './dnsmasq-values.js';
+import { dnsName, hostName, ipAddress, macAddress, uint } from './dnsmasq-values.js';
 
 /** The lease time written when the definition gives none. */
 export const DEFAULT_LEASE_TIME = '1h';
@@ -18,6 +18,26 @@ export function leaseTimeText(seconds: number | undefined, key = 'dhcp-lease-tim
 }
 
 export function hostLines(net: NetworkSpec): string[] {
+  return [...dhcpHostLines(net), ...hostRecordLines(net)];
+}
+
+/**
+ * A named host's addresses in DNS from the start, as NAME and NAME.DOMAIN: dnsmasq answers the
+ * names of `dhcp-host=` lines only to some askers (not the host's own resolver, for one) and not
+ * under the domain before a lease. A guest sending the same name for another address then does
+ * not get it (dnsmasq refuses a DHCP name that a host record holds).
+ */
+function hostRecordLines(net: NetworkSpec): string[] {
+  const domain = net.dns.domain;
+  return (net.dhcp.hosts ?? []).flatMap((h, i) => {
+    if (h.name === undefined || net.dns.off) return [];
+    const name = hostName(`hosts[${i}].name`, h.name);
+    const names = domain && !name.includes('.') ? [name, dnsName('domain', `${name}.${domain}`)] : [name];
+    return [`host-record=${[...names, ...h.ips.map((ip) => ipAddress(`hosts[${i}].ip`, ip))].join(',')}`];
+  });
+}
+
+function dhcpHostLines(net: NetworkSpec): string[] {
   return (net.dhcp.hosts ?? []).map((h, i) => {
     const at = `hosts[${i}]`;
     const fields: string[] = [];

@@ -61,7 +61,15 @@ describe('[[hosts]] and dhcp-lease-time', () => {
 
   it('writes one dhcp-host line a host and the lease time into dhcp-range ("infinite" for 0)', () => {
     const s = parse(`dhcp-lease-time = 7200\n${HOSTS}`);
-    expect(hostLines(s)).toEqual(['dhcp-host=52:54:00:aa:00:01,10.10.0.10,web,1800', 'dhcp-host=52:54:00:aa:00:02,10.10.0.11,[fd00:10::11],db', 'dhcp-host=10.10.0.12,printer']);
+    expect(hostLines(s)).toEqual([
+      'dhcp-host=52:54:00:aa:00:01,10.10.0.10,web,1800',
+      'dhcp-host=52:54:00:aa:00:02,10.10.0.11,[fd00:10::11],db',
+      'dhcp-host=10.10.0.12,printer',
+      // in DNS from the start, for every asker, bare and under the domain
+      'host-record=web,web.lab.test,10.10.0.10',
+      'host-record=db,db.lab.test,10.10.0.11,fd00:10::11',
+      'host-record=printer,printer.lab.test,10.10.0.12',
+    ]);
     expect(lines(s)).toContain('dhcp-range=10.10.0.100,10.10.0.199,255.255.255.0,7200');
     expect(lines(parse('dhcp-lease-time = 0\n'))).toContain('dhcp-range=10.10.0.100,10.10.0.199,255.255.255.0,infinite');
     expect(lines(parse(''))).toContain('dhcp-range=10.10.0.100,10.10.0.199,255.255.255.0,1h');
