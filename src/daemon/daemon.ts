@@ -179,7 +179,8 @@ export class Daemon implements VnetService {
     // what took an up network's subnet while vnetd was away shows at once
     if (this.runtime.all().some((r) => r.state === 'up')) await this.conflicts.check();
     // firewalld reloaded or restarted: its runtime bindings are gone; bind the healthy networks again
-    this.unwatchHostFirewalls = watchHostFirewalls(walls, (name) => {
+    // and systemd-resolved (re)started: it holds no bridge's DNS settings
+    this.unwatchHostFirewalls = watchHostFirewalls([...walls, this.resolved!], (name) => {
       if (this.closed) return;
       this.log.info({ firewall: name }, 'host firewall reloaded: letting the networks through again');
       void this.mutex

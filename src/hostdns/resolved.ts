@@ -19,6 +19,8 @@ const NO_AUTO_START = 2;
 const DEFAULT_SYSTEM_BUS = 'unix:path=/var/run/dbus/system_bus_socket';
 const ABSENT = new Set(['org.freedesktop.DBus.Error.ServiceUnknown', 'org.freedesktop.DBus.Error.NameHasNoOwner']);
 const NO_SUCH_LINK = 'org.freedesktop.resolve1.NoSuchLink';
+const SIGNAL = 4;
+const OWNER_MATCH = `type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='${RESOLVED.name}'`;
 /** 50 ms apart: resolved has up to 5 s to notice a new bridge */
 const LINK_ATTEMPTS = 100;
 
@@ -48,6 +50,8 @@ export class Resolved implements HostDns {
   private connecting?: Promise<MessageBus | undefined>;
   private readonly address: string;
   private readonly timeoutMs: number;
+  private readonly listeners = new Set<() => void>();
+  private pending?: NodeJS.Timeout;
 
   constructor(private readonly opts: { log: Logger; address?: string; timeoutMs?: number }) {
     this.address = opts.address ?? systemBusAddress();
@@ -127,7 +131,22 @@ export class Resolved implements HostDns {
     }
   }
 
+  /**
+   * Call `changed` when resolved (re)starts: a new resolved holds none of the links' settings. Only
+   * the bus daemon speaks for name owners, so no other peer can make vnetd converge at will.
+   */
+  watch(changed: () => void): () => void {
+    this.listeners.add(changed);
+    void this.connection();
+    return () => {
+      this.listeners.delete(changed);
+      if (this.listeners.size === 0) this.close();
+    };
+  }
+
   close(): void {
+    clearTimeout(this.pending);
+    this.pending = undefined;
     const bus = this.bus;
     this.bus = undefined;
     bus?.disconnect();
@@ -162,7 +181,25 @@ export class Resolved implements HostDns {
       if (this.bus === bus) this.bus = undefined;
     });
     this.bus = bus;
+    bus.on('message', (msg: Message) => {
+      const body = (msg.body ?? []) as unknown[];
+      if (msg.type !== SIGNAL || msg.sender !== 'org.freedesktop.DBus' || msg.member !== 'NameOwnerChanged' || body[0] !== RESOLVED.name || !body[2]) return;
+      this.notify();
+    });
+    await this.bounded(bus.call(new dbus.Message({ destination: 'org.freedesktop.DBus', path: '/org/freedesktop/DBus', interface: 'org.freedesktop.DBus', member: 'AddMatch', signature: 's', body: [OWNER_MATCH] }))).catch(
+      (err: unknown) => this.opts.log.warn({ err: errorText(err) }, 'systemd-resolved: could not watch for its restarts'),
+    );
     return bus;
+  }
+
+  /** Tell the watchers once for a burst. */
+  private notify(): void {
+    if (this.listeners.size === 0 || this.pending) return;
+    this.pending = setTimeout(() => {
+      this.pending = undefined;
+      for (const l of [...this.listeners]) l();
+    }, 200);
+    this.pending.unref?.();
   }
 
   private async call(bus: MessageBus, path: string, iface: string, member: string, signature: string, body: unknown[]): Promise<unknown[]> {

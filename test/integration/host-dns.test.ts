@@ -105,6 +105,13 @@ describe('systemd-resolved', () => {
     expect(await linkDns('vnlab0')).toEqual({ servers: '10.52.0.1', domains: '~lab.test' });
   });
 
+  it('a restarted resolved (which holds nothing) gets the bridge\'s settings again, unasked', async () => {
+    await resolved!.stop();
+    resolved = await TestResolved.start(host, bus.address);
+    await waitFor('vnetd to register vnlab0 with the new resolved', async () => (await linkDns('vnlab0'))?.servers === '10.52.0.1', 20_000);
+    expect(await linkDns('vnlab0')).toEqual({ servers: '10.52.0.1', domains: '~lab.test' });
+  });
+
   it('after vnet down resolved holds nothing for the bridge', async () => {
     const down = await vnetd.cli(['down', 'lab']);
     expect(down.exitCode, down.stderr).toBe(0);
