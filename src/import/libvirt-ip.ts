@@ -169,6 +169,10 @@ export function importIps(net: Node, ctx: Context, needsV4: boolean): IpResult {
         ctx.skip(host, `name ${hostNameProblem(name)}`);
         continue;
       }
+      if (fam === 4 && !rangeTaken) {
+        ctx.skip(host, 'vnet gives fixed IPv4 addresses on a network that has a DHCP <range> (`dhcp-range`) only');
+        continue;
+      }
       if (hostMac === undefined && name === undefined) {
         ctx.skip(host, id !== undefined ? 'a DHCPv6 client id (DUID) without a name: vnet matches hosts by MAC or name' : 'has neither mac nor name');
         continue;

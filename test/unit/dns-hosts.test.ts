@@ -3,7 +3,12 @@
  * the file, the key and the value), and the dnsmasq lines they become. The same networks served
  * by a real dnsmasq: test/integration/dns-hosts.test.ts.
  */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { document } from '../../src/import/command.js';
+import { importNetwork } from '../../src/import/libvirt.js';
+import { parseXml } from '../../src/import/xml.js';
 import { DnsmasqConfigError, dnsmasqConfig } from '../../src/dhcp/dnsmasq.js';
 import { dnsLines, upstreamOf } from '../../src/dhcp/dnsmasq-dns.js';
 import { hostLines } from '../../src/dhcp/dnsmasq-hosts.js';
@@ -236,5 +241,29 @@ describe('DNS: domain, records, forwarders, dns = false', () => {
     expect(specChanges(before, parse('dhcp-lease-time = 600\n'))).toEqual([{ key: 'dhcp-lease-time', live: true }]);
     expect(specChanges(before, parse('dns = false\n'))).toEqual([{ key: 'dns', live: true }]);
     expect(specChanges(before, parse(RECORDS)).map((c) => c.key)).toEqual(['dns-records', 'dns-forwarders']);
+  });
+});
+
+describe('what `vnet import-libvirt` writes, the parser takes', () => {
+  const imported = (xml: string) => importNetwork(parseXml(xml, 'test.xml'), 'test.xml');
+  it('hosts, records, forwarders and lease times of a libvirt network parse as they were written', () => {
+    const net = imported(readFileSync(path.join(import.meta.dirname, '__golden__', 'import', 'hosts-dns.xml'), 'utf8'));
+    const spec = parseDefinition('lab', 'lab.toml', document(net));
+    expect(spec.dhcp.hosts?.map((h) => h.name)).toEqual(['web', 'db', 'printer']);
+    expect(spec.dns.records?.map((r) => r.type)).toEqual(['host', 'srv', 'srv', 'txt']);
+    expect(spec.dns.forwarders).toEqual([{ addr: '192.0.2.53' }, { addr: '192.0.2.54', domain: 'corp.example' }]);
+  });
+
+  it('what the parser would refuse is named as not carried instead: a host name dnsmasq misreads, a fixed address without a range, SRV ports without a target, TXT beyond ASCII', () => {
+    const net = imported(`<network><name>odd</name><bridge name='virbr9'/><domain name='odd.test'/>
+      <dns><srv service='ldap' protocol='tcp' port='389'/><txt name='t' value='caf\u00e9'/><host ip='10.9.0.5'><hostname>3600</hostname></host></dns>
+      <ip address='10.9.0.1' prefix='24'><dhcp><host mac='52:54:00:00:00:09' name='ignore' ip='10.9.0.9'/><host mac='52:54:00:00:00:0a' name='ok' ip='10.9.0.10'/></dhcp></ip></network>`);
+    const reasons = net.notCarried.map((n) => `${n.element}: ${n.reason}`).join('\n');
+    expect(reasons).toMatch(/<srv .*port, priority or weight without a target/);
+    expect(reasons).toMatch(/<txt .*printable ASCII/);
+    expect(reasons).toMatch(/hostname "3600" reads as a lease time/);
+    expect(reasons).toMatch(/name='ignore'.*reads as a lease time, TTL or keyword/);
+    expect(reasons).toMatch(/name='ok'.*needs a DHCP <range>|name='ok'.*has a DHCP <range>/);
+    expect(() => parseDefinition('odd', 'odd.toml', document(net))).not.toThrow();
   });
 });
