@@ -14,8 +14,8 @@ import { dnsLines, upstreamOf } from './dnsmasq-dns.js';
 import { hostLines, leaseTimeText } from './dnsmasq-hosts.js';
 import { isServerAddress } from './upstream.js';
 
-/** DHCP lease time written into dhcp-range. */
-export const LEASE_TIME = '1h';
+/** DHCP lease time written into dhcp-range when the definition gives none (dnsmasq-hosts.ts). */
+export { DEFAULT_LEASE_TIME as LEASE_TIME } from './dnsmasq-hosts.js';
 
 export class DnsmasqConfigError extends Error {
   override name = 'DnsmasqConfigError';
@@ -61,15 +61,6 @@ function networkName(key: string, value: unknown): string {
   const v = plain(key, value);
   if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(v) || v.length > 64) {
     throw new DnsmasqConfigError(key, value, 'is not a network name (A-Z a-z 0-9 _ . -, no leading "-" or ".")');
-  }
-  return v;
-}
-
-function domainName(key: string, value: unknown): string {
-  const v = plain(key, value);
-  const label = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
-  if (v.length > 253 || !v.split('.').every((l) => label.test(l))) {
-    throw new DnsmasqConfigError(key, value, 'is not a DNS domain name');
   }
   return v;
 }
