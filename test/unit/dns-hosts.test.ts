@@ -198,6 +198,7 @@ describe('DNS: domain, records, forwarders, dns = false', () => {
     ['dns-forwarders = ["192.0.2.53"]\n', 'dns-forwarders', /dns-forwarders\[0\] is not a table/],
     ['dns-forwarders = [{ addr = "192.0.2.53\\nport=0" }]\n', 'dns-forwarders', /expected an IPv4 or IPv6 address/],
     ['dns-forwarders = [{ addr = "0.0.0.0" }]\n', 'dns-forwarders', /unspecified address is no DNS server/],
+    ['dns-forwarders = [{ addr = "10.10.0.1" }]\n', 'dns-forwarders[0].addr', /the network's own DNS server: it would ask itself/],
     ['dns-forwarders = [{ addr = "192.0.2.53", domain = "a/b" }]\n', 'dns-forwarders', /dns-forwarders\[0\]\.domain = "a\/b"/],
     ['[[dns-records]]\ntype = "mx"\n', 'dns-records', /dns-records\[0\]\.type = "mx": expected "host", "srv" or "txt"/],
     ['[[dns-records]]\ntype = "host"\nip = "10.10.0.5"\nnames = ["a,b"]\n', 'dns-records', /names = \["a,b"\]: "a,b" is not a valid DNS domain/],

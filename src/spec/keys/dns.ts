@@ -57,6 +57,8 @@ export const dns: Section = {
     },
   },
   check(s, fail, has) {
+    for (const [i, f] of (s.dns.forwarders ?? []).entries())
+      if (s.addresses.some((a) => a.address === f.addr)) fail(`dns-forwarders[${i}].addr`, f.addr, "is the network's own DNS server: it would ask itself");
     if (!s.dns.off) return;
     for (const key of ['dns-forwarders', 'dns-records']) if (has(key)) fail(key, undefined, 'has no server to answer with: the network has dns = false');
   },
