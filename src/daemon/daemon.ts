@@ -18,6 +18,7 @@ import { checkLeaseQuery, LeaseQueryError, liveLeaseCount, pageLeases, type Leas
 import { reapOrphans } from '../dhcp/orphans.js';
 import { DnsmasqServers } from '../dhcp/servers.js';
 import { hostFirewalls, watchHostFirewalls } from '../firewall/host-firewalls.js';
+import { Resolved } from '../hostdns/resolved.js';
 import { Nft } from '../firewall/nft.js';
 import type { PeerCred } from '../model.js';
 import { watchAddressing, watchLinks, type LinkWatcher } from '../netlink/events.js';
@@ -95,6 +96,7 @@ export class Daemon implements VnetService {
   /** forwards added at run time ($VNET_STATE_DIR), merged into every definition handed out */
   private readonly forwardStore: PortForwardStore;
   private portForwards!: PortForwards;
+  private resolved?: Resolved;
 
   constructor(opts: DaemonOptions) {
     this.paths = opts.paths;
@@ -130,8 +132,9 @@ export class Daemon implements VnetService {
     if (orphans.length) this.log.warn({ pids: orphans }, 'killed dnsmasq left behind by a previous vnetd');
     const saved = await this.stateFile.load();
     const walls = hostFirewalls(loadSettings(this.paths.configDir), this.log);
+    this.resolved = new Resolved({ log: this.log.child({ component: 'resolved' }) });
     this.reconciler = new Reconciler({
-      backends: { links: this.rtnl, firewall: this.nft, sysctl: new ProcSysctl(), dhcp: this.servers, hostFirewalls: walls },
+      backends: { links: this.rtnl, firewall: this.nft, sysctl: new ProcSysctl(), dhcp: this.servers, hostFirewalls: walls, hostDns: this.resolved },
       contributors: contributors({ runtimeDir: this.paths.runtimeDir, stateDir: this.paths.stateDir }),
       log: this.log,
       journal: saved.journal,
@@ -198,7 +201,8 @@ export class Daemon implements VnetService {
     // what took an up network's subnet while vnetd was away shows at once
     if (this.runtime.all().some((r) => r.state === 'up')) await this.conflicts.check();
     // firewalld reloaded or restarted: its runtime bindings are gone; bind the healthy networks again
-    this.unwatchHostFirewalls = watchHostFirewalls(walls, (name) => {
+    // and systemd-resolved (re)started: it holds no bridge's DNS settings
+    this.unwatchHostFirewalls = watchHostFirewalls([...walls, this.resolved!], (name) => {
       if (this.closed) return;
       this.log.info({ firewall: name }, 'host firewall reloaded: letting the networks through again');
       void this.mutex
@@ -265,6 +269,7 @@ export class Daemon implements VnetService {
     clearInterval(this.dropCheck);
     this.guard.close();
     this.unwatchHostFirewalls?.();
+    this.resolved?.close();
     this.leaseWatch.close();
     // after every queued write (a tap handed out or gone): the caller exits next
     await this.persist().catch((err) => this.log.error({ err }, 'could not save state'));

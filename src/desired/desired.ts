@@ -8,6 +8,7 @@ import { addresses } from './contributors/addresses.js';
 import { dhcp, type DhcpContext } from './contributors/dhcp.js';
 import { firewall, hostFirewall } from './contributors/firewall.js';
 import { forwarding } from './contributors/forwarding.js';
+import { hostDns } from './contributors/host-dns.js';
 import { link } from './contributors/link.js';
 
 export interface Target {
@@ -17,7 +18,8 @@ export interface Target {
 
 /** The contributors vnetd runs, in the order their steps should apply. */
 export function contributors(ctx: DhcpContext): Contributor[] {
-  return [link, addresses, firewall, hostFirewall, forwarding, dhcp(ctx)];
+  // host-dns after dhcp: it follows the DNS server that contributor gives the network
+  return [link, addresses, firewall, hostFirewall, forwarding, dhcp(ctx), hostDns];
 }
 
 export function desired(targets: Iterable<Target>, parts: readonly Contributor[]): Desired {

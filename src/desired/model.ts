@@ -4,6 +4,7 @@
  * Built by contributors (one per feature) from specs and the level each network should be at.
  */
 import type { Part } from '../firewall/table.js';
+import type { LinkDns } from '../hostdns/resolved-api.js';
 import type { IfAddress } from '../net/ip.js';
 import type { NetworkSpec } from '../spec/spec.js';
 
@@ -45,6 +46,8 @@ export interface DesiredNetwork {
   /** host firewalls (firewalld, Docker) must let the bridge's traffic through */
   hostFirewall: boolean;
   dhcp?: DhcpConfig;
+  /** what the host's resolver should send to this network's DNS server (contributors/host-dns.ts) */
+  hostDns?: LinkDns;
 }
 
 export interface Desired {

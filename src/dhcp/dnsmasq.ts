@@ -10,10 +10,12 @@ import path from 'node:path';
 import { prefixToMask as maskOf } from '../net/ip.js';
 import { primary4, type NetworkSpec } from '../spec/spec.js';
 import { dnsmasqAccount } from './account.js';
+import { dnsLines, upstreamOf } from './dnsmasq-dns.js';
+import { hostLines, leaseTimeText } from './dnsmasq-hosts.js';
 import { isServerAddress } from './upstream.js';
 
-/** DHCP lease time written into dhcp-range. */
-export const LEASE_TIME = '1h';
+/** DHCP lease time written into dhcp-range when the definition gives none (dnsmasq-hosts.ts). */
+export { DEFAULT_LEASE_TIME as LEASE_TIME } from './dnsmasq-hosts.js';
 
 export class DnsmasqConfigError extends Error {
   override name = 'DnsmasqConfigError';
@@ -59,15 +61,6 @@ function networkName(key: string, value: unknown): string {
   const v = plain(key, value);
   if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(v) || v.length > 64) {
     throw new DnsmasqConfigError(key, value, 'is not a network name (A-Z a-z 0-9 _ . -, no leading "-" or ".")');
-  }
-  return v;
-}
-
-function domainName(key: string, value: unknown): string {
-  const v = plain(key, value);
-  const label = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
-  if (v.length > 253 || !v.split('.').every((l) => label.test(l))) {
-    throw new DnsmasqConfigError(key, value, 'is not a DNS domain name');
   }
   return v;
 }
@@ -154,7 +147,7 @@ export function dnsmasqConfig(
     'no-hosts',
     // no resolv file, so no inotify instance to watch it: vnetd gives the servers itself
     'no-resolv',
-    ...(opts.upstream ?? []).map((a, i) => `server=${server(`upstream[${i}]`, a)}`),
+    ...upstreamOf(net, opts.upstream ?? []).map((a, i) => `server=${server(`upstream[${i}]`, a)}`),
     `user=${user}`,
     `group=${group}`,
     // an empty value: no pid file at all (the default is the host-wide /run/dnsmasq.pid)
@@ -166,15 +159,12 @@ export function dnsmasqConfig(
     'quiet-dhcp6',
     'quiet-ra',
   ];
-  if (net.dns.domain !== undefined) {
-    const domain = domainName('domain', net.dns.domain);
-    lines.push(`domain=${domain}`, `local=/${domain}/`);
-  }
+  lines.push(...dnsLines(net));
   if (net.dhcp.range4) {
     const start = ipv4('dhcpRange.start', net.dhcp.range4.start);
     const end = ipv4('dhcpRange.end', net.dhcp.range4.end);
     lines.push(
-      `dhcp-range=${start},${end},${mask},${LEASE_TIME}`,
+      `dhcp-range=${start},${end},${mask},${leaseTimeText(net.dhcp.leaseTime)}`,
       'dhcp-no-override',
       'dhcp-authoritative',
       // no ICMP probe before an offer: dnsmasq then needs no CAP_NET_RAW, and offers at once
@@ -185,6 +175,7 @@ export function dnsmasqConfig(
       `dhcp-leasefile=${leaseFilePath(paths.stateDir, name)}`,
     );
   }
+  lines.push(...hostLines(net));
   return lines.join('\n') + '\n';
 }
 

@@ -16,7 +16,7 @@ export function hostFirewalls(settings: VnetSettings, log: Logger): HostFirewall
 }
 
 /** Watch every one that can report its reloads; returns the function that stops them all. */
-export function watchHostFirewalls(list: readonly HostFirewall[], changed: (name: string) => void): () => void {
+export function watchHostFirewalls(list: ReadonlyArray<Pick<HostFirewall, 'name' | 'watch'>>, changed: (name: string) => void): () => void {
   const stops = list.map((fw) => fw.watch?.(() => changed(fw.name)));
   return () => {
     for (const stop of stops) stop?.();

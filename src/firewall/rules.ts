@@ -41,6 +41,8 @@ function serviceRules(): Rule[] {
 
 function guardRules(bridge: string): Rule[] {
   return [
+    // the host's own resolver (systemd-resolved, see hostdns/) asks the network's DNS for its domain
+    [eq(meta('iifname'), 'lo'), RETURN],
     [ne(meta('iifname'), bridge), eq(dport('udp'), 53), REJECT],
     [ne(meta('iifname'), bridge), eq(dport('tcp'), 53), REJECT],
   ];

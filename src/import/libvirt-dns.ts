@@ -6,6 +6,8 @@
  * place that decides that form.
  */
 import { domainProblem } from '../config/names.js';
+import { hostNameProblem } from '../spec/keys/dns-names.js';
+import { SRV_SERVICE, txtValueProblem } from '../spec/keys/dns-records.js';
 import { address, uint, type Context } from './context.js';
 import { show, type Node } from './node.js';
 import type { TomlTable } from './toml.js';
@@ -53,18 +55,18 @@ export function importDns(net: Node, ctx: Context): void {
   for (const h of dns.children('host')) {
     const ip = anyAddress(h.attr('ip'));
     const names = h.children('hostname').map((n) => n.el.text);
-    const bad = names.find((n) => domainProblem(n));
+    const bad = names.find((n) => hostNameProblem(n));
     if (!ip) ctx.skip(h, 'ip is not an IP address');
     else if (!names.length) ctx.skip(h, 'has no <hostname>');
-    else if (bad !== undefined) ctx.skip(h, `hostname "${show(bad)}" ${domainProblem(bad)}`);
+    else if (bad !== undefined) ctx.skip(h, `hostname "${show(bad)}" ${hostNameProblem(bad)}`);
     else records.push({ type: 'host', ip, names });
   }
   for (const s of dns.children('srv')) {
     const service = s.attr('service');
     const protocol = s.attr('protocol');
     const rec: TomlTable = { type: 'srv' };
-    if (service === undefined || !/^[A-Za-z0-9_-]{1,15}$/.test(service)) {
-      ctx.skip(s, 'service is missing or not 1-15 letters, digits, "_" or "-"');
+    if (service === undefined || !SRV_SERVICE.test(service)) {
+      ctx.skip(s, 'service is missing or not 1-15 letters, digits, "_" or "-" (not first or last)');
       continue;
     }
     if (protocol !== 'tcp' && protocol !== 'udp') {
@@ -86,7 +88,9 @@ export function importDns(net: Node, ctx: Context): void {
       if (v !== undefined && n === undefined) ok = false;
       else if (n !== undefined) rec[k] = n;
     }
-    if (ok) records.push(rec);
+    const needsTarget = (rec.port ?? rec.priority ?? rec.weight) !== undefined && (rec.target === undefined || rec.target === '.');
+    if (ok && needsTarget) ctx.skip(s, 'port, priority or weight without a target');
+    else if (ok) records.push(rec);
     else ctx.skip(s, 'domain or target is not a DNS name, or port, priority or weight is not 0..65535');
   }
   for (const t of dns.children('txt')) {
@@ -94,6 +98,7 @@ export function importDns(net: Node, ctx: Context): void {
     const value = t.attr('value');
     if (name === undefined || value === undefined) ctx.skip(t, 'name and value are both required');
     else if (/[\s,]/.test(name) || name === '' || domainProblem(name.replace(/_/g, 'x'))) ctx.skip(t, 'name is not a DNS name');
+    else if (txtValueProblem(value)) ctx.skip(t, `value ${txtValueProblem(value)}`);
     else records.push({ type: 'txt', name, value });
   }
   if (records.length) ctx.table['dns-records'] = records;

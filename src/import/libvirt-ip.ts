@@ -3,7 +3,7 @@
  * vnet carries one IPv4 address per network and DHCP on one address of each family (as
  * libvirt does); the rest is named.
  */
-import { domainProblem } from '../config/names.js';
+import { hostNameProblem } from '../spec/keys/dns-names.js';
 import { compare, contains, isUniqueLocal, parseIfAddress, toBigInt, type IfAddress } from '../net/ip.js';
 import { address, leaseSeconds, mac, uint, type Context } from './context.js';
 import { show, type Node } from './node.js';
@@ -165,8 +165,12 @@ export function importIps(net: Node, ctx: Context, needsV4: boolean): IpResult {
         ctx.skip(host, fam === 6 ? 'IPv6 hosts have no mac in libvirt' : 'mac is not a MAC address');
         continue;
       }
-      if (name !== undefined && domainProblem(name)) {
-        ctx.skip(host, `name ${domainProblem(name)}`);
+      if (name !== undefined && hostNameProblem(name)) {
+        ctx.skip(host, `name ${hostNameProblem(name)}`);
+        continue;
+      }
+      if (fam === 4 && !rangeTaken) {
+        ctx.skip(host, 'vnet gives fixed IPv4 addresses on a network that has a DHCP <range> (`dhcp-range`) only');
         continue;
       }
       if (hostMac === undefined && name === undefined) {

@@ -197,7 +197,8 @@ export function importNetwork(root: XmlElement, origin: string, opts: { autostar
     // vnet's dnsmasq answers names in the domain itself (local=/DOMAIN/), which is localOnly='yes'
     if (d.attr('localOnly') !== 'yes')
       ctx.notCarried.push({ element: `<domain name='${show(dn)}'>`, reason: 'vnet answers names in the domain from its own DHCP names only (localOnly=\'yes\'); libvirt forwarded the unknown ones upstream' });
-    ctx.skipAttr(d, 'register', 'vnet does not register the domain with systemd-resolved');
+    // vnet registers every network's domain with systemd-resolved where it runs (hostdns/): 'yes' is carried
+    if (d.attr('register') !== 'yes') ctx.skipAttr(d, 'register', "vnet registers every network's domain with systemd-resolved where it runs");
   }
   for (const m of net.children('mac')) ctx.skip(m, "vnet gives the bridge a fixed MAC address of its own (derived from the bridge name)");
 

@@ -84,6 +84,14 @@ const executors: Executors = {
     if (s.bind) await fw.bind(s.bridge, s.mode);
     else await fw.unbind(s.bridge);
   },
+  'host-dns': async (s, b) => {
+    if (!b.hostDns) return;
+    const link = await b.links.getLinkByName(s.bridge);
+    // a bridge that is gone took its resolver settings with it
+    if (!link) return;
+    if (s.dns) await b.hostDns.register(link.index, s.dns);
+    else await b.hostDns.revert(link.index);
+  },
   'start-dhcp': async (s, b) => b.dhcp.start(s.config),
   'stop-dhcp': async (s, b) => b.dhcp.stop(s.network),
 };
@@ -100,6 +108,8 @@ function subject(step: Step): string {
       return step.network;
     case 'host-firewall':
       return `${step.integration}:${step.bridge}`;
+    case 'host-dns':
+      return `host-dns:${step.bridge}`;
     default:
       return step.bridge;
   }

@@ -3,6 +3,7 @@
  * constructor: the real ones (netlink, nft, /proc/sys, dnsmasq) in vnetd, fakes in fast tests.
  */
 import type { DhcpConfig } from '../desired/model.js';
+import type { LinkDns } from '../hostdns/resolved-api.js';
 import type { TableState, Transaction } from '../firewall/table.js';
 import type { Link, LinkAddress, LinkChange, Route } from '../netlink/rtnl.js';
 import type { ForwardMode } from '../spec/spec.js';
@@ -54,6 +55,20 @@ export interface HostFirewall {
   watch?(changed: () => void): () => void;
 }
 
+/**
+ * The host's own resolver (systemd-resolved), told per bridge (by ifindex) which DNS server answers
+ * which domain, so that the host resolves guest names too. state() is undefined where no such
+ * resolver runs: then nothing is planned.
+ */
+export interface HostDns {
+  readonly name: string;
+  /** the resolver runs (and so a bridge about to be made can be registered) */
+  available(): Promise<boolean>;
+  state(index: number): Promise<LinkDns | undefined>;
+  register(index: number, dns: LinkDns): Promise<void>;
+  revert(index: number): Promise<void>;
+}
+
 export interface Backends {
   links: LinkBackend;
   firewall: FirewallBackend;
@@ -61,4 +76,6 @@ export interface Backends {
   dhcp: DhcpBackend;
   /** firewalls beside vnet's own table (none when the host runs none) */
   hostFirewalls?: readonly HostFirewall[];
+  /** the host's resolver (none: the host does not learn guest names) */
+  hostDns?: HostDns;
 }

@@ -10,6 +10,7 @@ import { baseIntact, changePart, holdsAny, partIntact, rebuild, removeStrays, si
 import { VnetError } from '../api/errors.js';
 import { describeConflict, subnetConflict } from './conflicts.js';
 import { addedAddresses } from './journal.js';
+import { sameDns } from '../hostdns/resolved-api.js';
 import type { Observed } from './observed.js';
 import type { PlannedStep } from './steps.js';
 
@@ -178,6 +179,24 @@ function hostFirewallSteps(n: DesiredNetwork, o: Observed): { down: PlannedStep[
   return { down, up };
 }
 
+/**
+ * The host's resolver sends names under an up network's domain to its DNS server on the bridge;
+ * a bridge that holds settings while it should not has them reverted (before it goes). Only on
+ * vnet's own bridges: an existing bridge's resolver settings are its owner's (NetworkManager's).
+ */
+function hostDnsSteps(n: DesiredNetwork, o: Observed): { down: PlannedStep[]; up: PlannedStep[] } {
+  const bridge = n.spec.bridge.name;
+  if (!o.hostDns || !n.spec.bridge.managed) return { down: [], up: [] };
+  // a bridge about to be made holds nothing yet
+  const have = o.hostDns.get(bridge) ?? { servers: [], domains: [] };
+  const step = { kind: 'host-dns' as const, network: n.name, bridge };
+  if (n.hostDns) {
+    if (sameDns(have, n.hostDns)) return { down: [], up: [] };
+    return { down: [], up: [{ step: { ...step, dns: n.hostDns }, undo: step }] };
+  }
+  return { down: have.servers.length || have.domains.length ? [{ step }] : [], up: [] };
+}
+
 function dhcpSteps(n: DesiredNetwork, o: Observed): { down: PlannedStep[]; up: PlannedStep[] } {
   const running = o.dhcp.get(n.name);
   const stop = { kind: 'stop-dhcp' as const, network: n.name };
@@ -193,6 +212,7 @@ export function diff(d: Desired, o: Observed, scope: Scope): PlannedStep[] {
   const links = nets.map((n) => linkSteps(n, o));
   const dhcp = nets.map((n) => dhcpSteps(n, o));
   const hostFw = nets.map((n) => hostFirewallSteps(n, o));
+  const hostDns = nets.map((n) => hostDnsSteps(n, o));
   const fw = firewallSteps(d, o, scope);
   const sys = sysctlSteps(d, o);
   const orphans: PlannedStep[] = [];
@@ -223,6 +243,7 @@ export function diff(d: Desired, o: Observed, scope: Scope): PlannedStep[] {
   return [
     ...dhcp.flatMap((x) => x.down),
     ...hostFw.flatMap((x) => x.down),
+    ...hostDns.flatMap((x) => x.down),
     ...fw.down,
     ...sys.down,
     ...links.flatMap((x) => x.down),
@@ -232,5 +253,6 @@ export function diff(d: Desired, o: Observed, scope: Scope): PlannedStep[] {
     ...hostFw.flatMap((x) => x.up),
     ...sys.up,
     ...dhcp.flatMap((x) => x.up),
+    ...hostDns.flatMap((x) => x.up),
   ];
 }

@@ -2,6 +2,7 @@
 import type { DhcpConfig } from '../desired/model.js';
 import type { TableState } from '../firewall/table.js';
 import type { Link, LinkAddress, Route } from '../netlink/rtnl.js';
+import type { LinkDns } from '../hostdns/resolved-api.js';
 import type { Journal } from './journal.js';
 
 export interface Observed {
@@ -15,6 +16,8 @@ export interface Observed {
   dhcp: Map<string, DhcpConfig>;
   /** per host firewall (by name), the bridges it lets through */
   hostFirewalls: Map<string, ReadonlySet<string>>;
+  /** per bridge in scope, what the host's resolver holds for it (no entry: no such link yet); undefined: no resolver runs */
+  hostDns?: Map<string, LinkDns>;
   /** what vnet recorded doing: the bridges it owns, the sysctls it changed */
   journal: Journal;
 }

@@ -8,6 +8,7 @@ import { bridgeMac } from '../desired/contributors/link.js';
 import { desired, type Target } from '../desired/desired.js';
 import type { Contributor, Desired } from '../desired/model.js';
 import { baseIntact, partIntact, simulate, strays, type TableState } from '../firewall/table.js';
+import type { LinkDns } from '../hostdns/resolved-api.js';
 import type { Lock } from '../sys/mutex.js';
 import { Applier } from './apply.js';
 import type { Backends } from './backends.js';
@@ -127,6 +128,16 @@ export class Reconciler {
     this.table ??= await b.firewall.list();
     const hostFirewalls = new Map<string, ReadonlySet<string>>();
     for (const fw of b.hostFirewalls ?? []) hostFirewalls.set(fw.name, await fw.bound());
-    return { links, addresses, routes, sysctls, firewall: this.table, dhcp: b.dhcp.running(), hostFirewalls, journal: this.journal };
+    let hostDns: Map<string, LinkDns> | undefined;
+    const inScope = [...d.networks.values()].some((n) => scope.names.has(n.name));
+    if (b.hostDns && inScope && (await b.hostDns.available())) {
+      hostDns = new Map();
+      for (const n of d.networks.values()) {
+        const link = scope.names.has(n.name) ? links.find((l) => l.name === n.spec.bridge.name) : undefined;
+        const state = link ? await b.hostDns.state(link.index) : undefined;
+        if (state) hostDns!.set(n.spec.bridge.name, state);
+      }
+    }
+    return { links, addresses, routes, sysctls, firewall: this.table, dhcp: b.dhcp.running(), hostFirewalls, hostDns, journal: this.journal };
   }
 }

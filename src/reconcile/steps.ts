@@ -4,6 +4,7 @@
  */
 import type { Transaction } from '../firewall/table.js';
 import type { DhcpConfig } from '../desired/model.js';
+import type { LinkDns } from '../hostdns/resolved-api.js';
 import type { ForwardMode } from '../spec/spec.js';
 
 export type Step =
@@ -18,6 +19,8 @@ export type Step =
   | { kind: 'set-sysctl'; key: string; value: string; restore?: string }
   | { kind: 'firewall'; what: string; tx: Transaction }
   | { kind: 'host-firewall'; integration: string; network: string; bridge: string; bind: boolean; mode: ForwardMode }
+  /** `dns`: register it for the bridge with the host's resolver; absent: revert the bridge's settings there */
+  | { kind: 'host-dns'; network: string; bridge: string; dns?: LinkDns }
   | { kind: 'start-dhcp'; network: string; config: DhcpConfig }
   | { kind: 'stop-dhcp'; network: string };
 
@@ -48,5 +51,7 @@ export function describe(step: Step): string {
     case 'start-dhcp':
     case 'stop-dhcp':
       return `${step.kind} for ${step.network}`;
+    case 'host-dns':
+      return step.dns ? `host resolver: ${step.dns.domains.join(' ')} via ${step.dns.servers.join(' ')} on ${step.bridge}` : `host resolver: forget ${step.bridge}`;
   }
 }

@@ -10,8 +10,10 @@ import { access } from './keys/access.js';
 import { addresses } from './keys/addresses.js';
 import { dhcp } from './keys/dhcp.js';
 import { dns } from './keys/dns.js';
+import { dnsRecords } from './keys/dns-records.js';
 import { forward } from './keys/forward.js';
 import { forwards } from './keys/forwards.js';
+import { hosts } from './keys/hosts.js';
 import { lifecycle } from './keys/lifecycle.js';
 import { link, mtu } from './keys/link.js';
 import { show, type KeyParser, type Section } from './keys/section.js';
@@ -40,7 +42,7 @@ export class DefinitionError extends VnetError {
 }
 
 /** The sections of a definition, in the order their keys are listed. A feature with keys adds one here. */
-const SECTIONS: readonly Section[] = [link, addresses, dhcp, forward, lifecycle, access, dns, mtu, forwards];
+const SECTIONS: readonly Section[] = [link, addresses, dhcp, forward, lifecycle, access, dns, mtu, forwards, hosts, dnsRecords];
 
 const KEYS: Record<string, KeyParser> = Object.assign({}, ...SECTIONS.map((s) => s.keys));
 

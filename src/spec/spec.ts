@@ -63,11 +63,42 @@ export interface DhcpSpec {
   range4?: DhcpRange;
   /** upper bound on leases */
   leaseMax: number;
+  /** seconds a lease lasts (0: infinite); absent: one hour */
+  leaseTime?: number;
+  /** guests known by MAC and/or name, with fixed addresses (`[[hosts]]`, spec/keys/hosts.ts) */
+  hosts?: StaticHost[];
+}
+
+/** A `[[hosts]]` entry: matched by MAC (or, without one, by the name the guest sends), given `ips`. */
+export interface StaticHost {
+  /** lower case, colon-separated */
+  mac?: string;
+  name?: string;
+  /** canonical addresses, at most one of each family */
+  ips: string[];
+  /** seconds (0: infinite); absent: the network's */
+  leaseTime?: number;
+}
+
+/** An extra DNS record, as libvirt's <dns> has them (spec/keys/dns-records.ts). */
+export type DnsRecord =
+  | { type: 'host'; ip: string; names: string[] }
+  | { type: 'srv'; service: string; protocol: 'tcp' | 'udp'; domain?: string; target?: string; port?: number; priority?: number; weight?: number }
+  | { type: 'txt'; name: string; value: string };
+
+/** An upstream DNS server: for every name, or (with `domain`) for names under that domain only. */
+export interface DnsForwarder {
+  addr: string;
+  domain?: string;
 }
 
 export interface DnsSpec {
   /** DNS domain served to guests */
   domain?: string;
+  /** dns = false: no DNS server at all (DHCP still runs); absent: on */
+  off?: boolean;
+  records?: DnsRecord[];
+  forwarders?: DnsForwarder[];
 }
 
 export interface AccessSpec {

@@ -24,6 +24,8 @@ export function dhcp(ctx: DhcpContext): Contributor {
     network(n) {
       if (n.level !== 'up' || !primary4(n.spec)) return;
       if (n.spec.forward.mode === 'bridge' && !n.spec.dhcp.range4) return;
+      // dns = false and no DHCP: nothing for a dnsmasq to do
+      if (n.spec.dns.off && !n.spec.dhcp.range4) return;
       const opts = { ...(ctx.user ? { user: ctx.user } : {}), ...(ctx.group ? { group: ctx.group } : {}), upstream: upstream() };
       n.dhcp = {
         network: n.name,

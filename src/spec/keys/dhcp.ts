@@ -1,6 +1,7 @@
-/** DHCPv4: the address range handed out and the most leases at once. */
+/** DHCPv4: the address range handed out, the most leases at once and how long a lease lasts. */
 import { broadcastOf, canonical, compare, contains, isAddress, subnetOf } from '../../net/ip.js';
 import { primary4 } from '../spec.js';
+import { parseLeaseTime } from './dns-names.js';
 import { int, show, type Section } from './section.js';
 
 export const dhcp: Section = {
@@ -19,6 +20,12 @@ export const dhcp: Section = {
       const n = int(v, 1, 65535);
       if (typeof n === 'string') return n;
       s.dhcp.leaseMax = n;
+      return undefined;
+    },
+    'dhcp-lease-time'(v, s) {
+      const n = parseLeaseTime(v);
+      if (typeof n === 'string') return n;
+      s.dhcp.leaseTime = n;
       return undefined;
     },
   },
