@@ -41,13 +41,10 @@ export function splitGuest(text: string): { guest: string; port?: number } | str
  * ips); none otherwise, so a guest is then an address only.
  */
 function staticHosts(spec: NetworkSpec): Array<{ name: string; ip: string }> {
-  const hosts = (spec.dhcp as { hosts?: ReadonlyArray<{ name?: unknown; ips?: unknown }> }).hosts;
-  if (!Array.isArray(hosts)) return [];
   const out: Array<{ name: string; ip: string }> = [];
-  for (const h of hosts) {
-    const ips: unknown[] = Array.isArray(h.ips) ? h.ips : [];
-    const ip = ips.find((a): a is string => typeof a === 'string' && isAddress(a, 4));
-    if (typeof h.name === 'string' && ip) out.push({ name: h.name, ip });
+  for (const h of spec.dhcp.hosts ?? []) {
+    const ip = h.ips.find((a) => isAddress(a, 4));
+    if (h.name !== undefined && ip) out.push({ name: h.name, ip });
   }
   return out;
 }

@@ -109,7 +109,8 @@ beforeAll(async () => {
   writeFileSync(
     path.join(nets, 'web.toml'),
     'bridge = "vnfw0"\naddress = "10.50.0.1/24"\ndhcp-range = ["10.50.0.100", "10.50.0.199"]\n\n' +
-      '[[forwards]]\nproto = "tcp"\nhost-port = 8022\nguest = "10.50.0.10"\nguest-port = 80\n',
+      '[[forwards]]\nproto = "tcp"\nhost-port = 8022\nguest = "10.50.0.10"\nguest-port = 80\n\n' +
+      `[[hosts]]\nname = "apple"\nip = "${A}"\n`,
   );
   writeFileSync(path.join(nets, 'lab.toml'), 'bridge = "vnfw1"\naddress = "10.51.0.1/24"\n');
   vnetd = await new Vnetd(host, env).start();
@@ -150,6 +151,15 @@ describe('vnet forward', () => {
       ['tcp', 8080, 'runtime', true],
       ['udp', 5353, 'runtime', true],
     ]);
+  });
+
+  it('GUEST may be a static host\'s name: the forward goes to its fixed address', async () => {
+    const t = await cli(['forward', 'add', 'web', 'tcp', '8081', 'apple:80']);
+    expect(t.exitCode, t.stderr).toBe(0);
+    expect((await peerSeen(wan, HOST, 8081))?.split(' ')[0]).toBe(WAN);
+    const r = await cli(['forward', 'remove', 'web', 'tcp', '8081']);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect((await cli(['forward', 'add', 'web', 'tcp', '8081', 'pear'])).stderr).toContain('[[hosts]] names: apple');
   });
 
   it('the host itself reaches the forward on its own address (output hook), TCP and UDP', async () => {
@@ -253,7 +263,8 @@ describe('vnet forward', () => {
   it('an edited [[forwards]] applies with vnet reload, live', async () => {
     writeFileSync(
       path.join(env.VNET_CONFIG_DIR, 'networks', 'web.toml'),
-      'bridge = "vnfw0"\naddress = "10.50.0.1/24"\ndhcp-range = ["10.50.0.100", "10.50.0.199"]\n\n[[forwards]]\nproto = "tcp"\nhost-port = 8023\nguest = "10.50.0.10"\nguest-port = 80\n',
+      'bridge = "vnfw0"\naddress = "10.50.0.1/24"\ndhcp-range = ["10.50.0.100", "10.50.0.199"]\n\n[[forwards]]\nproto = "tcp"\nhost-port = 8023\nguest = "10.50.0.10"\nguest-port = 80\n\n' +
+        `[[hosts]]\nname = "apple"\nip = "${A}"\n`,
     );
     const r = await cli(['reload', 'web']);
     expect(r.exitCode, r.stderr).toBe(0);
