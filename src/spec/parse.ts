@@ -11,6 +11,7 @@ import { addresses } from './keys/addresses.js';
 import { dhcp } from './keys/dhcp.js';
 import { dns } from './keys/dns.js';
 import { forward } from './keys/forward.js';
+import { ipv6 } from './keys/ipv6.js';
 import { lifecycle } from './keys/lifecycle.js';
 import { link, mtu } from './keys/link.js';
 import { show, type KeyParser, type Section } from './keys/section.js';
@@ -39,7 +40,7 @@ export class DefinitionError extends VnetError {
 }
 
 /** The sections of a definition, in the order their keys are listed. A feature with keys adds one here. */
-const SECTIONS: readonly Section[] = [link, addresses, dhcp, forward, lifecycle, access, dns, mtu];
+const SECTIONS: readonly Section[] = [link, addresses, dhcp, forward, ipv6, lifecycle, access, dns, mtu];
 
 const KEYS: Record<string, KeyParser> = Object.assign({}, ...SECTIONS.map((s) => s.keys));
 
