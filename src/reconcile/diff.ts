@@ -199,7 +199,10 @@ function sysctlSteps(d: Desired, o: Observed): { down: PlannedStep[]; up: Planne
     if (wanted.some((s) => s.key === key)) continue;
     down.push({ step: { kind: 'set-sysctl', key, value: old } });
   }
-  const perInterface = (p: PlannedStep) => (p.step.kind === 'set-sysctl' && INTERFACE_KEY.test(p.step.key) ? 1 : 0);
+  const perInterface = (p: PlannedStep) => {
+    const m = p.step.kind === 'set-sysctl' ? INTERFACE_KEY.exec(p.step.key) : null;
+    return m && m[1] !== 'all' && m[1] !== 'default' ? 1 : 0;
+  };
   down.sort((a, b) => perInterface(a) - perInterface(b));
   return { down, up };
 }
