@@ -121,6 +121,8 @@ describe('IPv6 networks', () => {
     // a guest's RA can never steer the host: vnet's bridge accepts none
     expect(await sysctl(host, 'net/ipv6/conf/vnslaac0/accept_ra')).toBe('0');
     expect(await ping6(host, WAN6)).toBe(true);
+    // dnsmasq serves DNS on the bridge's IPv6 address as well
+    await waitFor('dnsmasq on [fd00:70::1]:53', async () => (await host.run('ss', ['-ulnH'])).includes('[fd00:70::1]:53'));
   });
 
   it('SLAAC: a guest gets an address from the router advertisement and reaches the wan, masqueraded to the host\'s address (nat6)', async () => {
