@@ -8,8 +8,8 @@
  * libvirt wrote, stops libvirt, and has vnetd bring the imported networks up in the same
  * namespace: same bridges, same addresses, leases from the same ranges.
  *
- * Keys vnet does not read yet (autostart, hosts, DNS records, NAT ranges, DHCPv6, nat6, forward
- * "route") are taken out before `vnet up`, and named; what depends on them is it.todo below.
+ * Keys vnet does not read yet (autostart, hosts, DNS records, NAT ranges, forward "route") are
+ * taken out before `vnet up`, and named; what depends on them is it.todo below.
  */
 import { execa, type ResultPromise } from 'execa';
 import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -21,6 +21,7 @@ import { cleanupAll, createNetns, hostAndWan, tempDir, trackPid, untrackPid, vet
 import { ROOT, VNET, Vnetd, vnetEnv } from '../support/vnetd.js';
 
 const UDHCPC = path.join(ROOT, 'test/support/udhcpc.sh');
+const DHCP6 = path.join(ROOT, 'test/support/dhcp6-client.mjs');
 /** Debian's default network, which libvirt-daemon-config-network installs as /etc/libvirt/qemu/networks/default.xml */
 const STOCK_DEFAULT = '/usr/share/libvirt/networks/default.xml';
 
@@ -48,6 +49,7 @@ const BRIDGES: Record<string, string> = { default: 'virbr0', lab: 'virbr10', six
 const VNET_NOW = ['default', 'lab', 'six', 'iso', 'natx'];
 
 let ns: Netns;
+let wan: Netns;
 let guest: Netns;
 let guest2: Netns;
 let lvRoot: string;
@@ -120,7 +122,7 @@ async function vnetCli(env: Record<string, string>, args: string[], viaLibvirtdM
 beforeAll(async () => {
   if (!existsSync('/usr/sbin/libvirtd') || !existsSync(STOCK_DEFAULT)) throw new Error('libvirtd or Debian\'s default.xml missing: `make test-deps` installs libvirt-daemon, libvirt-clients, libvirt-daemon-config-network');
   // libvirt's host: uplink up0 (198.51.100.2) to a "wan" namespace, as every NAT test has it
-  ({ host: ns } = await hostAndWan());
+  ({ host: ns, wan } = await hostAndWan());
   guest = await createNetns('lg');
   guest2 = await createNetns('lg');
   lvRoot = tempDir('vnet-libvirt-');
@@ -253,7 +255,35 @@ describe('import', () => {
 
   it.todo('lab: the guest with MAC 52:54:00:aa:00:01 gets 10.10.0.10 from vnet as from libvirt (needs [[hosts]], issue 12)');
   it.todo('lab: DNS answers the TXT and host records libvirt served, and leases last an hour (needs [[dns-records]], dhcp-lease-time, issue 12)');
-  it.todo('six: DHCPv6 leases from fd42:6:6::100-1ff and NAT66 (needs dhcp6-range and nat6, issue 12)');
+  it('six: a guest gets a DHCPv6 lease from fd42:6:6::100-1ff and reaches the wan over IPv6 behind NAT66, as with libvirt', async () => {
+    // the wan and the host's uplink get IPv6 (the host routes to the wan; the wan has no route back to fd42:6:6::/64)
+    await wan.run('ip', ['addr', 'add', '2001:db8:100::1/64', 'dev', 'wan0', 'nodad']);
+    await ns.run('ip', ['addr', 'add', '2001:db8:100::2/64', 'dev', 'up0', 'nodad']);
+    await ns.run('ip', ['-6', 'route', 'add', 'default', 'via', '2001:db8:100::1']);
+    const echo = execa('ip', ['netns', 'exec', wan.name, process.execPath, '-e', "require('net').createServer(s => s.end(s.remoteAddress)).listen(8080, '::', () => console.log('ready'))"], { reject: false, stdin: 'ignore', buffer: false });
+    trackPid(echo.pid);
+    try {
+      await new Promise<void>((resolve) => echo.stdout?.once('data', () => resolve()));
+      // guest2's eth0 moves to virbr6; udhcpc's script flushed every address of it, the
+      // link-local one too: down and up gives it one again (after DAD)
+      await ns.run('ip', ['link', 'set', 'lvport2', 'master', 'virbr6']);
+      await guest2.run('ip', ['link', 'set', 'eth0', 'down']);
+      await guest2.run('ip', ['link', 'set', 'eth0', 'up']);
+      await waitFor('guest2\'s link-local address', async () => (await guest2.run('ip', ['-6', 'addr', 'show', 'dev', 'eth0', 'scope', 'link', '-tentative'])).includes('inet6'), 20_000);
+      const mac = (JSON.parse(await guest2.run('ip', ['-j', 'link', 'show', 'eth0'])) as Array<{ address: string }>)[0]!.address;
+      const r = await guest2.tryRun(process.execPath, [DHCP6, 'eth0', mac, '6']);
+      expect(r.exitCode, r.stderr).toBe(0);
+      const addr = /LEASE6 (\S+)/.exec(r.stdout)![1]!;
+      expect(addr).toMatch(/^fd42:6:6::1[0-9a-f]{2}$/);
+      await guest2.run('ip', ['-6', 'addr', 'add', `${addr}/64`, 'dev', 'eth0', 'nodad']);
+      await waitFor('the default route from virbr6\'s router advertisement', async () => (await guest2.run('ip', ['-6', 'route', 'show', 'default'])).includes('proto ra'), 20_000);
+      const seen = await guest2.tryRun(process.execPath, ['-e', "const s = require('net').connect({ host: '2001:db8:100::1', port: 8080 }); let d = ''; s.on('data', c => d += c); s.on('end', () => console.log(d)); s.on('error', e => { console.error(e.message); process.exit(1); }); setTimeout(() => process.exit(1), 3000).unref();"]);
+      expect(seen.stdout.trim(), seen.stderr).toBe('2001:db8:100::2');
+    } finally {
+      echo.kill('SIGKILL');
+      untrackPid(echo.pid);
+    }
+  });
   it.todo('routed: vnet routes 10.70.0.0/24 out of up0 as libvirt did (needs forward "route" and nat-interface, issue 11)');
   it.todo('natx: NAT to 198.51.100.10-20, ports 20000-29999, out of up0 only (needs nat-address, nat-ports, nat-interface, issue 11)');
   it.todo('default: vnetd brings it up at start as libvirt autostarted it (needs autostart, issue 11)');
