@@ -57,6 +57,11 @@ export interface InterfaceSysctl {
   name: string;
   from: string;
   value: string;
+  /**
+   * only while vnet itself changes this host-wide sysctl of `sysctls` (or changed it: journaled);
+   * when it held the wanted value already, the host was set up so by its admin and is left alone
+   */
+  with?: string;
 }
 
 export interface Desired {

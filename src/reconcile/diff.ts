@@ -168,6 +168,8 @@ export function hostInterfaces<L extends { name: string; master?: number }>(link
 function interfaceWants(d: Desired, o: Observed): Sysctl[] {
   const out: Sysctl[] = [];
   for (const rule of d.interfaceSysctls) {
+    const host = rule.with === undefined ? undefined : d.sysctls.find((s) => s.key === rule.with);
+    if (host && o.sysctls.get(host.key) === host.value && !o.journal.sysctls.has(host.key)) continue;
     for (const [key, now] of o.sysctls) {
       const m = INTERFACE_KEY.exec(key);
       if (!m || m[2] !== rule.name || m[1] === 'all' || m[1] === 'default' || o.journal.owned.has(m[1]!)) continue;

@@ -159,6 +159,16 @@ describe('forwarding and the host\'s own router advertisements', () => {
     expect(r.journalNow().sysctls.size).toBe(0);
   });
 
+  it('a host that forwarded IPv6 before vnet (its admin\'s router) keeps accept_ra as it is', async () => {
+    const { b, r, run } = setup();
+    b.sysctl.values.set('net/ipv6/conf/all/forwarding', '1');
+    await run((l) => r.converge(l, [{ spec: six, level: 'up' }], one('six'), 'rollback'));
+    expect(b.sysctl.values.get('net/ipv6/conf/up0/accept_ra')).toBe('1');
+    await run((l) => r.converge(l, [{ spec: six, level: 'down' }], one('six'), 'best-effort'));
+    expect(b.sysctl.values.get('net/ipv6/conf/all/forwarding')).toBe('1');
+    expect(r.journalNow().sysctls.size).toBe(0);
+  });
+
   it('an isolated network with IPv6 forwards nothing: neither forwarding nor accept_ra changes', async () => {
     const { b, r, run } = setup();
     await run((l) => r.converge(l, [{ spec: sixIsolated, level: 'up' }], one('iso'), 'rollback'));

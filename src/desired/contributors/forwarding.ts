@@ -19,7 +19,8 @@ export const forwarding: Contributor = {
     const up = networks.filter((n) => n.level === 'up');
     if (up.some((n) => forwards(n.spec))) out.sysctls.push({ key: FORWARDING_V4, value: '1' });
     if (up.some((n) => forwards6(n.spec))) {
-      out.interfaceSysctls.push({ name: 'accept_ra', from: '1', value: '2' });
+      // a host that forwarded IPv6 already (a router its admin set up) keeps its accept_ra as it is
+      out.interfaceSysctls.push({ name: 'accept_ra', from: '1', value: '2', with: FORWARDING_V6 });
       out.sysctls.push({ key: FORWARDING_V6, value: '1' });
     }
   },
