@@ -17,6 +17,7 @@ import { cleanupAll, createNetns, hostAndWan, tempDir, trackPid, untrackPid, vet
 import { ROOT, Vnetd, vnetEnv, type VnetEnv } from '../support/vnetd.js';
 
 const DHCP6 = path.join(ROOT, 'test/support/dhcp6-client.mjs');
+const DNS_PROBE = path.join(ROOT, 'test/support/dns-probe.py');
 const WAN6 = '2001:db8:100::1';
 
 let host: Netns;
@@ -91,7 +92,7 @@ beforeAll(async () => {
 
   env = vnetEnv();
   const nets = path.join(env.VNET_CONFIG_DIR, 'networks');
-  writeFileSync(path.join(nets, 'slaac.toml'), 'bridge = "vnslaac0"\naddress = "10.70.0.1/24"\naddress6 = "fd00:70::1/64"\nnat6 = true\n');
+  writeFileSync(path.join(nets, 'slaac.toml'), 'bridge = "vnslaac0"\naddress = "10.70.0.1/24"\naddress6 = "fd00:70::1/64"\nnat6 = true\ndomain = "six.test"\n');
   writeFileSync(path.join(nets, 'state.toml'), 'bridge = "vnstate0"\naddress = "10.71.0.1/24"\naddress6 = "fd00:71::1/64"\ndhcp6-range = ["fd00:71::100", "fd00:71::1ff"]\nforward = "route"\n');
   vnetd = await new Vnetd(host, env).start();
   await echoPeer(wan, '::', 8080);
@@ -131,6 +132,14 @@ describe('IPv6 networks', () => {
     expect(await ping6(g, WAN6)).toBe(true);
     // the wan has no route to fd00:70::/64: only NAT66 lets the reply come back
     expect(await peerSeen(g, WAN6, 8080)).toBe(hostAddr);
+    // dnsmasq answers guests on the bridge's IPv6 address, and refuses the wan (guard6)
+    expect(JSON.parse(await g.run('python3', [DNS_PROBE, 'fd00:70::1', 'probe.six.test']))).toEqual({ udp: 'answered', tcp: 'connected' });
+    await wan.run('ip', ['-6', 'route', 'add', 'fd00:70::/64', 'via', hostAddr]);
+    try {
+      expect(JSON.parse(await wan.run('python3', [DNS_PROBE, 'fd00:70::1', 'probe.six.test']))).toEqual({ udp: 'refused', tcp: 'refused' });
+    } finally {
+      await wan.run('ip', ['-6', 'route', 'del', 'fd00:70::/64']);
+    }
   });
 
   it('DHCPv6: a guest on a network with dhcp6-range gets a lease from the range, reaches the wan with it (routed), and `vnet leases` shows it', async () => {
