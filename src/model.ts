@@ -29,5 +29,11 @@ export interface Lease {
   mac: string;
   ip: string;
   hostname: string;
+  /** DHCPv4: the client id; DHCPv6: the client's DUID */
   clientId: string;
+  /**
+   * DHCPv6 leases only: the identity association's id (decimal; "T…" for a temporary address).
+   * Their `mac` is the one in the DUID when it holds one (DUID-LL, DUID-LLT of Ethernet), else "".
+   */
+  iaid?: string;
 }

@@ -25,8 +25,14 @@ export function formatStatus(list: NetworkStatus[]): string {
 
 export function formatLeases(leases: Lease[]): string {
   if (!leases.length) return 'no leases';
-  const rows = [['MAC', 'IP', 'HOSTNAME', 'EXPIRES']];
-  for (const l of leases) rows.push([l.mac, l.ip, l.hostname || '-', l.expires === 0 ? 'never' : new Date(l.expires * 1000).toISOString()]);
+  // a DHCPv6 client is known by its DUID and IAID (its MAC only when the DUID holds one)
+  const v6 = leases.some((l) => l.iaid !== undefined);
+  const rows = [['MAC', 'IP', 'HOSTNAME', 'EXPIRES', ...(v6 ? ['IAID', 'DUID'] : [])]];
+  for (const l of leases) {
+    const row = [l.mac || '-', l.ip, l.hostname || '-', l.expires === 0 ? 'never' : new Date(l.expires * 1000).toISOString()];
+    if (v6) row.push(l.iaid ?? '-', l.iaid !== undefined ? l.clientId || '-' : '-');
+    rows.push(row);
+  }
   return table(rows);
 }
 

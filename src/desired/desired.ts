@@ -23,7 +23,7 @@ export function contributors(ctx: DhcpContext): Contributor[] {
 }
 
 export function desired(targets: Iterable<Target>, parts: readonly Contributor[]): Desired {
-  const out: Desired = { networks: new Map(), sysctls: [] };
+  const out: Desired = { networks: new Map(), sysctls: [], interfaceSysctls: [] };
   for (const { spec, level } of targets) {
     const n: DesiredNetwork = { name: spec.name, spec, level, addresses: [], linkSysctls: [], hostFirewall: false };
     for (const c of parts) c.network?.(n);

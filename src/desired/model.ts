@@ -50,10 +50,29 @@ export interface DesiredNetwork {
   hostDns?: LinkDns;
 }
 
+/**
+ * A sysctl of every interface of the host (net/ipv6/conf/IF/NAME) that holds `from`: set to
+ * `value` while wanted, and restored (journaled like `sysctls`) when not. Which interfaces
+ * hold it is observed, so this stays data: desired() reads no host state.
+ */
+export interface InterfaceSysctl {
+  /** the key under net/ipv6/conf/IF/ */
+  name: string;
+  from: string;
+  value: string;
+  /**
+   * only while vnet itself changes this host-wide sysctl of `sysctls` (or changed it: journaled);
+   * when it held the wanted value already, the host was set up so by its admin and is left alone
+   */
+  with?: string;
+}
+
 export interface Desired {
   networks: Map<string, DesiredNetwork>;
   /** host-wide sysctls some network needs; vnet restores what it changed when none does */
   sysctls: Sysctl[];
+  /** per-interface sysctls of the host's own interfaces, set before `sysctls` */
+  interfaceSysctls: InterfaceSysctl[];
 }
 
 /**

@@ -12,6 +12,7 @@ import { primary4, type NetworkSpec } from '../spec/spec.js';
 import { dnsmasqAccount } from './account.js';
 import { dnsLines, upstreamOf } from './dnsmasq-dns.js';
 import { hostLines, leaseTimeText } from './dnsmasq-hosts.js';
+import { dnsmasqV6Lines } from './dnsmasq-v6.js';
 import { isServerAddress } from './upstream.js';
 
 /** DHCP lease time written into dhcp-range when the definition gives none (dnsmasq-hosts.ts). */
@@ -154,7 +155,7 @@ export function dnsmasqConfig(
     'pid-file=',
     // No line per DHCP packet: a guest sending thousands of DISCOVERs must not fill vnetd's
     // log (errors, such as "no address available", are still logged and rate-limited by the
-    // supervisor). DHCPv6 and router advertisements are not configured; quieted all the same.
+    // supervisor). The same for DHCPv6 and router advertisements (dnsmasq-v6.ts).
     'quiet-dhcp',
     'quiet-dhcp6',
     'quiet-ra',
@@ -176,6 +177,7 @@ export function dnsmasqConfig(
     );
   }
   lines.push(...hostLines(net));
+  lines.push(...dnsmasqV6Lines(net, bridge, () => [`dhcp-lease-max=${positiveInt('dhcpLeaseMax', net.dhcp.leaseMax)}`, `dhcp-leasefile=${leaseFilePath(paths.stateDir, name)}`]));
   return lines.join('\n') + '\n';
 }
 

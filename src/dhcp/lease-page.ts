@@ -1,13 +1,14 @@
 /**
  * Leases in pages, for replies that must fit a bounded message: a socket frame (64 KiB), a
- * D-Bus message. The order is by IPv4 address (numerically), then MAC, one lease per pair. A
- * cursor names the last lease of a page, "IP/MAC"; the next page starts after that position.
+ * D-Bus message. The order is by IPv4 address (numerically), then MAC, one lease per pair; then
+ * the DHCPv6 leases, by IPv6 address the same way. A cursor names the last lease of a page,
+ * "IP/MAC" (a DHCPv6 lease's MAC may be ""); the next page starts after that position.
  * So a cursor stays meaningful while leases come and go: a client paging through sees each
  * lease that lives throughout exactly once, in order, and never one twice.
  */
 import { MAX_FRAME } from '../api/protocol.js';
 import type { Lease } from '../model.js';
-import { isHwAddr, isIpv4, MAX_LEASES } from './leases.js';
+import { isHwAddr, isIpv4, isIpv6, MAX_LEASES } from './leases.js';
 
 export interface LeasePage {
   leases: Lease[];
@@ -41,8 +42,37 @@ export const SOCKET_PAGE_BYTES = MAX_FRAME - 1024;
 const MAX_CURSOR = 100;
 
 interface Cursor {
+  /** IPv4: the address as a number; IPv6: -1 (they come after every IPv4 lease) */
   ip: number;
+  /** IPv6: the address as 32 hex digits; IPv4: "" */
+  ip6: string;
   mac: string;
+}
+
+/** "fd00:1::5" → 32 hex digits, which sort as the addresses do (checked addresses only). */
+function hex6(ip: string): string {
+  let text = ip;
+  const dot = text.lastIndexOf('.');
+  if (dot >= 0) {
+    // an embedded IPv4 address: its two groups in hex
+    const colon = text.lastIndexOf(':');
+    const n = ipNumber(text.slice(colon + 1));
+    text = `${text.slice(0, colon + 1)}${(n >>> 16).toString(16)}:${(n & 0xffff).toString(16)}`;
+  }
+  const [head = '', tail] = text.split('::');
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
+  return groups.map((g) => g.toLowerCase().padStart(4, '0')).join('');
+}
+
+const isV6 = (l: Lease) => l.ip.includes(':');
+
+/** Where a lease stands in page order, against a cursor: negative before, 0 at, positive after. */
+function comparePosition(l: Lease, c: Cursor): number {
+  if (isV6(l) !== c.ip < 0) return isV6(l) ? 1 : -1;
+  const byIp = c.ip < 0 ? compareText(hex6(l.ip), c.ip6) : ipNumber(l.ip) - c.ip;
+  return byIp || compareText(l.mac, c.mac);
 }
 
 /** A checked dotted quad as a number (a loop over its characters: this runs for every lease). */
@@ -73,9 +103,10 @@ function parseCursor(value: unknown): Cursor | undefined {
   const slash = value.indexOf('/');
   const ip = value.slice(0, slash);
   const mac = value.slice(slash + 1);
-  if (value.length > MAX_CURSOR || slash < 0 || !isIpv4(ip) || !isHwAddr(mac))
+  const v6 = slash >= 0 && isIpv6(ip) && (mac === '' || isHwAddr(mac));
+  if (value.length > MAX_CURSOR || slash < 0 || (!v6 && (!isIpv4(ip) || !isHwAddr(mac))))
     throw new LeaseQueryError(`\`after\` = ${JSON.stringify(value.slice(0, MAX_CURSOR))} is not a cursor ("IP/MAC", as \`next\` of a previous page)`);
-  return { ip: ipNumber(ip), mac: mac.toLowerCase() };
+  return v6 ? { ip: -1, ip6: hex6(ip), mac: mac.toLowerCase() } : { ip: ipNumber(ip), ip6: '', mac: mac.toLowerCase() };
 }
 
 function parseLimit(value: unknown): number {
@@ -95,7 +126,25 @@ const INDEX_BITS = 2 ** 21;
  * MAC the last one counts (the file's later line). Sorts numbers, not objects, so 65,535 leases
  * take milliseconds.
  */
-export function sortLeases(leases: readonly Lease[]): Lease[] {
+export function sortLeases(all: readonly Lease[]): Lease[] {
+  const leases = all.some(isV6) ? all.filter((l) => !isV6(l)) : all;
+  const out = sortLeases4(leases);
+  if (leases !== all) out.push(...sortLeases6(all.filter(isV6)));
+  return out;
+}
+
+/** DHCPv6 leases (few: no numeric keys needed): by address, then MAC; the file's later line wins. */
+function sortLeases6(leases: readonly Lease[]): Lease[] {
+  const last = new Map<string, Lease>();
+  for (const l of leases) {
+    const k = `${hex6(l.ip)}/${l.mac}`;
+    last.delete(k);
+    last.set(k, l);
+  }
+  return [...last].sort(([a], [b]) => compareText(a, b)).map(([, l]) => l);
+}
+
+function sortLeases4(leases: readonly Lease[]): Lease[] {
   const n = leases.length;
   if (n >= INDEX_BITS) throw new RangeError(`cannot order ${n} leases (at most ${INDEX_BITS - 1})`);
   const keys = new Float64Array(n);
@@ -130,8 +179,7 @@ function firstAfter(sorted: readonly Lease[], c: Cursor): number {
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
     const l = sorted[mid]!;
-    const d = ipNumber(l.ip) - c.ip || compareText(l.mac, c.mac);
-    if (d <= 0) lo = mid + 1;
+    if (comparePosition(l, c) <= 0) lo = mid + 1;
     else hi = mid;
   }
   return lo;
@@ -145,9 +193,10 @@ function jsonStringBytes(s: string): number {
   return PLAIN.test(s) ? s.length + 2 : Buffer.byteLength(JSON.stringify(s));
 }
 
-/** Bytes of one lease in a JSON array: `{"expires":…,"mac":"…","ip":"…","hostname":"…","clientId":"…"}`. */
+/** Bytes of one lease in a JSON array: `{"expires":…,"mac":"…","ip":"…","hostname":"…","clientId":"…"}` (and `,"iaid":"…"`). */
 export function leaseJsonBytes(lease: Lease): number {
   return (
+    (lease.iaid !== undefined ? ',"iaid":'.length + jsonStringBytes(lease.iaid) : 0) +
     '{"expires":,"mac":,"ip":,"hostname":,"clientId":}'.length +
     String(lease.expires).length +
     jsonStringBytes(lease.mac) +

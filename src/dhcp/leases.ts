@@ -1,7 +1,8 @@
 /**
  * dnsmasq's lease file: one IPv4 lease a line, `EXPIRY MAC IP HOSTNAME CLIENTID`, where
- * `*` stands for an unknown hostname or client id (mapped to ""). A `duid ...` line starts
- * the IPv6 part, which vnet does not use and skips. Malformed lines are skipped and counted.
+ * `*` stands for an unknown hostname or client id (mapped to ""). A `duid SERVERDUID` line starts
+ * the IPv6 part: `EXPIRY IAID IPV6 HOSTNAME CLIENTDUID`, the IAID where a MAC would be (see
+ * parseLease6Line). Malformed lines are skipped and counted.
  *
  * A file is read and parsed in slices, yielding to the event loop between them: a lease file
  * may legitimately hold tens of megabytes (see MAX_FILE_BYTES), and vnetd must keep answering
@@ -14,7 +15,7 @@ import type { Lease } from '../model.js';
 
 export interface ParsedLeases {
   leases: Lease[];
-  /** lines that were neither a lease, a blank line nor part of the IPv6 section */
+  /** lines that were neither a lease (of either family), a blank line nor the `duid` line */
   malformed: number;
 }
 
@@ -87,6 +88,50 @@ export function parseLeaseLine(line: string): Lease | undefined {
   };
 }
 
+/** IAID: a 32-bit number, "T" in front for a temporary address (IA_TA) */
+const IAID = /^T?(0|[1-9][0-9]{0,9})$/;
+const IPV6 = /^[0-9a-fA-F:.]{2,45}$/;
+
+/** A textual IPv6 address as dnsmasq writes it (inet_ntop): hex groups, one "::" at most. */
+export function isIpv6(s: string): boolean {
+  if (!IPV6.test(s) || s.includes(':::')) return false;
+  const halves = s.split('::');
+  if (halves.length > 2) return false;
+  const groups = halves.flatMap((h) => (h === '' ? [] : h.split(':')));
+  // an embedded IPv4 address (::ffff:1.2.3.4) counts as two groups
+  const last = groups[groups.length - 1];
+  const v4 = last !== undefined && last.includes('.');
+  if (v4 && !isIpv4(last!)) return false;
+  const hex = v4 ? groups.slice(0, -1) : groups;
+  if (!hex.every((g) => /^[0-9a-fA-F]{1,4}$/.test(g))) return false;
+  const n = hex.length + (v4 ? 2 : 0);
+  return halves.length === 2 ? n <= 7 : n === 8;
+}
+
+/**
+ * The MAC address a DUID carries, or "": DUID-LLT (type 1) and DUID-LL (type 3) of hardware type
+ * 1 (Ethernet) end with it; DUID-EN and DUID-UUID carry none.
+ */
+export function macOfDuid(duid: string): string {
+  const b = duid.toLowerCase().split(':');
+  if (b.length === 14 && b[0] === '00' && b[1] === '01' && b[2] === '00' && b[3] === '01') return b.slice(8).join(':');
+  if (b.length === 10 && b[0] === '00' && b[1] === '03' && b[2] === '00' && b[3] === '01') return b.slice(4).join(':');
+  return '';
+}
+
+/** One line of the IPv6 part, or undefined when it is not a DHCPv6 lease. */
+export function parseLease6Line(line: string): Lease | undefined {
+  if (line.length > MAX_LINE_BYTES) return undefined;
+  const f = line.trim().split(/[ \t]+/);
+  if (f.length !== 5) return undefined;
+  const [expiry, iaid, ip, hostname, duid] = f as [string, string, string, string, string];
+  if (!EXPIRY.test(expiry) || !IAID.test(iaid) || Number(iaid.replace('T', '')) > 0xffffffff || !isIpv6(ip)) return undefined;
+  if (hostname.length > MAX_HOSTNAME || duid.length > CLIENT_ID_MAX) return undefined;
+  if (!TOKEN.test(hostname) || (duid !== '*' && !/^[0-9a-f]{2}(:[0-9a-f]{2})*$/i.test(duid))) return undefined;
+  const clientId = duid === '*' ? '' : duid.toLowerCase();
+  return { expires: Number(expiry), mac: macOfDuid(clientId), ip: ip.toLowerCase(), hostname: hostname === '*' ? '' : hostname, clientId, iaid };
+}
+
 /** More lease lines than MAX_LEASES (or the limit given): not a file of a valid configuration. */
 export class TooManyLeases extends Error {
   override name = 'TooManyLeases';
@@ -146,8 +191,7 @@ export class LeaseParser {
       this.ipv6 = true;
       return;
     }
-    if (this.ipv6) return;
-    const lease = parseLeaseLine(line);
+    const lease = this.ipv6 ? parseLease6Line(line) : parseLeaseLine(line);
     if (!lease) {
       this.malformed += 1;
       return;

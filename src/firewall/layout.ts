@@ -13,12 +13,12 @@ import { addr, dport, eq, localDaddr, meta, ne, prefix, vmap, type Rule } from '
 
 export const TABLE = { family: 'inet', name: 'vnet' } as const;
 
-export type MapName = 'to_bridge' | 'from_bridge' | 'in_bridge' | 'guard4' | 'nat4' | 'dnat_tcp' | 'dnat_udp';
+export type MapName = 'to_bridge' | 'from_bridge' | 'in_bridge' | 'guard4' | 'nat4' | 'guard6' | 'nat6' | 'dnat_tcp' | 'dnat_udp';
 
 export interface MapDef {
   name: MapName;
   /** nft key type */
-  type: 'ifname' | 'ipv4_addr' | 'inet_service';
+  type: 'ifname' | 'ipv4_addr' | 'ipv6_addr' | 'inet_service';
   /** interval maps hold prefixes (subnets) */
   interval: boolean;
 }
@@ -39,6 +39,8 @@ export const MAPS: readonly MapDef[] = [
   { name: 'in_bridge', type: 'ifname', interval: false },
   { name: 'guard4', type: 'ipv4_addr', interval: false },
   { name: 'nat4', type: 'ipv4_addr', interval: true },
+  { name: 'guard6', type: 'ipv6_addr', interval: false },
+  { name: 'nat6', type: 'ipv6_addr', interval: true },
   // port forwards: a host port → the chain of the one network that forwards it
   { name: 'dnat_tcp', type: 'inet_service', interval: false },
   { name: 'dnat_udp', type: 'inet_service', interval: false },
@@ -71,9 +73,9 @@ export const BASE_CHAINS: readonly BaseChainDef[] = [
     hook: 'input',
     prio: 0,
     policy: 'accept',
-    rules: [[vmap(meta('iifname'), 'in_bridge')], [vmap(addr(4, 'daddr'), 'guard4')]],
+    rules: [[vmap(meta('iifname'), 'in_bridge')], [vmap(addr(4, 'daddr'), 'guard4')], [vmap(addr(6, 'daddr'), 'guard6')]],
   },
-  { name: 'postrouting', type: 'nat', hook: 'postrouting', prio: 100, policy: 'accept', rules: [[vmap(addr(4, 'saddr'), 'nat4')]] },
+  { name: 'postrouting', type: 'nat', hook: 'postrouting', prio: 100, policy: 'accept', rules: [[vmap(addr(4, 'saddr'), 'nat4')], [vmap(addr(6, 'saddr'), 'nat6')]] },
   { name: 'prerouting', type: 'nat', hook: 'prerouting', prio: -100, policy: 'accept', rules: dnatDispatch(toHost) },
   { name: 'output', type: 'nat', hook: 'output', prio: -100, policy: 'accept', rules: dnatDispatch(fromHost) },
 ];

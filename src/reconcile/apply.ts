@@ -73,7 +73,16 @@ const executors: Executors = {
       if (errnoOf(err) !== 'EADDRNOTAVAIL') throw err;
     }
   },
-  'set-sysctl': async (s, b) => b.sysctl.write(s.key, s.value),
+  'set-sysctl': async (s, b) => {
+    try {
+      await b.sysctl.write(s.key, s.value);
+    } catch (err) {
+      // putting back a value of an interface that is gone since: nothing left to restore
+      const iface = /^net\/ipv6\/conf\/([^/]+)\//.exec(s.key)?.[1];
+      const gone = (err as NodeJS.ErrnoException).code === 'ENOENT' && s.restore === undefined && iface !== undefined && iface !== 'all' && iface !== 'default';
+      if (!gone) throw err;
+    }
+  },
   firewall: async (s, b, j) => {
     await b.firewall.apply(s.tx);
     j.firewallApplied(s);

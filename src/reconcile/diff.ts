@@ -4,7 +4,7 @@
  * the one a careful admin would follow: servers and rules go before the links they use, links
  * and addresses come before the rules and servers that use them.
  */
-import type { Desired, DesiredNetwork } from '../desired/model.js';
+import type { Desired, DesiredNetwork, Sysctl } from '../desired/model.js';
 import { chainsOf } from '../firewall/rules.js';
 import { baseIntact, changePart, holdsAny, partIntact, rebuild, removeStrays, simulate, strays, type Part, type TableState } from '../firewall/table.js';
 import { VnetError } from '../api/errors.js';
@@ -146,11 +146,50 @@ function firewallSteps(d: Desired, o: Observed, scope: Scope): { down: PlannedSt
   return { down, up };
 }
 
-/** Host-wide sysctls: set what a network needs (journaling the old value), restore what none needs any more. */
+/** The per-interface sysctl `name` of interface `ifname`. */
+export function interfaceKey(ifname: string, name: string): string {
+  return `net/ipv6/conf/${ifname}/${name}`;
+}
+
+const INTERFACE_KEY = /^net\/ipv6\/conf\/([^/]+)\/([^/]+)$/;
+
+/**
+ * The interfaces whose interface sysctls count: the host's own, not vnet's bridges (their link
+ * sysctls are vnet's), bridge ports (a tap or a veth in a bridge hands its packets to the bridge;
+ * its own IPv6 settings do nothing) nor loopback.
+ */
+export function hostInterfaces<L extends { name: string; master?: number }>(links: readonly L[], owned: ReadonlyMap<string, number>): L[] {
+  return links.filter((l) => l.master === undefined && l.name !== 'lo' && !owned.has(l.name));
+}
+
+/**
+ * The interface sysctls wanted now: each observed interface key that holds `from`, or that vnet
+ * changed from `from` (journaled) and that still exists, is wanted at `value`.
+ */
+function interfaceWants(d: Desired, o: Observed): Sysctl[] {
+  const out: Sysctl[] = [];
+  for (const rule of d.interfaceSysctls) {
+    const host = rule.with === undefined ? undefined : d.sysctls.find((s) => s.key === rule.with);
+    if (host && o.sysctls.get(host.key) === host.value && !o.journal.sysctls.has(host.key)) continue;
+    for (const [key, now] of o.sysctls) {
+      const m = INTERFACE_KEY.exec(key);
+      if (!m || m[2] !== rule.name || m[1] === 'all' || m[1] === 'default' || o.journal.owned.has(m[1]!)) continue;
+      if (now === rule.from || o.journal.sysctls.get(key) === rule.from) out.push({ key, value: rule.value });
+    }
+  }
+  return out;
+}
+
+/**
+ * Host-wide sysctls: set what a network needs (journaling the old value), restore what none needs
+ * any more. Interface sysctls go up before the host-wide ones (accept_ra = 2 before forwarding is
+ * on) and are restored after them.
+ */
 function sysctlSteps(d: Desired, o: Observed): { down: PlannedStep[]; up: PlannedStep[] } {
   const down: PlannedStep[] = [];
   const up: PlannedStep[] = [];
-  for (const s of d.sysctls) {
+  const wanted = [...interfaceWants(d, o), ...d.sysctls];
+  for (const s of wanted) {
     const now = o.sysctls.get(s.key);
     if (now === s.value) continue;
     const restore = o.journal.sysctls.get(s.key) ?? now;
@@ -160,9 +199,14 @@ function sysctlSteps(d: Desired, o: Observed): { down: PlannedStep[]; up: Planne
     });
   }
   for (const [key, old] of o.journal.sysctls) {
-    if (d.sysctls.some((s) => s.key === key)) continue;
+    if (wanted.some((s) => s.key === key)) continue;
     down.push({ step: { kind: 'set-sysctl', key, value: old } });
   }
+  const perInterface = (p: PlannedStep) => {
+    const m = p.step.kind === 'set-sysctl' ? INTERFACE_KEY.exec(p.step.key) : null;
+    return m && m[1] !== 'all' && m[1] !== 'default' ? 1 : 0;
+  };
+  down.sort((a, b) => perInterface(a) - perInterface(b));
   return { down, up };
 }
 

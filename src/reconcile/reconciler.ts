@@ -12,7 +12,7 @@ import type { LinkDns } from '../hostdns/resolved-api.js';
 import type { Lock } from '../sys/mutex.js';
 import { Applier } from './apply.js';
 import type { Backends } from './backends.js';
-import { diff, type Scope } from './diff.js';
+import { diff, hostInterfaces, interfaceKey, type Scope } from './diff.js';
 import { adopt, prune, record, type Journal } from './journal.js';
 import type { Observed } from './observed.js';
 import type { PlannedStep } from './steps.js';
@@ -122,6 +122,7 @@ export class Reconciler {
     const [links, addresses, routes] = await Promise.all([b.links.listLinks(), b.links.listAddresses(), b.links.listRoutes()]);
     const keys = new Set<string>([...d.sysctls.map((s) => s.key), ...this.journal.sysctls.keys()]);
     for (const n of d.networks.values()) if (scope.names.has(n.name)) for (const s of n.linkSysctls) keys.add(s.key);
+    for (const rule of d.interfaceSysctls) for (const link of hostInterfaces(links, this.journal.owned)) keys.add(interfaceKey(link.name, rule.name));
     const sysctls = new Map<string, string>();
     const values = await Promise.all([...keys].map(async (key) => [key, await b.sysctl.read(key)] as const));
     for (const [key, v] of values) if (v !== undefined) sysctls.set(key, v);

@@ -22,6 +22,7 @@ const PROBES: readonly Probe[] = [
   { key: 'address', live: true, of: (s) => s.addresses.filter((a) => a.family === 4) },
   { key: 'address6', live: true, of: (s) => s.addresses.filter((a) => a.family === 6) },
   { key: 'dhcp-range', live: true, of: (s) => s.dhcp.range4 },
+  { key: 'dhcp6-range', live: true, of: (s) => s.dhcp.range6 },
   { key: 'dhcp-lease-max', live: true, of: (s) => s.dhcp.leaseMax },
   { key: 'dhcp-lease-time', live: true, of: (s) => s.dhcp.leaseTime },
   { key: 'hosts', live: true, of: (s) => s.dhcp.hosts ?? [] },

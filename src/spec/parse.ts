@@ -14,6 +14,7 @@ import { dnsRecords } from './keys/dns-records.js';
 import { forward } from './keys/forward.js';
 import { forwards } from './keys/forwards.js';
 import { hosts } from './keys/hosts.js';
+import { ipv6 } from './keys/ipv6.js';
 import { lifecycle } from './keys/lifecycle.js';
 import { link, mtu } from './keys/link.js';
 import { show, type KeyParser, type Section } from './keys/section.js';
@@ -42,7 +43,7 @@ export class DefinitionError extends VnetError {
 }
 
 /** The sections of a definition, in the order their keys are listed. A feature with keys adds one here. */
-const SECTIONS: readonly Section[] = [link, addresses, dhcp, forward, lifecycle, access, dns, mtu, forwards, hosts, dnsRecords];
+const SECTIONS: readonly Section[] = [link, addresses, dhcp, forward, ipv6, lifecycle, access, dns, mtu, forwards, hosts, dnsRecords];
 
 const KEYS: Record<string, KeyParser> = Object.assign({}, ...SECTIONS.map((s) => s.keys));
 

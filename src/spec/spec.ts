@@ -42,6 +42,8 @@ export interface NatOptions {
   address?: AddressRange;
   /** source ports of translated TCP and UDP; default 1024-65535 (never a privileged one) */
   ports?: PortRange;
+  /** NAT66 (libvirt's `<nat ipv6='yes'>`): masquerade the network's IPv6 subnets too, unique local ones only; else IPv6 is routed */
+  nat6?: boolean;
 }
 
 export interface BridgeSpec {
@@ -61,6 +63,8 @@ export interface DhcpRange {
 export interface DhcpSpec {
   /** IPv4 range; absent: no DHCPv4 (DNS is still served) */
   range4?: DhcpRange;
+  /** IPv6 range (stateful DHCPv6), inside one of the `address6` subnets; absent: SLAAC only */
+  range6?: DhcpRange;
   /** upper bound on leases */
   leaseMax: number;
   /** seconds a lease lasts (0: infinite); absent: one hour */
@@ -175,6 +179,11 @@ export function primary4(spec: NetworkSpec): IfAddress | undefined {
 /** Does the network route traffic through the host (so IPv4 forwarding must be on)? "open" does, without rules. */
 export function forwards(spec: NetworkSpec): boolean {
   return spec.forward.mode === 'nat' || spec.forward.mode === 'route' || spec.forward.mode === 'open';
+}
+
+/** Does the network route IPv6 through the host (so IPv6 forwarding must be on)? */
+export function forwards6(spec: NetworkSpec): boolean {
+  return forwards(spec) && spec.addresses.some((a) => a.family === 6);
 }
 
 /** address = "auto" and no subnet picked yet: nothing can be brought up before vnetd picks one. */

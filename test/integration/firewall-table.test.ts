@@ -23,6 +23,9 @@ const snatRange = firewallPart(
   parseDefinition('snat', 'snat.toml', 'bridge = "vnsn0"\naddress = "10.50.0.1/24"\nnat-interface = "up0"\nnat-address = "198.51.100.10-198.51.100.20"\nnat-ports = "20000-29999"\n'),
 )!;
 const snatOne = firewallPart(parseDefinition('snat1', 'snat1.toml', 'bridge = "vnsn1"\naddress = "10.51.0.1/24"\nnat-address = "198.51.100.9"\nnat-ports = "5000-5000"\n'))!;
+const six = firewallPart(
+  parseDefinition('six', 'six.toml', 'bridge = "vnsix0"\naddress = "10.60.0.1/24"\naddress6 = ["fd00:60::1/64", "fd00:61::1/64"]\nnat6 = true\nnat-ports = "30000-39999"\n'),
+)!;
 const masqPorts = firewallPart(parseDefinition('mp', 'mp.toml', 'bridge = "vnmp0"\naddress = "10.52.0.1/24"\nnat-ports = "40000-50000"\n'))!;
 
 /** An Nft whose binary runs inside the test namespace. */
@@ -56,7 +59,7 @@ describe('vnet table in the real nft', () => {
   });
 
   it('reads back exactly what it wrote for a routed network (v4 and v6) and NAT with nat-interface, nat-address and nat-ports', async () => {
-    const parts = [nat, routed, snatRange, snatOne, masqPorts];
+    const parts = [nat, routed, snatRange, snatOne, masqPorts, six];
     try {
       const tx = rebuild(parts);
       await nft.apply(tx);
@@ -71,6 +74,11 @@ describe('vnet table in the real nft', () => {
       expect(text).toContain('snat ip to 198.51.100.9:5000');
       expect(text).toContain('ip6 daddr fd00:40::/64 accept');
       expect(text).toMatch(/chain nat-vnmp0 \{[^}]*masquerade to :40000-50000/);
+      // IPv6 with NAT66: DHCPv6 and ICMPv6 to the host, replies only into the bridge, masquerade out
+      expect(text).toMatch(/chain in-vnsix0 \{[^}]*udp dport 547 accept[^}]*meta l4proto ipv6-icmp accept/);
+      expect(text).toContain('ip6 daddr fd00:61::/64 ct state established,related accept');
+      expect(text).toMatch(/chain nat6-vnsix0 \{[^}]*ip6 daddr ff00::\/8 return[^}]*oifname != "vnsix0" meta l4proto udp masquerade to :30000-39999/);
+      expect(text).toContain('fd00:60::/64 : jump nat6-vnsix0');
     } finally {
       // the tests below start from the NAT and isolated networks
       await nft.apply(rebuild([nat, iso]));

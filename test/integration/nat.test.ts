@@ -27,7 +27,7 @@ const driver = path.join(ROOT, 'test/support/drivers/nat-nft.mjs');
 const NET0 = parseDefinition('n0', 'test', 'bridge = "vbr0"\naddress = "10.77.0.1/24"\n');
 const NET1 = parseDefinition('n1', 'test', 'bridge = "vbr1"\naddress = "10.78.0.1/24"\n');
 /** the base chains' dispatch rules, and each NAT network's own */
-const BASE_RULES = 9; // 5, and 4 that look up port forwards (prerouting, output)
+const BASE_RULES = 11; // forward 2, input 3 (in_bridge, guard4, guard6), postrouting 2 (nat4, nat6), 4 that look up port forwards (prerouting, output)
 const RULES_PER_NETWORK = 15;
 
 function tableFor(networks: NetworkSpec[]): Transaction {

@@ -14,13 +14,14 @@ import sys
 
 address = sys.argv[1]
 name = sys.argv[2] if len(sys.argv) > 2 else "probe.invalid"
+FAMILY = socket.AF_INET6 if ":" in address else socket.AF_INET
 query = struct.pack(">HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0)
 for label in name.split("."):
     query += bytes([len(label)]) + label.encode()
 query += b"\x00" + struct.pack(">HH", 1, 1)
 
 out = {}
-u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u = socket.socket(FAMILY, socket.SOCK_DGRAM)
 u.settimeout(3)
 u.connect((address, 53))
 u.send(query)
@@ -32,7 +33,7 @@ except ConnectionRefusedError:
 except socket.timeout:
     out["udp"] = "timeout"
 
-t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+t = socket.socket(FAMILY, socket.SOCK_STREAM)
 t.settimeout(3)
 try:
     t.connect((address, 53))

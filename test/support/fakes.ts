@@ -111,7 +111,7 @@ export class FakeSysctl extends Faults implements SysctlBackend {
   }
   async read(key: string) {
     const m = /^net\/ipv6\/conf\/([^/]+)\//.exec(key);
-    if (m && !this.links.links.some((l) => l.name === m[1])) return undefined;
+    if (m && m[1] !== 'all' && m[1] !== 'default' && !this.links.links.some((l) => l.name === m[1])) return undefined;
     return this.values.get(key) ?? (m ? '0' : undefined);
   }
   async write(key: string, value: string) {

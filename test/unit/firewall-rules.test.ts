@@ -82,7 +82,7 @@ describe('what each forward mode holds', () => {
       '[{"reject":{"type":"icmpx","expr":"port-unreachable"}}]',
     ]);
     expect(firewallPart(routed)!.chains.map((c) => c.name)).not.toContain('nat-vndmz0');
-    expect(firewallPart(routed)!.elements.map((e) => e.map)).toEqual(['to_bridge', 'from_bridge', 'in_bridge', 'guard4']);
+    expect(firewallPart(routed)!.elements.map((e) => e.map)).toEqual(['to_bridge', 'from_bridge', 'in_bridge', 'guard4', 'guard6']);
   });
 
   it('NAT options: forwarding and translation only through nat-interface, SNAT to nat-address over nat-ports', () => {
@@ -118,8 +118,61 @@ describe('what each forward mode holds', () => {
       { map: 'guard4', key: '192.168.122.1', target: 'guard-virbr0' },
       { map: 'nat4', key: { prefix: { addr: '192.168.122.0', len: 24 } }, target: 'nat-virbr0' },
     ]);
-    // dnat-BR only with port forwards (test/unit/port-forwards.test.ts)
-    expect(p.chains.map((c) => c.name)).toEqual(chainsOf('virbr0').filter((c) => c !== 'dnat-virbr0'));
+    // every chain it has is one chainsOf() names (so removing the network removes it); nat6 only
+    // with nat6 = true, dnat-BR only with port forwards (test/unit/port-forwards.test.ts)
+    expect(p.chains.map((c) => c.name)).toEqual(chainsOf('virbr0').filter((c) => c !== 'nat6-virbr0' && c !== 'dnat-virbr0'));
+  });
+});
+
+describe('IPv6 per forward mode', () => {
+  const v6nat = (extra = '') => parseDefinition('six', 'six.toml', `bridge = "vnsix0"\naddress = "10.60.0.1/24"\naddress6 = ["fd00:60::1/64", "fd00:61::1/64"]\n${extra}`);
+  const d6 = (a: string) => `{"payload":{"protocol":"ip6","field":"${a}"}}`;
+
+  it('NAT without nat6: the IPv6 subnets are routed both ways (as libvirt does), never masqueraded', () => {
+    const s = v6nat();
+    const to = rulesOf(s, 'to');
+    expect(to).toContain(`[{"match":{"op":"==","left":${d6('daddr')},"right":{"prefix":{"addr":"fd00:61::","len":64}}}},{"accept":null}]`);
+    expect(rulesOf(s, 'from')).toContain(`[{"match":{"op":"==","left":${d6('saddr')},"right":{"prefix":{"addr":"fd00:60::","len":64}}}},{"accept":null}]`);
+    expect(firewallPart(s)!.chains.map((c) => c.name)).not.toContain('nat6-vnsix0');
+    expect(firewallPart(s)!.elements.filter((e) => e.map === 'nat6')).toEqual([]);
+  });
+
+  it('NAT with nat6: replies only into the bridge, masquerade of every subnet except to each other and to multicast', () => {
+    const s = v6nat('nat6 = true\nnat-interface = "up0"\n');
+    const to = rulesOf(s, 'to');
+    expect(to[2]).toBe(
+      `[{"match":{"op":"==","left":{"meta":{"key":"iifname"}},"right":"up0"}},{"match":{"op":"==","left":${d6('daddr')},"right":{"prefix":{"addr":"fd00:60::","len":64}}}},` +
+        '{"match":{"op":"in","left":{"ct":{"key":"state"}},"right":["established","related"]}},{"accept":null}]',
+    );
+    expect(rulesOf(s, 'from')[1]).toBe(
+      `[{"match":{"op":"==","left":${d6('saddr')},"right":{"prefix":{"addr":"fd00:60::","len":64}}}},{"match":{"op":"==","left":{"meta":{"key":"oifname"}},"right":"up0"}},{"accept":null}]`,
+    );
+    const n6 = rulesOf(s, 'nat6');
+    expect(n6.slice(0, 3).map((r) => JSON.parse(r)[0].match.right.prefix.addr)).toEqual(['ff00::', 'fd00:60::', 'fd00:61::']);
+    expect(n6.slice(0, 3).every((r) => r.endsWith('{"return":null}]'))).toBe(true);
+    expect(n6[3]).toBe('[{"match":{"op":"==","left":{"meta":{"key":"oifname"}},"right":"up0"}},{"match":{"op":"==","left":{"meta":{"key":"l4proto"}},"right":"tcp"}},{"masquerade":{"port":{"range":[1024,65535]}}}]');
+    expect(n6[5]).toBe('[{"match":{"op":"==","left":{"meta":{"key":"oifname"}},"right":"up0"}},{"masquerade":null}]');
+    expect(firewallPart(s)!.elements.filter((e) => e.map === 'nat6' || e.map === 'guard6')).toEqual([
+      { map: 'guard6', key: 'fd00:60::1', target: 'guard-vnsix0' },
+      { map: 'guard6', key: 'fd00:61::1', target: 'guard-vnsix0' },
+      { map: 'nat6', key: { prefix: { addr: 'fd00:60::', len: 64 } }, target: 'nat6-vnsix0' },
+      { map: 'nat6', key: { prefix: { addr: 'fd00:61::', len: 64 } }, target: 'nat6-vnsix0' },
+    ]);
+  });
+
+  it('the host answers DHCPv6 and ICMPv6 (RS, neighbour discovery) on the bridge only when it has IPv6', () => {
+    for (const s of [v6nat(), parseDefinition('i6', 'i6.toml', 'bridge = "vni6"\naddress = "10.61.0.1/24"\naddress6 = "fd00:62::1/64"\nforward = "isolated"\n')]) {
+      const inRules = rulesOf(s, 'in');
+      expect(inRules).toContain('[{"match":{"op":"==","left":{"payload":{"protocol":"udp","field":"dport"}},"right":547}},{"accept":null}]');
+      expect(inRules).toContain('[{"match":{"op":"==","left":{"meta":{"key":"l4proto"}},"right":"ipv6-icmp"}},{"accept":null}]');
+    }
+    expect(rulesOf(nat, 'in').join()).not.toContain('547');
+  });
+
+  it('isolated with IPv6: still nothing forwarded, whatever the family', () => {
+    const s = parseDefinition('i6', 'i6.toml', 'bridge = "vni6"\naddress = "10.61.0.1/24"\naddress6 = "fd00:62::1/64"\nforward = "isolated"\n');
+    expect(rulesOf(s, 'from')).toEqual(['[{"reject":{"type":"icmpx","expr":"port-unreachable"}}]']);
+    expect(rulesOf(s, 'to')).toHaveLength(2);
   });
 });
 

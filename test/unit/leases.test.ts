@@ -55,10 +55,11 @@ describe('parseLeases', () => {
     expect(leases.map((l) => l.ip)).toEqual(['10.88.0.105', '10.88.0.108']);
   });
 
-  it('skips the IPv6 section after a duid line without counting it as malformed', () => {
+  it('reads the IPv6 section after the duid line: the IAID where a MAC would be, the DUID as client id', () => {
     const text = FILE + 'duid 00:01:00:01:2c:aa:bb:cc\n1795655430 1234 fd00::5 host6 00:01:00:01\n';
     const { leases, malformed } = parseLeases(text);
-    expect(leases).toHaveLength(3);
+    expect(leases).toHaveLength(4);
+    expect(leases[3]).toEqual({ expires: 1795655430, mac: '', ip: 'fd00::5', hostname: 'host6', clientId: '00:01:00:01', iaid: '1234' });
     expect(malformed).toBe(0);
   });
 

@@ -23,15 +23,15 @@ export function dhcp(ctx: DhcpContext): Contributor {
     name: 'dhcp',
     network(n) {
       if (n.level !== 'up' || !primary4(n.spec)) return;
-      if (n.spec.forward.mode === 'bridge' && !n.spec.dhcp.range4) return;
+      if (n.spec.forward.mode === 'bridge' && !n.spec.dhcp.range4 && !n.spec.dhcp.range6) return;
       // dns = false and no DHCP: nothing for a dnsmasq to do
-      if (n.spec.dns.off && !n.spec.dhcp.range4) return;
+      if (n.spec.dns.off && !n.spec.dhcp.range4 && !n.spec.dhcp.range6) return;
       const opts = { ...(ctx.user ? { user: ctx.user } : {}), ...(ctx.group ? { group: ctx.group } : {}), upstream: upstream() };
       n.dhcp = {
         network: n.name,
         text: dnsmasqConfig(n.spec, { runtimeDir: ctx.runtimeDir, stateDir: ctx.stateDir }, opts),
         confPath: confFilePath(ctx.runtimeDir, n.name),
-        ...(n.spec.dhcp.range4 ? { leaseFile: leaseFilePath(ctx.stateDir, n.name) } : {}),
+        ...(n.spec.dhcp.range4 || n.spec.dhcp.range6 ? { leaseFile: leaseFilePath(ctx.stateDir, n.name) } : {}),
       };
     },
   };

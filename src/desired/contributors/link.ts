@@ -20,5 +20,12 @@ export const link: Contributor = {
     // no IPv6 address: no link-local one either, nothing for dnsmasq to listen on over IPv6
     if (b.managed && !n.spec.addresses.some((a) => a.family === 6))
       n.linkSysctls.push({ key: `net/ipv6/conf/${b.name}/disable_ipv6`, value: '1' });
+    else if (b.managed)
+      n.linkSysctls.push(
+        // a guest's router advertisement must never give the host a route or an address
+        { key: `net/ipv6/conf/${b.name}/accept_ra`, value: '0' },
+        // the bridge's addresses are usable at once, without carrier (no port yet) and DAD: dnsmasq binds them
+        { key: `net/ipv6/conf/${b.name}/accept_dad`, value: '0' },
+      );
   },
 };
