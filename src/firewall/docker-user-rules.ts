@@ -9,7 +9,7 @@
  *   nat       -i BR -o docker0 RETURN, -i BR -o br-+ RETURN   traffic into Docker's own networks is
  *                                                             Docker's to judge (unpublished ports stay shut)
  *             -i BR ACCEPT                                    guests out, and among themselves
- *             -o BR ctstate RELATED,ESTABLISHED ACCEPT       replies, nothing new in
+ *             -o BR ctstate RELATED,ESTABLISHED,DNAT ACCEPT  replies, and vnet's port forwards; nothing else new in
  *   route     the same, but -o BR ACCEPT                      routed both ways
  *   isolated  -i BR -o BR ACCEPT                              guests among themselves only
  * Each rule carries the comment "vnet:BR:MODE": what marks it vnet's, so vnet lists and removes
@@ -44,7 +44,7 @@ export function dockerUserRules(bridge: string, mode: ForwardMode): string[][] {
     ['-i', bridge, '-o', 'docker0', ...c, '-j', 'RETURN'],
     ['-i', bridge, '-o', 'br-+', ...c, '-j', 'RETURN'],
     ['-i', bridge, ...c, '-j', 'ACCEPT'],
-    mode === 'nat' ? ['-o', bridge, '-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', ...c, '-j', 'ACCEPT'] : ['-o', bridge, ...c, '-j', 'ACCEPT'],
+    mode === 'nat' ? ['-o', bridge, '-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED,DNAT', ...c, '-j', 'ACCEPT'] : ['-o', bridge, ...c, '-j', 'ACCEPT'],
   ];
 }
 

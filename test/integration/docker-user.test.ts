@@ -96,7 +96,7 @@ describe('vnet and Docker\'s FORWARD drop', () => {
       '-A DOCKER-USER -i virbr0 -o docker0 -m comment --comment "vnet:virbr0:nat" -j RETURN',
       '-A DOCKER-USER -i virbr0 -o br-+ -m comment --comment "vnet:virbr0:nat" -j RETURN',
       '-A DOCKER-USER -i virbr0 -m comment --comment "vnet:virbr0:nat" -j ACCEPT',
-      '-A DOCKER-USER -o virbr0 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "vnet:virbr0:nat" -j ACCEPT',
+      '-A DOCKER-USER -o virbr0 -m conntrack --ctstate RELATED,ESTABLISHED,DNAT -m comment --comment "vnet:virbr0:nat" -j ACCEPT',
     ]);
     expect(await lease(guest)).toMatch(/^192\.168\.122\.\d+$/);
     expect(await ping(guest, WAN)).toBe(true);
@@ -110,6 +110,16 @@ describe('vnet and Docker\'s FORWARD drop', () => {
       expect(await ping(wan, ip)).toBe(false);
     } finally {
       await wan.run('ip', ['route', 'del', '192.168.122.0/24']);
+    }
+    // but a port forward does (vnet's DNAT): Docker's drop must not eat it
+    const ip = (await guest.run('ip', ['-4', '-o', 'addr', 'show', 'dev', 'eth0'])).match(/inet (\S+)\//)![1]!;
+    listen(guest, 2222);
+    const add = await vnetd!.cli(['forward', 'add', 'default', 'tcp', '8022', `${ip}:2222`]);
+    expect(add.exitCode, add.stderr).toBe(0);
+    try {
+      await waitFor('the forwarded port', () => connects(wan, '198.51.100.2', 8022), 10_000);
+    } finally {
+      expect((await vnetd!.cli(['forward', 'remove', 'default', 'tcp', '8022'])).exitCode).toBe(0);
     }
   });
 

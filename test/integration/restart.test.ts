@@ -142,7 +142,7 @@ beforeAll(async () => {
   await start();
   await vnetd.call('up', { name: 'default' });
   cleanRules = await vnetRules();
-  expect(await ruleCount()).toBe(26); // 11 base dispatch rules (IPv4, IPv6, 4 that look up port forwards), 15 of the network
+  expect(await ruleCount()).toBe(27); // 11 base dispatch rules (IPv4, IPv6, 4 that look up port forwards), 16 of the network
 });
 
 beforeEach(async () => {
@@ -183,7 +183,7 @@ describe('SIGKILL at rest', () => {
       await vnetd.stop(i % 2 ? 'SIGKILL' : 'SIGTERM');
       await start();
     }
-    expect(await ruleCount()).toBe(26); // 11 base dispatch rules (IPv4, IPv6, 4 that look up port forwards), 15 of the network
+    expect(await ruleCount()).toBe(27); // 11 base dispatch rules (IPv4, IPv6, 4 that look up port forwards), 16 of the network
     expect(await vnetRules()).toBe(cleanRules);
     expect(await bridges()).toEqual(['virbr0']);
     expect(dnsmasqs()).toHaveLength(1);

@@ -15,7 +15,7 @@ const LISTING = [
   '-A DOCKER-USER -i virbr0 -o docker0 -m comment --comment "vnet:virbr0:nat" -j RETURN',
   '-A DOCKER-USER -i virbr0 -o br-+ -m comment --comment "vnet:virbr0:nat" -j RETURN',
   '-A DOCKER-USER -i virbr0 -m comment --comment "vnet:virbr0:nat" -j ACCEPT',
-  '-A DOCKER-USER -o virbr0 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "vnet:virbr0:nat" -j ACCEPT',
+  '-A DOCKER-USER -o virbr0 -m conntrack --ctstate RELATED,ESTABLISHED,DNAT -m comment --comment "vnet:virbr0:nat" -j ACCEPT',
   '-A DOCKER-FORWARD -i docker0 -j ACCEPT',
   '',
 ].join('\n');
@@ -27,7 +27,7 @@ describe("vnet's rules in DOCKER-USER", () => {
       ['-i', 'virbr0', '-o', 'docker0', ...c, 'vnet:virbr0:nat', '-j', 'RETURN'],
       ['-i', 'virbr0', '-o', 'br-+', ...c, 'vnet:virbr0:nat', '-j', 'RETURN'],
       ['-i', 'virbr0', ...c, 'vnet:virbr0:nat', '-j', 'ACCEPT'],
-      ['-o', 'virbr0', '-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', ...c, 'vnet:virbr0:nat', '-j', 'ACCEPT'],
+      ['-o', 'virbr0', '-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED,DNAT', ...c, 'vnet:virbr0:nat', '-j', 'ACCEPT'],
     ]);
     expect(dockerUserRules('vnrt0', 'route').at(-1)).toEqual(['-o', 'vnrt0', ...c, 'vnet:vnrt0:route', '-j', 'ACCEPT']);
     expect(dockerUserRules('vnlab0', 'isolated')).toEqual([['-i', 'vnlab0', '-o', 'vnlab0', ...c, 'vnet:vnlab0:isolated', '-j', 'ACCEPT']]);
