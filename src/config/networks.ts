@@ -71,15 +71,28 @@ export class Definitions {
     readonly networksDir: string,
     private readonly now: () => number = Date.now,
     private readonly resolve: (set: DefinitionSet) => DefinitionSet = (set) => set,
+    /** networks defined elsewhere (users' own, named OWNER:NAME), added to each set handed out */
+    private readonly extra: () => readonly NetworkSpec[] = () => [],
   ) {}
 
   load(): DefinitionSet {
     const entries = listEntries(this.networksDir);
     const key = fingerprint(this.networksDir, entries, this.now());
-    if (key !== undefined && this.cached?.key === key) return this.resolve(copyOf(this.cached.set));
+    if (key !== undefined && this.cached?.key === key) return this.withExtra(this.resolve(copyOf(this.cached.set)));
     const set = readDefinitions(this.networksDir, entries);
     this.cached = key === undefined ? undefined : { key, set };
-    return this.resolve(copyOf(set));
+    return this.withExtra(this.resolve(copyOf(set)));
+  }
+
+  /** The extra networks beside the admin's: one that clashes with an admin network yields to it (its error says why). */
+  private withExtra(set: DefinitionSet): DefinitionSet {
+    const admin = [...set.networks.values()];
+    for (const spec of this.extra()) {
+      const clash = clashOf(spec, admin);
+      if (clash) set.errors.set(spec.name, clash);
+      else set.networks.set(spec.name, spec);
+    }
+    return set;
   }
 }
 

@@ -57,8 +57,9 @@ function ifname(key: string, value: unknown): string {
 
 function networkName(key: string, value: unknown): string {
   const v = plain(key, value);
-  if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(v) || v.length > 64) {
-    throw new DnsmasqConfigError(key, value, 'is not a network name (A-Z a-z 0-9 _ . -, no leading "-" or ".")');
+  // ":" only as a user network's OWNER:NAME (src/usernet/names.ts)
+  if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_-]*)?$/.test(v) || v.length > 64) {
+    throw new DnsmasqConfigError(key, value, 'is not a network name (A-Z a-z 0-9 _ . -, no leading "-" or "."; OWNER:NAME for a user network)');
   }
   return v;
 }
