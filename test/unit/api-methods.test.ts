@@ -11,6 +11,10 @@ describe('parameters', () => {
     ['down', { name: 'x', force: 'yes' }, /parameter `force` must be true or false, got a string of 3 characters/],
     ['tap', { bridge: 'virbr0', vnetHdr: 1 }, /parameter `vnetHdr` must be true or false/],
     ['reload', { name: ['a'] }, /parameter `name` must be a string, got object/],
+    ['create', { name: 'x', allowUsers: 'bob' }, /parameter `allowUsers` must be an array of at most 32 user names, got a string/],
+    ['create', { name: 'x', allowUsers: Array.from({ length: 33 }, () => 'bob') }, /parameter `allowUsers` must be an array of at most 32 user names/],
+    ['create', { name: 'x', dhcp: 'yes' }, /parameter `dhcp` must be true or false/],
+    ['delete', { name: 3 }, /parameter `name` must be a string, got number/],
   ])('%s %j: EINVAL naming the parameter', (m, raw, message) => {
     let err: unknown;
     try {
@@ -39,6 +43,6 @@ describe('parameters', () => {
 describe('D-Bus', () => {
   it('each Manager method is a binding of a method of the table', () => {
     for (const b of BINDINGS) expect(Object.hasOwn(METHODS, b.method), b.name).toBe(true);
-    expect(BINDINGS.map((b) => b.name)).toEqual(['ListNetworks', 'GetNetworkByName', 'Up', 'Down', 'Reload', 'GetLeases', 'GetLeasesPage', 'Status']);
+    expect(BINDINGS.map((b) => b.name)).toEqual(['ListNetworks', 'GetNetworkByName', 'Up', 'Down', 'Reload', 'GetLeases', 'GetLeasesPage', 'Status', 'CreateNetwork', 'DeleteNetwork']);
   });
 });
