@@ -6,6 +6,7 @@
  * checked again here (defence in depth: definitions arrive validated), because dnsmasq's
  * parser gives meaning to newlines, commas, quotes, backslashes and " #".
  */
+import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { prefixToMask as maskOf } from '../net/ip.js';
 import { primary4, type NetworkSpec } from '../spec/spec.js';
@@ -107,14 +108,24 @@ export function prefixToMask(prefix: number): string {
   }
 }
 
+/**
+ * The file name of network `name`'s files. A user network's OWNER:NAME is for its owner and root
+ * alone, and these names show to every local user (in a listing, in dnsmasq's command line): a
+ * hash of it stands in.
+ */
+function fileStem(name: string): string {
+  const v = networkName('name', name);
+  return v.includes(':') ? `u-${createHash('sha256').update(v).digest('hex').slice(0, 16)}` : v;
+}
+
 /** Where dnsmasq keeps the leases of network `name`. */
 export function leaseFilePath(stateDir: string, name: string): string {
-  return path.join(absPath('stateDir', stateDir), 'dnsmasq', `${networkName('name', name)}.leases`);
+  return path.join(absPath('stateDir', stateDir), 'dnsmasq', `${fileStem(name)}.leases`);
 }
 
 /** Where vnetd writes the dnsmasq config of network `name`. */
 export function confFilePath(runtimeDir: string, name: string): string {
-  return path.join(absPath('runtimeDir', runtimeDir), 'dnsmasq', `${networkName('name', name)}.conf`);
+  return path.join(absPath('runtimeDir', runtimeDir), 'dnsmasq', `${fileStem(name)}.conf`);
 }
 
 /**
@@ -144,7 +155,7 @@ export function dnsmasqConfig(
   const group = account('group', opts.group ?? opts.user ?? dnsmasqAccount());
 
   const lines = [
-    `# dnsmasq config of vnet network ${name}, written by vnetd: edits are overwritten`,
+    `# dnsmasq config of vnet network ${name.includes(':') ? fileStem(name) : name}, written by vnetd: edits are overwritten`,
     'strict-order',
     // bind only the bridge's own addresses: no wildcard socket, no answer on lo or the uplink
     'bind-interfaces',

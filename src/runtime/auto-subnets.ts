@@ -5,6 +5,7 @@
  * free; one the host (or another network) took meanwhile is picked again, and that is logged. A
  * network that is up keeps its subnet whatever appears: the route watch reports that.
  */
+import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { DefinitionSet } from '../config/networks.js';
 import { cidrOf, overlaps, parseIfAddress, parseSubnet, subnetOf, type Subnet } from '../net/ip.js';
@@ -18,8 +19,12 @@ export function allocationKey(spec: NetworkSpec): string {
   return spec.owner.kind === 'admin' ? `admin:${spec.name}` : userAllocationKey(spec.owner.uid, spec.name.slice(spec.name.indexOf(':') + 1));
 }
 
+/**
+ * A user network's key: "user:" and a hash of its owner's uid and its name, since the picks file is
+ * readable by every local user and a user network's existence is its owner's and root's to know.
+ */
 export function userAllocationKey(uid: number, name: string): string {
-  return `user:${uid}:${name}`;
+  return `user:${createHash('sha256').update(`${uid}\0${name}`).digest('hex').slice(0, 20)}`;
 }
 
 /** The subnets the host uses now: routes (but the default) and addresses, those of `ownBridge` aside. */

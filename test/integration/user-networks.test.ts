@@ -4,9 +4,11 @@
  * namespace, as in nss-identity.test.ts): alice and bob in group `vnetusers`, which
  * [user-networks] allows; carol outside it; and nobody. Each request comes from its real uid.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { confFilePath, leaseFilePath } from '../../src/dhcp/dnsmasq.js';
+import { userAllocationKey } from '../../src/runtime/auto-subnets.js';
 import { handoff, type Handoff } from '../support/handoff.js';
 import { cleanupAll, createNetns, hostAndWan, tempDir, veth, type Netns } from '../support/netns.js';
 import { ROOT, VNET, Vnetd, vnetEnv, type VnetEnv } from '../support/vnetd.js';
@@ -66,6 +68,8 @@ function allocations(): Record<string, string> {
 /** The user networks vnetd keeps on disk, as "UID:NAME". */
 const stored = () => (JSON.parse(readFileSync(path.join(env.VNET_STATE_DIR, 'user-networks', 'networks.json'), 'utf8')).networks as Array<{ uid: number; name: string }>).map((r) => `${r.uid}:${r.name}`).sort();
 const userKeys = () => Object.keys(allocations()).filter((k) => k.startsWith('user:')).sort();
+/** The allocator's keys of these users' networks, sorted like userKeys(). */
+const keysOf = (...nets: Array<[Who, string]>) => nets.map(([who, name]) => userAllocationKey(U[who], name)).sort();
 
 beforeAll(async () => {
   ({ host } = await hostAndWan());
@@ -118,7 +122,7 @@ describe('user networks', () => {
     // `list --mine`: alice's own only; bob (listed by alice) sees hers in `list`
     expect((await json<Status[]>('alice', ['list', '--mine'])).map((s) => s.name)).toEqual(['alice:mynet']);
     expect((await json<Status[]>('bob', ['list'])).map((s) => s.name).sort()).toEqual(['alice:mynet', 'bob:mynet', 'default']);
-    expect(userKeys()).toEqual(['user:4301:mynet', 'user:4302:mynet']);
+    expect(userKeys()).toEqual(keysOf(['alice', 'mynet'], ['bob', 'mynet']));
   });
 
   it('others see nothing: not in status, list or leases, by name or by bridge', async () => {
@@ -161,6 +165,12 @@ describe('user networks', () => {
     expect(await ping(guest.g, WAN)).toBe(true);
     const leases = await json<Array<{ mac: string; ip: string }>>('alice', ['leases', 'mynet']);
     expect(leases).toEqual([expect.objectContaining({ mac: guest.mac, ip: guest.ip })]);
+    // what every local user can read names neither alice nor mynet: dnsmasq's command line and files, the picks
+    expect(existsSync(leaseFilePath(env.VNET_STATE_DIR, 'alice:mynet'))).toBe(true);
+    const dnsmasq = vnetd.children('dnsmasq').map((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8')).join('\n');
+    expect(dnsmasq).toContain(confFilePath(env.VNET_RUNTIME_DIR, 'alice:mynet'));
+    const visible = [dnsmasq, ...readdirSync(path.join(env.VNET_STATE_DIR, 'dnsmasq')), ...readdirSync(path.join(env.VNET_RUNTIME_DIR, 'dnsmasq')), JSON.stringify(allocations())].join('\n');
+    expect(visible).not.toMatch(/alice|mynet/);
   });
 
   it('isolated: guests reach the host, nothing is forwarded', async () => {
@@ -203,7 +213,7 @@ describe('user networks', () => {
     expect(tries.filter((r) => r.exitCode === 0)).toHaveLength(1);
     expect(tries.filter((r) => /max-per-user = 2/.test(r.stderr))).toHaveLength(4);
     const won = `race${tries.findIndex((r) => r.exitCode === 0) + 1}`;
-    expect(userKeys()).toEqual(['user:4301:lab', 'user:4301:mynet', 'user:4302:mynet', `user:4302:${won}`]);
+    expect(userKeys()).toEqual(keysOf(['alice', 'lab'], ['alice', 'mynet'], ['bob', 'mynet'], ['bob', won]));
     const store = path.join(env.VNET_STATE_DIR, 'user-networks', 'networks.json');
     expect((await vnet('bob', ['delete', won])).exitCode).toBe(0);
     const size = readFileSync(store).length;
@@ -212,7 +222,7 @@ describe('user networks', () => {
       expect((await vnet('bob', ['delete', 'loop'])).exitCode).toBe(0);
     }
     expect(readFileSync(store).length).toBe(size);
-    expect(userKeys()).toEqual(['user:4301:lab', 'user:4301:mynet', 'user:4302:mynet']);
+    expect(userKeys()).toEqual(keysOf(['alice', 'lab'], ['alice', 'mynet'], ['bob', 'mynet']));
   });
 
   it('survives a vnetd restart with its owner, its bridge, its tap and its lease', async () => {
@@ -232,13 +242,14 @@ describe('user networks', () => {
     expect(r.exitCode, r.stderr).toBe(0);
     expect((await host.links()).map((l) => l.ifname)).not.toContain(mynet.bridge);
     expect(await host.run('nft', ['list', 'table', 'inet', 'vnet'])).not.toContain(mynet.bridge);
-    expect(existsSync(path.join(env.VNET_STATE_DIR, 'dnsmasq', 'alice:mynet.leases'))).toBe(false);
-    expect(Object.keys(allocations())).not.toContain('user:4301:mynet');
+    expect(existsSync(leaseFilePath(env.VNET_STATE_DIR, 'alice:mynet'))).toBe(false);
+    expect(existsSync(confFilePath(env.VNET_RUNTIME_DIR, 'alice:mynet'))).toBe(false);
+    expect(Object.keys(allocations())).not.toContain(userAllocationKey(U.alice, 'mynet'));
     expect(stored()).toEqual(['4301:lab', '4302:mynet']);
     expect((await vnet('alice', ['status', 'mynet'])).exitCode).toBe(4);
     // root deletes anyone's, by OWNER:NAME
     expect((await vnet(undefined, ['delete', 'bob:mynet'])).exitCode).toBe(0);
-    expect(userKeys()).toEqual(['user:4301:lab']);
+    expect(userKeys()).toEqual(keysOf(['alice', 'lab']));
     expect(stored()).toEqual(['4301:lab']);
   });
 });

@@ -18,6 +18,7 @@ import { parseSubnet } from '../../src/net/ip.js';
 import { authorizeTap } from '../../src/policy/access.js';
 import type { HostAddressing } from '../../src/reconcile/conflicts.js';
 import { SubnetAllocator } from '../../src/runtime/allocator.js';
+import { userAllocationKey } from '../../src/runtime/auto-subnets.js';
 import { builtinDefault, parseDefinition } from '../../src/spec/parse.js';
 import type { NetworkSpec } from '../../src/spec/spec.js';
 import { splitQualified, userBridgeName, userUla } from '../../src/usernet/names.js';
@@ -191,7 +192,7 @@ describe('UserNetworks: limits', () => {
     const results = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => users.create({ name: `n${i}` }, alice)));
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(2);
     for (const r of results.filter((x) => x.status === 'rejected')) expect(((r as PromiseRejectedResult).reason as VnetError).code).toBe('EDQUOT');
-    expect(allocator.keys().sort()).toEqual(users.specs().map((s) => `user:1000:${s.name.slice('alice:'.length)}`).sort());
+    expect(allocator.keys().sort()).toEqual(users.specs().map((s) => userAllocationKey(1000, s.name.slice('alice:'.length))).sort());
     const [first] = users.specs();
     await users.remove(first!, async () => undefined);
     expect(users.specs()).toHaveLength(1);
@@ -206,7 +207,9 @@ describe('UserNetworks: limits', () => {
     const spec = await users.create({ name: 'a' }, alice);
     await expect(users.remove(spec, async () => Promise.reject(new VnetError('EBUSY', 'taps in use')))).rejects.toThrow(/taps in use/);
     expect(users.specs().map((s) => s.name)).toEqual(['alice:a']);
-    expect(allocator.keys()).toEqual(['user:1000:a']);
+    expect(allocator.keys()).toEqual([userAllocationKey(1000, 'a')]);
+    // the picks file is readable by all: it names neither the owner nor the network
+    expect(readFileSync(allocator.file, 'utf8')).not.toMatch(/1000|"a"|:a"/);
   });
 
   it('allow-users: resolved to uids when listed; unknown users, long lists and the owner are handled', async () => {
