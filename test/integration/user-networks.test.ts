@@ -9,9 +9,10 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { confFilePath, leaseFilePath } from '../../src/dhcp/dnsmasq.js';
 import { userAllocationKey } from '../../src/runtime/auto-subnets.js';
+import { runGuest } from '../support/guest.js';
 import { handoff, type Handoff } from '../support/handoff.js';
 import { cleanupAll, createNetns, hostAndWan, tempDir, veth, type Netns } from '../support/netns.js';
-import { ROOT, VNET, Vnetd, vnetEnv, type VnetEnv } from '../support/vnetd.js';
+import { HELPER, ROOT, VNET, Vnetd, vnetEnv, type VnetEnv } from '../support/vnetd.js';
 
 const UDHCPC = path.join(ROOT, 'test/support/udhcpc.sh');
 const WAN = '198.51.100.1';
@@ -233,6 +234,24 @@ describe('user networks', () => {
     expect((await json<unknown[]>('alice', ['leases', 'mynet'])).length).toBe(1);
     expect((await json<Status[]>('carol', ['status'])).map((x) => x.name)).toEqual(['default']);
   });
+
+  it('vagrant-libvirt with qemu_use_session: a TCG guest run by alice on the bridge through the helper', async () => {
+    // what libvirt session runs for <interface type='bridge'><source bridge='vn-…'/> with bridge_helper set
+    const run = await runGuest({
+      ns: host,
+      ids: { uid: U.alice, gid: U.alice, groups: [GROUP] },
+      env: { VNET_RUNTIME_DIR: env.VNET_RUNTIME_DIR },
+      netdev: ['-netdev', `bridge,id=n0,br=${mynet.bridge},helper=${HELPER}`, '-device', 'virtio-net-pci,netdev=n0,mac=52:54:00:14:14:14'],
+      append: 'vnet.hostname=vagrantbox',
+      timeoutMs: 180_000,
+    });
+    expect(run.timedOut, run.console).toBe(false);
+    expect(run.markers.lease, run.console).toMatch(/^10\.231\.0\.\d+$/);
+    expect(run.markers.router).toBe('10.231.0.1');
+    expect(run.markers.pings, run.console).toEqual({ [WAN]: true });
+    const leases = await json<Array<{ mac: string; ip: string; hostname: string }>>('alice', ['leases', 'mynet']);
+    expect(leases).toContainEqual(expect.objectContaining({ mac: '52:54:00:14:14:14', ip: run.markers.lease, hostname: 'vagrantbox' }));
+  }, 240_000);
 
   it('delete: refused while a VM holds a tap, then removes everything it made', async () => {
     const busy = await vnet('alice', ['delete', 'mynet']);
