@@ -9,6 +9,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { confFilePath, leaseFilePath } from '../../src/dhcp/dnsmasq.js';
 import { userAllocationKey } from '../../src/runtime/auto-subnets.js';
+import { networkPath } from '../../src/dbus/names.js';
+import { DbusDaemon } from '../support/dbus-daemon.js';
 import { runGuest } from '../support/guest.js';
 import { handoff, type Handoff } from '../support/handoff.js';
 import { cleanupAll, createNetns, hostAndWan, tempDir, veth, type Netns } from '../support/netns.js';
@@ -23,7 +25,15 @@ type Who = keyof typeof U;
 let host: Netns;
 let env: VnetEnv;
 let vnetd: Vnetd;
+let bus: DbusDaemon;
 const held: Handoff[] = [];
+
+/** busctl on the test bus as root, or as nobody; never throws. */
+async function busctl(who: 'nobody' | undefined, args: string[]) {
+  const ids = who === 'nobody' ? ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups'] : [];
+  const argv = [...ids, 'busctl', `--address=${bus.address}`, ...args];
+  return host.tryRun(argv[0]!, argv.slice(1));
+}
 
 /** `vnet ARGS` as `who` (root when undefined), with the group vnetusers for alice and bob. */
 async function vnet(who: Who | undefined, args: string[]) {
@@ -74,7 +84,8 @@ const keysOf = (...nets: Array<[Who, string]>) => nets.map(([who, name]) => user
 
 beforeAll(async () => {
   ({ host } = await hostAndWan());
-  env = vnetEnv();
+  bus = await DbusDaemon.start();
+  env = vnetEnv({ VNET_DBUS_ADDRESS: bus.address });
   writeFileSync(
     path.join(env.VNET_CONFIG_DIR, 'vnet.toml'),
     '[user-networks]\nallow-groups = ["vnetusers"]\npool = "10.231.0.0/16"\nprefix-length = 24\nforward-modes = ["nat", "isolated"]\nmax-per-user = 2\n',
@@ -93,6 +104,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const h of held) await h.release().catch(() => undefined);
   await vnetd?.stop();
+  await bus?.stop();
   await cleanupAll();
 });
 
@@ -270,5 +282,25 @@ describe('user networks', () => {
     expect((await vnet(undefined, ['delete', 'bob:mynet'])).exitCode).toBe(0);
     expect(userKeys()).toEqual(keysOf(['alice', 'lab']));
     expect(stored()).toEqual(['4301:lab']);
+  });
+
+  it('D-Bus: CreateNetwork and DeleteNetwork for the caller; nobody else finds it on the bus', async () => {
+    // the bus runs outside vnetd's mount namespace, so it knows none of the directory's users: root
+    // creates, nobody looks (the bus's own credentials say who calls)
+    const manager = ['org.vnet.Vnet1', '/org/vnet/Vnet1', 'org.vnet.Vnet1.Manager'];
+    const made = await busctl(undefined, ['call', ...manager, 'CreateNetwork', 'sssbsas', 'busnet', '', 'isolated', 'true', '', '0']);
+    expect(made.exitCode, made.stderr).toBe(0);
+    expect(made.stdout.trim()).toBe(`o "${networkPath('root:busnet')}"`);
+    expect((await json<Status[]>(undefined, ['status', 'root:busnet']))[0]).toMatchObject({ name: 'root:busnet', forward: 'isolated', owner: { uid: 0 } });
+    const refused = await busctl('nobody', ['call', ...manager, 'CreateNetwork', 'sssbsas', 'busnet', '', '', 'false', '', '0']);
+    expect(refused.stderr).toMatch(/may not create networks/);
+    // not in ListNetworks or Status for anyone on the bus but its owner (and root)
+    for (const m of ['ListNetworks', 'Status']) expect((await busctl('nobody', ['call', ...manager, m])).stdout).not.toMatch(/busnet|root_3a/);
+    expect((await busctl(undefined, ['call', ...manager, 'ListNetworks'])).stdout).toContain(networkPath('root:busnet'));
+    const gone = await busctl('nobody', ['call', ...manager, 'DeleteNetwork', 'sb', 'root:busnet', 'false']);
+    expect(gone.stderr).toMatch(/no network or bridge named "root:busnet"/);
+    const del = await busctl(undefined, ['call', ...manager, 'DeleteNetwork', 'sb', 'busnet', 'false']);
+    expect(del.exitCode, del.stderr).toBe(0);
+    expect((await vnet(undefined, ['status', 'root:busnet'])).exitCode).toBe(4);
   });
 });
