@@ -187,8 +187,10 @@ describe('user networks', () => {
   });
 
   it('isolated: guests reach the host, nothing is forwarded', async () => {
-    const iso = await json<Status>('alice', ['create', 'lab', '--forward', 'isolated', '--dhcp']);
+    const iso = await json<Status & { addresses: string[] }>('alice', ['create', 'lab', '--forward', 'isolated', '--dhcp', '--ipv6', 'auto']);
     expect(iso).toMatchObject({ name: 'alice:lab', forward: 'isolated', subnet: '10.231.2.0/24' });
+    const ula = iso.addresses.find((a) => a.includes(':'))!;
+    expect(ula).toMatch(/^fd[0-9a-f]{2}:[0-9a-f:]+::1\/64$/);
     const h = await handoff(iso.bridge, { uid: U.alice, runtimeDir: env.VNET_RUNTIME_DIR, hold: true });
     held.push(h);
     expect(h.result, h.result.stderr).toMatchObject({ exit: 0 });
@@ -196,6 +198,9 @@ describe('user networks', () => {
     expect(guest.ip).toMatch(/^10\.231\.2\.\d+$/);
     expect(await ping(guest.g, '10.231.2.1')).toBe(true);
     expect(await ping(guest.g, WAN)).toBe(false);
+    // --ipv6 auto: the bridge has its unique local /64
+    const shown = JSON.parse(await host.run('ip', ['-j', '-6', 'addr', 'show', 'dev', iso.bridge])) as Array<{ addr_info: Array<{ local: string; prefixlen: number }> }>;
+    expect(shown[0]!.addr_info.map((x) => `${x.local}/${x.prefixlen}`)).toContain(ula);
   });
 
   it('the limits refuse what they should, and change nothing', async () => {
