@@ -41,7 +41,7 @@ import { systemClock, type Clock } from '../sys/clock.js';
 import { Mutex, type Lock } from '../sys/mutex.js';
 import { ProcSysctl } from '../sys/sysctl.js';
 import { handOut, type TapDeps } from './taps.js';
-import { isQualified } from '../usernet/names.js';
+import { isQualified, publicName } from '../usernet/names.js';
 import { NOBODY, resolveName, shortName, visibleTo } from '../usernet/resolve.js';
 import { UserNetworkStore } from '../usernet/store.js';
 import { UserNetworks, type CreateRequest } from '../usernet/user-networks.js';
@@ -190,7 +190,11 @@ export class Daemon implements VnetService {
     await this.mutex.run(async (lock) => {
       await this.reconciler.settle(lock);
       const links = await this.rtnl.listLinks();
-      for (const [name, rec] of Object.entries(saved.networks)) this.adoptSaved(name, rec, networks.get(name), links);
+      for (const [key, rec] of Object.entries(saved.networks)) {
+        // a user network is saved under its public name (src/usernet/names.ts): the file is everyone's to read
+        const spec = networks.get(key) ?? [...networks.values()].find((s) => publicName(s.name) === key);
+        this.adoptSaved(spec?.name ?? key, rec, spec, links);
+      }
       for (const t of saved.foreignTaps) if (links.some((l) => l.name === t.name && l.index === t.ifindex)) this.taps.restore(t);
       const stubs = [...networks.values()].filter((s) => s.lifecycle.onDemand && s.lifecycle.standby === 'stub');
       const autostart = [...networks.values()].filter((s) => s.lifecycle.autostart);
@@ -490,7 +494,7 @@ export class Daemon implements VnetService {
     return this.stateFile.save(() => {
       const networks: Record<string, SavedNetwork> = {};
       for (const r of this.runtime?.all() ?? []) {
-        networks[r.spec.name] = { state: r.state, pinned: r.pinned, level: r.level, bridge: r.spec.bridge.name, taps: this.taps.onNetwork(r.spec.name).map(({ network: _n, ...t }) => t) };
+        networks[publicName(r.spec.name)] = { state: r.state, pinned: r.pinned, level: r.level, bridge: r.spec.bridge.name, taps: this.taps.onNetwork(r.spec.name).map(({ network: _n, ...t }) => t) };
       }
       const foreignTaps = this.taps.all().filter((t) => !t.network);
       return { journal: this.reconciler.journalNow(), networks, foreignTaps, autostarted: this.runtime?.autostartedNames() ?? [] };

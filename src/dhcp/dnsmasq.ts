@@ -6,12 +6,12 @@
  * checked again here (defence in depth: definitions arrive validated), because dnsmasq's
  * parser gives meaning to newlines, commas, quotes, backslashes and " #".
  */
-import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { prefixToMask as maskOf } from '../net/ip.js';
 import { primary4, type NetworkSpec } from '../spec/spec.js';
 import { dnsmasqAccount } from './account.js';
 import { isServerAddress } from './upstream.js';
+import { publicName } from '../usernet/names.js';
 
 /** DHCP lease time written into dhcp-range. */
 export const LEASE_TIME = '1h';
@@ -114,8 +114,7 @@ export function prefixToMask(prefix: number): string {
  * hash of it stands in.
  */
 function fileStem(name: string): string {
-  const v = networkName('name', name);
-  return v.includes(':') ? `u-${createHash('sha256').update(v).digest('hex').slice(0, 16)}` : v;
+  return publicName(networkName('name', name));
 }
 
 /** Where dnsmasq keeps the leases of network `name`. */

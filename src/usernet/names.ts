@@ -38,6 +38,15 @@ export function isQualified(text: string): boolean {
   return text.includes(':');
 }
 
+/**
+ * How a network is named where every local user can look (file names, dnsmasq's command line,
+ * the state file): an admin network by its name, a user network by a hash of OWNER:NAME, whose
+ * existence is its owner's and root's to know.
+ */
+export function publicName(name: string): string {
+  return isQualified(name) ? `u-${createHash('sha256').update(name).digest('hex').slice(0, 16)}` : name;
+}
+
 /** The prefix of every user network's bridge. */
 export const USER_BRIDGE_PREFIX = 'vn-';
 

@@ -178,11 +178,13 @@ describe('user networks', () => {
     expect(await ping(guest.g, WAN)).toBe(true);
     const leases = await json<Array<{ mac: string; ip: string }>>('alice', ['leases', 'mynet']);
     expect(leases).toEqual([expect.objectContaining({ mac: guest.mac, ip: guest.ip })]);
-    // what every local user can read names neither alice nor mynet: dnsmasq's command line and files, the picks
+    // what every local user can read names neither alice nor mynet: dnsmasq's command line and files, the picks, the state file
     expect(existsSync(leaseFilePath(env.VNET_STATE_DIR, 'alice:mynet'))).toBe(true);
     const dnsmasq = vnetd.children('dnsmasq').map((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8')).join('\n');
     expect(dnsmasq).toContain(confFilePath(env.VNET_RUNTIME_DIR, 'alice:mynet'));
-    const visible = [dnsmasq, ...readdirSync(path.join(env.VNET_STATE_DIR, 'dnsmasq')), ...readdirSync(path.join(env.VNET_RUNTIME_DIR, 'dnsmasq')), JSON.stringify(allocations())].join('\n');
+    const state = readFileSync(path.join(env.VNET_RUNTIME_DIR, 'state.json'), 'utf8');
+    expect(state).toContain(mynet.bridge); // the file is there, and about this network
+    const visible = [dnsmasq, ...readdirSync(path.join(env.VNET_STATE_DIR, 'dnsmasq')), ...readdirSync(path.join(env.VNET_RUNTIME_DIR, 'dnsmasq')), JSON.stringify(allocations()), state].join('\n');
     expect(visible).not.toMatch(/alice|mynet/);
   });
 
