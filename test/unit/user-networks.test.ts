@@ -10,6 +10,7 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { VnetError } from '../../src/api/errors.js';
+import { Definitions } from '../../src/config/networks.js';
 import { parseSettings } from '../../src/config/vnet-toml.js';
 import type { UserNetworkPolicy } from '../../src/config/user-policy.js';
 import type { Identity } from '../../src/identity/nss.js';
@@ -284,5 +285,21 @@ describe('who sees which network by which name', () => {
     const err = await refusal(authorizeTap(a.bridge.name, a, carol, qemu, identity));
     expect(err.code).toBe('EACCES');
     expect(err.message).toBe(`access denied: ${a.bridge.name} is another user's network, not open to uid 1002`);
+  });
+});
+
+describe('user networks beside the admin\'s definitions', () => {
+  it('they join the loaded set as OWNER:NAME; one an admin network later clashes with yields to it', async () => {
+    const { users } = setup();
+    await users.create({ name: 'a' }, alice); // 10.231.0.0/24
+    await users.create({ name: 'b' }, alice); // 10.231.1.0/24
+    const nets = path.join(dir, `defs${++n}`);
+    mkdirSync(nets);
+    const defs = new Definitions(nets, () => Date.now() + 10_000, (set) => set, () => users.specs());
+    expect([...defs.load().networks.keys()].sort()).toEqual(['alice:a', 'alice:b', 'default']);
+    writeFileSync(path.join(nets, 'office.toml'), 'bridge = "vnoff0"\naddress = "10.231.1.1/24"\n');
+    const { networks, errors } = defs.load();
+    expect([...networks.keys()].sort()).toEqual(['alice:a', 'default', 'office']);
+    expect(errors.get('alice:b')?.message).toMatch(/subnet overlaps 10.231.1.0\/24 of network "office"/);
   });
 });
