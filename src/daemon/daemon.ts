@@ -301,7 +301,15 @@ export class Daemon implements VnetService {
   }
 
   async delete(name: string, caller: PeerCred, opts: { force?: boolean } = {}): Promise<void> {
-    const spec = this.definition(name, caller);
+    let spec: NetworkSpec;
+    try {
+      spec = this.definition(name, caller);
+    } catch (err) {
+      // one that no longer loads (an admin network took its subnet or bridge) is still its owner's to delete
+      const own = err instanceof VnetError && err.code === 'EINVAL' ? resolveName(name, caller.uid, new Map(this.users.specs().map((s) => [s.name, s]))) : undefined;
+      if (!own) throw err;
+      spec = own;
+    }
     if (spec.owner.kind !== 'user') throw new VnetError('EPERM', `"${spec.name}" is the admin's network: vnet delete removes only networks users created`);
     if (caller.uid !== 0 && caller.uid !== spec.owner.uid) throw new VnetError('EPERM', `only its owner (${spec.owner.user}) or root may delete network "${spec.name}"`);
     const down = () =>

@@ -310,4 +310,24 @@ describe('user networks', () => {
     expect(del.exitCode, del.stderr).toBe(0);
     expect((await vnet(undefined, ['status', 'root:busnet'])).exitCode).toBe(4);
   });
+
+  it('an admin network that later takes a user network\'s subnet wins; its owner can still delete theirs', async () => {
+    writeFileSync(path.join(env.VNET_CONFIG_DIR, 'networks', 'office.toml'), 'bridge = "vnoff0"\naddress = "10.231.2.1/24"\n');
+    // while it runs, requests use its running copy, as for any network; root takes it down
+    expect((await vnet('alice', ['status', 'lab'])).exitCode).toBe(0);
+    const down = await vnet(undefined, ['down', 'alice:lab', '--force']);
+    expect(down.exitCode, down.stderr).toBe(0);
+    const r = await vnet('alice', ['status', 'lab']);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(/subnet overlaps 10\.231\.2\.0\/24 of network "office"/);
+    // the bare name is the admin's for everyone, once the admin has it
+    expect((await json<Status[]>('carol', ['status'])).map((s) => s.name)).toEqual(['default', 'office']);
+    const del = await vnet('alice', ['delete', 'lab', '--force']);
+    expect(del.exitCode, del.stderr).toBe(0);
+    expect(userKeys()).toEqual([]);
+    expect(stored()).toEqual([]);
+    const up = await vnet(undefined, ['up', 'office']);
+    expect(up.exitCode, up.stderr).toBe(0);
+    expect((await vnet(undefined, ['down', 'office'])).exitCode).toBe(0);
+  });
 });
