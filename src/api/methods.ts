@@ -68,6 +68,19 @@ function proto(raw: Raw, key: string): 'tcp' | 'udp' {
   return v;
 }
 
+/** A list of at most 32 short strings (user names), or nothing. */
+function optNames(raw: Raw, key: string): string[] | undefined {
+  const v = raw[key];
+  if (v === undefined || v === null) return undefined;
+  if (!Array.isArray(v) || v.length > 32 || !v.every((x) => typeof x === 'string' && x.length <= 64)) throw bad(key, 'an array of at most 32 user names', v);
+  return v as string[];
+}
+
+/** The keys that are set (exactOptionalPropertyTypes: absent, not undefined). */
+function strip<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+}
+
 // ---- the table ----
 
 export interface TapReply {
@@ -90,16 +103,16 @@ export const METHODS = {
     run: async (_svc, _p, caller) => caller,
   }),
   list: def({
-    summary: 'every network: state, bridge, subnet, leases, taps',
+    summary: 'every network the caller may see: state, bridge, subnet, leases, taps',
     access: 'anyone',
     params: () => ({}),
-    run: (svc): Promise<NetworkStatus[]> => svc.list(),
+    run: (svc, _p, caller): Promise<NetworkStatus[]> => svc.list(caller),
   }),
   status: def({
     summary: 'one network, named by its name or its bridge',
     access: 'anyone',
     params: (r) => ({ name: str(r, 'name') }),
-    run: (svc, p) => svc.status(p.name),
+    run: (svc, p, caller) => svc.status(p.name, caller),
   }),
   up: def({
     summary: 'bring a network up and keep it up',
@@ -124,7 +137,29 @@ export const METHODS = {
     access: 'anyone',
     // maxBytes is no socket parameter (a page there is one frame); the D-Bus adapter sets its own
     params: (r) => ({ name: str(r, 'name'), after: r.after, limit: r.limit, maxBytes: undefined as number | undefined }),
-    run: (svc, p): Promise<LeasePage> => svc.leases(p.name, { after: p.after, limit: p.limit, ...(p.maxBytes ? { maxBytes: p.maxBytes } : {}) }),
+    run: (svc, p, caller): Promise<LeasePage> => svc.leases(p.name, { after: p.after, limit: p.limit, ...(p.maxBytes ? { maxBytes: p.maxBytes } : {}) }, caller),
+  }),
+  create: def({
+    summary: 'create a network of the caller\'s own, within [user-networks] of vnet.toml',
+    access: 'anyone',
+    params: (r) => ({
+      name: str(r, 'name'),
+      subnet: optStr(r, 'subnet'),
+      forward: optStr(r, 'forward'),
+      dhcp: optBool(r, 'dhcp'),
+      ipv6: optStr(r, 'ipv6'),
+      allowUsers: optNames(r, 'allowUsers'),
+    }),
+    run: (svc, p, caller): Promise<NetworkStatus> => svc.create(strip(p), caller),
+  }),
+  delete: def({
+    summary: 'delete a network a user created (its owner or root): bridge, rules, dnsmasq, leases, subnet',
+    access: 'anyone',
+    params: (r) => ({ name: str(r, 'name'), force: optBool(r, 'force') ?? false }),
+    run: async (svc, p, caller) => {
+      await svc.delete(p.name, caller, { force: p.force });
+      return { deleted: p.name };
+    },
   }),
   tap: def({
     summary: 'a tap on a bridge for the caller (its fd comes with the reply)',

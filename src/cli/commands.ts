@@ -200,6 +200,51 @@ export const COMMANDS: Command[] = [
     run: (ctx, args, o) => forward(ctx, args, o.json === true),
   },
   {
+    name: 'create',
+    args: 'NAME [--subnet auto|CIDR] [--forward nat|isolated] [--dhcp] [--ipv6 auto] [--allow-users U,...] [--json]',
+    summary: 'create a network of your own, within the limits of [user-networks] in vnet.toml; its bridge is in the output',
+    options: { ...JSON_OPT, subnet: { type: 'string' }, forward: { type: 'string' }, dhcp: { type: 'boolean' }, ipv6: { type: 'string' }, 'allow-users': { type: 'string' } },
+    names: [1, 1],
+    async run(ctx, [name], o) {
+      const users = typeof o['allow-users'] === 'string' ? o['allow-users'].split(',').map((u) => u.trim()).filter(Boolean) : undefined;
+      const s = await ctx.call('create', {
+        name: name!,
+        ...(typeof o.subnet === 'string' ? { subnet: o.subnet } : {}),
+        ...(typeof o.forward === 'string' ? { forward: o.forward } : {}),
+        ...(o.dhcp === true ? { dhcp: true } : {}),
+        ...(typeof o.ipv6 === 'string' ? { ipv6: o.ipv6 } : {}),
+        ...(users ? { allowUsers: users } : {}),
+      });
+      await ctx.out(o.json ? show(s) : `${s.name}: created (bridge ${s.bridge}, ${s.addresses.join(', ')}, ${s.forward}); comes up when a VM asks for a tap on ${s.bridge}`);
+      return 0;
+    },
+  },
+  {
+    name: 'delete',
+    args: 'NAME [--force]',
+    summary: 'delete a network you created (or, as root, OWNER:NAME): its bridge, rules, dnsmasq, leases and subnet; --force even with VMs attached',
+    options: { force: { type: 'boolean' } },
+    names: [1, 1],
+    async run(ctx, [name], o) {
+      await ctx.call('delete', { name: name!, force: o.force === true });
+      await ctx.out(`${name}: deleted`);
+      return 0;
+    },
+  },
+  {
+    name: 'list',
+    args: '[--mine] [--json]',
+    summary: 'the networks you may see (the admin\'s, yours, those shared with you); --mine: only those you created',
+    options: { ...JSON_OPT, mine: { type: 'boolean' } },
+    names: [0, 0],
+    async run(ctx, _names, o) {
+      const me = process.getuid?.() ?? -1;
+      const list = (await ctx.call('list')).filter((n) => o.mine !== true || n.owner?.uid === me);
+      await ctx.out(o.json ? show(list) : list.length ? formatStatus(list) : 'no networks');
+      return 0;
+    },
+  },
+  {
     name: 'import-libvirt',
     args: 'FILE.xml|DIR|--running [--write [--force]]',
     summary: 'libvirt network XML → vnet definitions (printed; --write writes them)',

@@ -62,6 +62,8 @@ export function readDefinitionSet(networksDir: string): DefinitionSet {
 /** The definitions of one folder, read again only when a file changed. */
 export class Definitions {
   private cached?: { key: string; set: DefinitionSet };
+  /** the extra networks last checked against the admin's, and what clashed */
+  private extraChecked?: { key: string; extra: readonly NetworkSpec[]; clashes: Map<string, DefinitionError> };
 
   /**
    * `resolve`: applied to each copy handed out (vnetd fills in the subnets address = "auto"
@@ -71,15 +73,43 @@ export class Definitions {
     readonly networksDir: string,
     private readonly now: () => number = Date.now,
     private readonly resolve: (set: DefinitionSet) => DefinitionSet = (set) => set,
+    /** networks defined elsewhere (users' own, named OWNER:NAME), added to each set handed out */
+    private readonly extra: () => readonly NetworkSpec[] = () => [],
   ) {}
 
   load(): DefinitionSet {
     const entries = listEntries(this.networksDir);
     const key = fingerprint(this.networksDir, entries, this.now());
-    if (key !== undefined && this.cached?.key === key) return this.resolve(copyOf(this.cached.set));
+    if (key !== undefined && this.cached?.key === key) return this.withExtra(this.resolve(copyOf(this.cached.set)));
     const set = readDefinitions(this.networksDir, entries);
     this.cached = key === undefined ? undefined : { key, set };
-    return this.resolve(copyOf(set));
+    return this.withExtra(this.resolve(copyOf(set)));
+  }
+
+  /**
+   * The extra networks beside the admin's: one that clashes with an admin network yields to it (its
+   * error says why). Checked again only when either side changed: the tap path loads the set.
+   */
+  private withExtra(set: DefinitionSet): DefinitionSet {
+    const extra = this.extra();
+    if (extra.length === 0) return set;
+    const admin = [...set.networks.values()];
+    const key = admin.map((s) => `${s.name}\0${s.bridge.name}\0${s.addresses.map((a) => `${a.address}/${a.prefix}`).join(',')}`).join('\n');
+    let m = this.extraChecked;
+    if (!m || m.key !== key || m.extra !== extra) {
+      m = { key, extra, clashes: new Map() };
+      for (const spec of extra) {
+        const clash = clashOf(spec, admin);
+        if (clash) m.clashes.set(spec.name, clash);
+      }
+      this.extraChecked = m;
+    }
+    for (const spec of extra) {
+      const clash = m.clashes.get(spec.name);
+      if (clash) set.errors.set(spec.name, clash);
+      else set.networks.set(spec.name, spec);
+    }
+    return set;
   }
 }
 

@@ -8,12 +8,15 @@ import path from 'node:path';
 import { cidrOf, parseSubnet, rangeOf, type Subnet } from '../net/ip.js';
 import { bool } from '../spec/keys/section.js';
 import { DefinitionError, tomlTable } from '../spec/parse.js';
+import { isPolicyProblem, parseUserPolicy, type PolicyProblem, type UserNetworkPolicy } from './user-policy.js';
 
 export interface VnetSettings {
   /** where address = "auto" picks its /24s from */
   autoPool: Subnet;
   /** keep vnet's accept rules in Docker's DOCKER-USER chain while networks are up */
   dockerCompat: boolean;
+  /** [user-networks]: who may create networks of their own, and within what; absent: nobody may */
+  userNetworks?: UserNetworkPolicy;
 }
 
 /**
@@ -28,8 +31,8 @@ export function defaultSettings(): VnetSettings {
   return { autoPool: parseSubnet(DEFAULT_AUTO_POOL)!, dockerCompat: false };
 }
 
-/** Returns the problem with `value`, or undefined after writing it into `settings`. */
-type SettingParser = (value: unknown, settings: VnetSettings) => string | undefined;
+/** Returns the problem with `value` (a table's: naming its own key), or undefined after writing it into `settings`. */
+type SettingParser = (value: unknown, settings: VnetSettings) => string | PolicyProblem | undefined;
 
 const KEYS: Record<string, SettingParser> = {
   'auto-pool'(v, s) {
@@ -48,6 +51,12 @@ const KEYS: Record<string, SettingParser> = {
     s.dockerCompat = b;
     return undefined;
   },
+  'user-networks'(v, s) {
+    const p = parseUserPolicy(v);
+    if (isPolicyProblem(p)) return p;
+    s.userNetworks = p;
+    return undefined;
+  },
 };
 
 export const SETTING_KEYS = Object.keys(KEYS);
@@ -60,7 +69,8 @@ export function parseSettings(file: string, text: string): VnetSettings {
     const parser = Object.hasOwn(KEYS, key) ? KEYS[key] : undefined;
     if (!parser) throw new DefinitionError(file, key, undefined, `unknown key; known keys are ${SETTING_KEYS.join(', ')}`);
     const problem = parser(value, settings);
-    if (problem) throw new DefinitionError(file, key, value, problem);
+    if (typeof problem === 'string') throw new DefinitionError(file, key, value, problem);
+    if (problem) throw new DefinitionError(file, problem.key, problem.value, problem.problem);
   }
   return settings;
 }

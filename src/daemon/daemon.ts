@@ -9,7 +9,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { Definitions } from '../config/networks.js';
-import { loadSettings } from '../config/vnet-toml.js';
+import { loadSettings, vnetTomlPath } from '../config/vnet-toml.js';
 import type { Paths } from '../config/paths.js';
 import { contributors } from '../desired/desired.js';
 import { leaseFilePath } from '../dhcp/dnsmasq.js';
@@ -46,6 +46,10 @@ import { handOut, type TapDeps } from './taps.js';
 import { PortForwardStore } from '../runtime/port-forward-store.js';
 import { portHolders } from '../sys/listeners.js';
 import { PortForwards } from './port-forwards.js';
+import { isQualified, publicName } from '../usernet/names.js';
+import { NOBODY, resolveName, shortName, visibleTo } from '../usernet/resolve.js';
+import { UserNetworkStore } from '../usernet/store.js';
+import { UserNetworks, type CreateRequest } from '../usernet/user-networks.js';
 import { VnetError, toVnetError } from '../api/errors.js';
 import { statusOf, type NetworkStatus, type PortForwardInfo, type PortForwardRequest, type ReloadResult, type ServiceEvent, type TapResult, type VnetService } from './service.js';
 
@@ -70,6 +74,8 @@ export class Daemon implements VnetService {
   private readonly definitions: Definitions;
   /** address = "auto": the subnets picked, filled into the definitions as they load */
   private readonly auto: AutoSubnets;
+  /** networks users created (vnet create), added to the definitions as OWNER:NAME */
+  private readonly users: UserNetworks;
   private readonly rtnl = new Rtnl();
   private readonly nft = new Nft();
   private readonly servers: DnsmasqServers;
@@ -106,9 +112,26 @@ export class Daemon implements VnetService {
     this.identity = opts.identity ?? new NssIdentity({ clock: this.clock });
     // vnet.toml is strict: a bad key stops vnetd here, naming file and key
     const settings = loadSettings(opts.paths.configDir);
-    this.auto = new AutoSubnets(new SubnetAllocator(path.join(opts.paths.stateDir, 'allocations.json')), settings.autoPool, opts.log);
+    // one allocator for address = "auto" and user networks: neither picks a subnet the other has
+    const allocator = new SubnetAllocator(path.join(opts.paths.stateDir, 'allocations.json'));
+    this.auto = new AutoSubnets(allocator, settings.autoPool, opts.log);
+    this.users = new UserNetworks({
+      policy: settings.userNetworks,
+      policyFile: vnetTomlPath(opts.paths.configDir),
+      store: new UserNetworkStore(path.join(opts.paths.stateDir, 'user-networks', 'networks.json')),
+      allocator,
+      identity: this.identity,
+      host: async () => {
+        const [links, routes, addresses] = await Promise.all([this.rtnl.listLinks(), this.rtnl.listRoutes(), this.rtnl.listAddresses()]);
+        return { links, routes, addresses };
+      },
+      networks: () => [...this.definitions.load().networks.values(), ...this.runtime.all().map((r) => r.spec)],
+      stateDir: opts.paths.stateDir,
+      runtimeDir: opts.paths.runtimeDir,
+      log: opts.log,
+    });
     this.forwardStore = new PortForwardStore(path.join(opts.paths.stateDir, 'port-forwards.json'));
-    this.definitions = new Definitions(opts.paths.networksDir, Date.now, (set) => this.forwardStore.merge(this.auto.resolveSet(set)));
+    this.definitions = new Definitions(opts.paths.networksDir, Date.now, (set) => this.forwardStore.merge(this.auto.resolveSet(set)), () => this.users.specs());
     this.servers = new DnsmasqServers({ log: opts.log, ...(opts.dnsmasq ? { binary: opts.dnsmasq } : {}) });
     this.stateFile = new StateFile(path.join(opts.paths.runtimeDir, 'state.json'));
     this.leaseWatch = new LeaseWatch(opts.log, this.leaseCache);
@@ -188,10 +211,15 @@ export class Daemon implements VnetService {
     const loaded = this.definitions.load();
     const { networks } = loaded;
     await this.auto.prune(loaded);
+    await this.users.prune();
     await this.mutex.run(async (lock) => {
       await this.reconciler.settle(lock);
       const links = await this.rtnl.listLinks();
-      for (const [name, rec] of Object.entries(saved.networks)) this.adoptSaved(name, rec, networks.get(name), links);
+      for (const [key, rec] of Object.entries(saved.networks)) {
+        // a user network is saved under its public name (src/usernet/names.ts): the file is everyone's to read
+        const spec = networks.get(key) ?? [...networks.values()].find((s) => publicName(s.name) === key);
+        this.adoptSaved(spec?.name ?? key, rec, spec, links);
+      }
       for (const t of saved.foreignTaps) if (links.some((l) => l.name === t.name && l.index === t.ifindex)) this.taps.restore(t);
       const stubs = [...networks.values()].filter((s) => s.lifecycle.onDemand && s.lifecycle.standby === 'stub');
       const autostart = [...networks.values()].filter((s) => s.lifecycle.autostart);
@@ -278,25 +306,55 @@ export class Daemon implements VnetService {
 
   // ---- VnetService ----
 
-  async list(): Promise<NetworkStatus[]> {
+  async list(caller?: PeerCred): Promise<NetworkStatus[]> {
     const { networks } = this.definitions.load();
     void this.acl.sync(networks.values());
     const names = new Set([...networks.keys(), ...this.runtime.all().map((r) => r.spec.name)]);
     const out: NetworkStatus[] = [];
     for (const name of [...names].sort()) {
       const spec = this.runtime.get(name)?.spec ?? networks.get(name);
-      if (spec) out.push(await this.statusOf(spec));
+      if (spec && visibleTo(spec, caller?.uid ?? NOBODY)) out.push(await this.statusOf(spec));
     }
     return out;
   }
 
-  async status(name: string): Promise<NetworkStatus> {
-    return this.statusOf(this.definition(name));
+  async status(name: string, caller?: PeerCred): Promise<NetworkStatus> {
+    return this.statusOf(this.definition(name, caller));
+  }
+
+  async create(req: CreateRequest, caller: PeerCred): Promise<NetworkStatus> {
+    const spec = await this.users.create(req, caller).catch(rethrow);
+    return this.statusOf(spec);
+  }
+
+  async delete(name: string, caller: PeerCred, opts: { force?: boolean } = {}): Promise<void> {
+    let spec: NetworkSpec;
+    try {
+      spec = this.definition(name, caller);
+    } catch (err) {
+      // one that no longer loads (an admin network took its subnet or bridge) is still its owner's to delete
+      const own = err instanceof VnetError && err.code === 'EINVAL' ? resolveName(name, caller.uid, new Map(this.users.specs().map((s) => [s.name, s]))) : undefined;
+      if (!own) throw err;
+      spec = own;
+    }
+    if (spec.owner.kind !== 'user') throw new VnetError('EPERM', `"${spec.name}" is the admin's network: vnet delete removes only networks users created`);
+    if (caller.uid !== 0 && caller.uid !== spec.owner.uid) throw new VnetError('EPERM', `only its owner (${spec.owner.user}) or root may delete network "${spec.name}"`);
+    const down = () =>
+      this.mutex.run(async (lock) => {
+        if (!this.runtime.get(spec.name)) return;
+        await this.pruneTaps();
+        const taps = this.taps.onNetwork(spec.name);
+        if (taps.length > 0 && !opts.force) throw new VnetError('EBUSY', `network "${spec.name}" has ${taps.length} tap(s) in use; stop the VMs first or use --force`);
+        this.taps.detach(spec.name);
+        await this.runtime.down(lock, spec.name);
+      });
+    await this.users.remove(spec, down).catch(rethrow);
+    await this.saved();
   }
 
   async up(name: string, caller: PeerCred): Promise<NetworkStatus> {
     await this.requireAdmin(caller, `bring up network "${name}"`);
-    const spec = this.definition(name);
+    const spec = this.definition(name, caller);
     await this.mutex.run((lock) => this.runtime.up(lock, spec, { pin: true })).catch(rethrow);
     await this.saved();
     return this.statusOf(spec);
@@ -304,7 +362,7 @@ export class Daemon implements VnetService {
 
   async down(name: string, caller: PeerCred, opts: { force?: boolean } = {}): Promise<NetworkStatus> {
     await this.requireAdmin(caller, `bring down network "${name}"`);
-    const spec = this.definition(name);
+    const spec = this.definition(name, caller);
     name = spec.name; // as people say it: by its bridge too
     await this.mutex
       .run(async (lock) => {
@@ -327,7 +385,7 @@ export class Daemon implements VnetService {
 
   async reload(name: string | undefined, caller: PeerCred): Promise<ReloadResult[]> {
     await this.requireAdmin(caller, name === undefined ? 'reload the network definitions' : `reload network "${name}"`);
-    const target = name === undefined ? undefined : this.definition(name).name;
+    const target = name === undefined ? undefined : this.definition(name, caller).name;
     const { networks, errors } = this.definitions.load();
     void this.acl.sync(networks.values());
     return this.mutex
@@ -357,14 +415,14 @@ export class Daemon implements VnetService {
       .finally(() => this.saved());
   }
 
-  async leases(name: string, query: LeaseQuery = {}): Promise<LeasePage> {
+  async leases(name: string, query: LeaseQuery = {}, caller?: PeerCred): Promise<LeasePage> {
     try {
       checkLeaseQuery(query);
     } catch (err) {
       if (err instanceof LeaseQueryError) throw new VnetError('EINVAL', err.message);
       throw err;
     }
-    const spec = this.definition(name);
+    const spec = this.definition(name, caller);
     const snapshot = await this.leaseCache.get(leaseFilePath(this.paths.stateDir, spec.name));
     if (snapshot.problem) throw new VnetError('EIO', `network "${name}": ${snapshot.problem}`);
     return pageLeases(snapshot.leases, query);
@@ -424,21 +482,24 @@ export class Daemon implements VnetService {
   }
 
   /**
-   * A network as people name it: by its network name, or else by its bridge's name. Its running
-   * copy when it runs (requests use that until a reload), else its definition on disk.
+   * A network as `caller` names it (src/usernet/resolve.ts: an admin network's name or bridge, the
+   * caller's own network, OWNER:NAME, a user network's bridge). Its running copy when it runs
+   * (requests use that until a reload), else its definition. A user network the caller may not
+   * see is answered exactly as one that does not exist. No caller: the admin's networks alone.
    */
-  private definition(name: string): NetworkSpec {
+  private definition(name: string, caller?: PeerCred): NetworkSpec {
+    const uid = caller?.uid ?? NOBODY;
     const { networks, errors } = this.definitions.load();
-    const running = this.runtime.get(name) ?? this.runtime.all().find((r) => r.spec.bridge.name === name && !networks.has(name) && !errors.has(name));
-    if (running) return running.spec;
-    const err = errors.get(name);
+    const specs = new Map(networks);
+    for (const r of this.runtime.all()) specs.set(r.spec.name, r.spec);
+    const found = resolveName(name, uid, specs);
+    if (found) return found;
+    // a definition that does not load: named by its file, or (a user network's) as its owner says it
+    const own = this.users.specs().find((s) => visibleTo(s, uid) && (s.name === name || (s.owner.kind === 'user' && s.owner.uid === uid && shortName(s) === name)));
+    const err = own ? errors.get(own.name) : isQualified(name) ? undefined : errors.get(name);
     if (err) throw new VnetError('EINVAL', err.message, { cause: err });
-    const spec = networks.get(name) ?? [...networks.values()].find((s) => s.bridge.name === name);
-    if (!spec) {
-      const known = [...networks.values()].map((s) => `${s.name} (${s.bridge.name})`).join(', ') || 'none';
-      throw new VnetError('ENOENT', `no network or bridge named "${name}" (defined: ${known}; definitions live in ${this.paths.networksDir})`);
-    }
-    return spec;
+    const known = [...networks.values()].filter((s) => visibleTo(s, uid)).map((s) => `${s.name} (${s.bridge.name})`).join(', ') || 'none';
+    throw new VnetError('ENOENT', `no network or bridge named "${name}" (defined: ${known}; definitions live in ${this.paths.networksDir})`);
   }
 
   private async requireAdmin(caller: PeerCred, what: string): Promise<void> {
@@ -481,7 +542,7 @@ export class Daemon implements VnetService {
     return this.stateFile.save(() => {
       const networks: Record<string, SavedNetwork> = {};
       for (const r of this.runtime?.all() ?? []) {
-        networks[r.spec.name] = { state: r.state, pinned: r.pinned, level: r.level, bridge: r.spec.bridge.name, taps: this.taps.onNetwork(r.spec.name).map(({ network: _n, ...t }) => t) };
+        networks[publicName(r.spec.name)] = { state: r.state, pinned: r.pinned, level: r.level, bridge: r.spec.bridge.name, taps: this.taps.onNetwork(r.spec.name).map(({ network: _n, ...t }) => t) };
       }
       const foreignTaps = this.taps.all().filter((t) => !t.network);
       return { journal: this.reconciler.journalNow(), networks, foreignTaps, autostarted: this.runtime?.autostartedNames() ?? [] };

@@ -6,6 +6,9 @@ import type { LeasePage, LeaseQuery } from '../dhcp/lease-page.js';
 import type { Lease, NetworkState, PeerCred, TapInfo } from '../model.js';
 import type { NetworkRecord } from '../runtime/network-runtime.js';
 import { primary4, type NetworkSpec } from '../spec/spec.js';
+import type { CreateRequest } from '../usernet/user-networks.js';
+
+export type { CreateRequest };
 
 export type { LeasePage, LeaseQuery };
 
@@ -32,6 +35,8 @@ export interface NetworkStatus {
   /** while up: a route or address of another interface that overlaps its subnet (a VPN came up) */
   conflict?: { subnet: string; interface: string; detail: string };
   source: string;
+  /** a user's own network: who created it (its name is OWNER:NAME) and who else may use it */
+  owner?: { uid: number; user: string; allowUsers: string[] };
   /** the definition file was edited since the network came up: `vnet reload` applies it */
   edited?: true;
 }
@@ -84,8 +89,10 @@ export interface ReloadResult {
 }
 
 export interface VnetService {
-  list(): Promise<NetworkStatus[]>;
-  status(name: string): Promise<NetworkStatus>;
+  /** The networks `caller` may see (none given: the admin's alone). */
+  list(caller?: PeerCred): Promise<NetworkStatus[]>;
+  /** One network as `caller` names it (src/usernet/resolve.ts); one they may not see is ENOENT. */
+  status(name: string, caller?: PeerCred): Promise<NetworkStatus>;
   /** Bring a network up and pin it (stays up until down). Needs an admin caller. */
   up(name: string, caller: PeerCred): Promise<NetworkStatus>;
   /** Take a network down; refuses while taps are in use unless `force`. Needs an admin caller. */
@@ -96,7 +103,11 @@ export interface VnetService {
    * socket frame). `next` is the cursor of the following page, null on the last one.
    * Bad cursor or limit: EINVAL; an unreadable lease file: EIO naming the problem.
    */
-  leases(name: string, query?: LeaseQuery): Promise<LeasePage>;
+  leases(name: string, query?: LeaseQuery, caller?: PeerCred): Promise<LeasePage>;
+  /** Create a network of the caller's own, within [user-networks] of vnet.toml. */
+  create(req: CreateRequest, caller: PeerCred): Promise<NetworkStatus>;
+  /** Delete a user network (its owner or root): down first, then its record, subnet and files; EBUSY with taps unless `force`. */
+  delete(name: string, caller: PeerCred, opts?: { force?: boolean }): Promise<void>;
   /**
    * Apply the edited definition of one running network (or of every one) without taking it down
    * where the kernel allows; a change that cannot apply live is refused (ENOTLIVE) naming the key.
@@ -139,5 +150,6 @@ export function statusOf(spec: NetworkSpec, r: Readonly<NetworkRecord> | undefin
   if (r?.reason) s.reason = r.reason;
   if (r?.conflict) s.conflict = { subnet: r.conflict.subnet, interface: r.conflict.interface, detail: r.conflict.detail };
   if (leasesProblem) s.leasesProblem = leasesProblem;
+  if (spec.owner.kind === 'user') s.owner = { uid: spec.owner.uid, user: spec.owner.user, allowUsers: [...(spec.access.allowUsers ?? [])] };
   return s;
 }

@@ -136,6 +136,30 @@ export const BINDINGS = [
     params: (a) => ({ name: str(a, 0) === '' ? undefined : str(a, 0) }),
     reply: (r) => [r.map((f) => [f.network, f.proto, f.hostPort, f.guest, f.address, f.guestPort, f.origin, f.active])],
   }),
+  bind({
+    name: 'CreateNetwork',
+    in: [s('name'), s('subnet'), s('forward'), b('dhcp'), s('ipv6'), { name: 'allowUsers', type: 'as' }],
+    out: [{ name: 'network', type: 'o' }],
+    method: 'create',
+    // "" for subnet, forward or ipv6: the default ("auto", the first mode the policy allows, no IPv6)
+    params: (a) => ({
+      name: str(a, 0),
+      ...(str(a, 1) ? { subnet: str(a, 1) } : {}),
+      ...(str(a, 2) ? { forward: str(a, 2) } : {}),
+      dhcp: a[3] === true,
+      ...(str(a, 4) ? { ipv6: str(a, 4) } : {}),
+      ...((a[5] as string[]).length ? { allowUsers: (a[5] as string[]).slice(0, 33) } : {}),
+    }) as ParamsOf<'create'>,
+    reply: (r) => [networkPath(r.name)],
+  }),
+  bind({
+    name: 'DeleteNetwork',
+    in: [s('name'), b('force')],
+    out: [],
+    method: 'delete',
+    params: (a) => ({ name: str(a, 0), force: a[1] === true }),
+    reply: () => [],
+  }),
 ] as const;
 
 export type AnyBinding = DbusBinding<MethodName>;

@@ -8,6 +8,7 @@ import type { MessageBus } from 'dbus-next';
 import type { Logger } from 'pino';
 import type { NetworkStatus, ServiceEvent, VnetService } from '../daemon/service.js';
 import { Mutex } from '../sys/mutex.js';
+import { isQualified } from '../usernet/names.js';
 import { MANAGER, NETWORK, networkProps, propertyVariants, signatureOf, type NetworkProps } from './introspect.js';
 import { MANAGER_IFACE, MANAGER_PATH, NETWORK_IFACE, networkPath } from './names.js';
 
@@ -77,6 +78,8 @@ export class Announcer {
   }
 
   private onEvent(e: ServiceEvent): void {
+    // a user's network (OWNER:NAME) is theirs and root's to see: never broadcast on the bus
+    if (isQualified(e.type === 'network-state' ? e.name : e.network)) return;
     switch (e.type) {
       case 'network-state':
         this.manager('NetworkStateChanged', [e.name, e.state, e.reason ?? '']);

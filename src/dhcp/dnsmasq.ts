@@ -14,6 +14,7 @@ import { dnsLines, upstreamOf } from './dnsmasq-dns.js';
 import { hostLines, leaseTimeText } from './dnsmasq-hosts.js';
 import { dnsmasqV6Lines } from './dnsmasq-v6.js';
 import { isServerAddress } from './upstream.js';
+import { publicName } from '../usernet/names.js';
 
 /** DHCP lease time written into dhcp-range when the definition gives none (dnsmasq-hosts.ts). */
 export { DEFAULT_LEASE_TIME as LEASE_TIME } from './dnsmasq-hosts.js';
@@ -60,8 +61,9 @@ function ifname(key: string, value: unknown): string {
 
 function networkName(key: string, value: unknown): string {
   const v = plain(key, value);
-  if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(v) || v.length > 64) {
-    throw new DnsmasqConfigError(key, value, 'is not a network name (A-Z a-z 0-9 _ . -, no leading "-" or ".")');
+  // ":" only as a user network's OWNER:NAME (src/usernet/names.ts)
+  if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_-]*)?$/.test(v) || v.length > 64) {
+    throw new DnsmasqConfigError(key, value, 'is not a network name (A-Z a-z 0-9 _ . -, no leading "-" or "."; OWNER:NAME for a user network)');
   }
   return v;
 }
@@ -100,14 +102,23 @@ export function prefixToMask(prefix: number): string {
   }
 }
 
+/**
+ * The file name of network `name`'s files. A user network's OWNER:NAME is for its owner and root
+ * alone, and these names show to every local user (in a listing, in dnsmasq's command line): a
+ * hash of it stands in.
+ */
+function fileStem(name: string): string {
+  return publicName(networkName('name', name));
+}
+
 /** Where dnsmasq keeps the leases of network `name`. */
 export function leaseFilePath(stateDir: string, name: string): string {
-  return path.join(absPath('stateDir', stateDir), 'dnsmasq', `${networkName('name', name)}.leases`);
+  return path.join(absPath('stateDir', stateDir), 'dnsmasq', `${fileStem(name)}.leases`);
 }
 
 /** Where vnetd writes the dnsmasq config of network `name`. */
 export function confFilePath(runtimeDir: string, name: string): string {
-  return path.join(absPath('runtimeDir', runtimeDir), 'dnsmasq', `${networkName('name', name)}.conf`);
+  return path.join(absPath('runtimeDir', runtimeDir), 'dnsmasq', `${fileStem(name)}.conf`);
 }
 
 /**
@@ -137,7 +148,7 @@ export function dnsmasqConfig(
   const group = account('group', opts.group ?? opts.user ?? dnsmasqAccount());
 
   const lines = [
-    `# dnsmasq config of vnet network ${name}, written by vnetd: edits are overwritten`,
+    `# dnsmasq config of vnet network ${name.includes(':') ? fileStem(name) : name}, written by vnetd: edits are overwritten`,
     'strict-order',
     // bind only the bridge's own addresses: no wildcard socket, no answer on lo or the uplink
     'bind-interfaces',

@@ -67,6 +67,13 @@ export async function authorizeTap(bridge: string, spec: NetworkSpec | undefined
   const acl = evaluateAcl(bridge, (p) => loadAsCaller(p, cred), { root: path.join(qemuConfDir, 'bridge.conf') });
   if (spec) {
     if (acl.denied) throw new VnetError('EACCES', acl.reason);
+    if (spec.owner.kind === 'user') {
+      // by uid, never by name; and the refusal names neither the network nor who may use it
+      const { uid } = spec.owner;
+      if (cred.uid !== 0 && cred.uid !== uid && !(spec.access.allowUids ?? []).includes(cred.uid))
+        throw new VnetError('EACCES', `access denied: ${bridge} is another user's network, not open to uid ${cred.uid}`);
+      return;
+    }
     const allowed = await networkAllows({ name: spec.name, ...spec.access }, cred, identity);
     if (!allowed.allowed) throw new VnetError('EACCES', allowed.reason);
     return;

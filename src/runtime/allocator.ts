@@ -92,6 +92,21 @@ export class SubnetAllocator {
     });
   }
 
+  /**
+   * Give `key` exactly `subnet` (a CIDR someone asked for), saved before it returns. Throws
+   * AllocationError naming what it overlaps: one of `used`, or another key's pick.
+   */
+  async claim(key: string, subnet: Subnet, used: readonly Subnet[]): Promise<void> {
+    await this.writing.run(async () => {
+      const picks = this.load();
+      const hit = used.find((u) => overlaps(u, subnet)) ?? this.others(key).find((u) => overlaps(u, subnet));
+      if (hit) throw new AllocationError(`${cidrOf(subnet)} overlaps ${cidrOf(hit)}, which is in use`);
+      const next = new Map(picks);
+      next.set(key, subnet);
+      await this.save(next);
+    });
+  }
+
   /** Forget `key`'s pick (its network is gone). */
   async release(key: string): Promise<void> {
     await this.writing.run(async () => {

@@ -5,6 +5,7 @@
  * free; one the host (or another network) took meanwhile is picked again, and that is logged. A
  * network that is up keeps its subnet whatever appears: the route watch reports that.
  */
+import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { DefinitionSet } from '../config/networks.js';
 import { cidrOf, overlaps, parseIfAddress, parseSubnet, subnetOf, type Subnet } from '../net/ip.js';
@@ -13,9 +14,32 @@ import { withSubnet } from '../spec/auto.js';
 import type { NetworkSpec } from '../spec/spec.js';
 import type { SubnetAllocator } from './allocator.js';
 
-/** The allocator's key of a network: admin networks by name (user networks will add their owner). */
+/** The allocator's key of a network: admin networks by name, user networks by owner uid and their own name. */
 export function allocationKey(spec: NetworkSpec): string {
-  return spec.owner.kind === 'admin' ? `admin:${spec.name}` : `user:${spec.owner.uid}:${spec.name}`;
+  return spec.owner.kind === 'admin' ? `admin:${spec.name}` : userAllocationKey(spec.owner.uid, spec.name.slice(spec.name.indexOf(':') + 1));
+}
+
+/**
+ * A user network's key: "user:" and a hash of its owner's uid and its name, since the picks file is
+ * readable by every local user and a user network's existence is its owner's and root's to know.
+ */
+export function userAllocationKey(uid: number, name: string): string {
+  return `user:${createHash('sha256').update(`${uid}\0${name}`).digest('hex').slice(0, 20)}`;
+}
+
+/** The subnets the host uses now: routes (but the default) and addresses, those of `ownBridge` aside. */
+export function hostSubnets(host: HostAddressing, ownBridge?: string): Subnet[] {
+  const own = ownBridge === undefined ? undefined : host.links.find((l) => l.name === ownBridge)?.index;
+  const used: Subnet[] = [];
+  for (const r of host.routes) {
+    const dst = parseSubnet(r.dst);
+    if (dst && dst.prefix > 0 && (r.oif === undefined || r.oif !== own)) used.push(dst);
+  }
+  for (const a of host.addresses) {
+    const x = parseIfAddress(`${a.address}/${a.prefix}`);
+    if (x && a.index !== own) used.push(subnetOf(x));
+  }
+  return used;
 }
 
 const subnetsOf = (specs: Iterable<NetworkSpec>) => [...specs].flatMap((s) => s.addresses.map(subnetOf));
@@ -64,16 +88,7 @@ export class AutoSubnets {
    */
   async prepare(spec: NetworkSpec, host: HostAddressing, others: readonly NetworkSpec[]): Promise<NetworkSpec> {
     if (!spec.auto) return spec;
-    const own = host.links.find((l) => l.name === spec.bridge.name)?.index;
-    const used: Subnet[] = subnetsOf(others.filter((o) => o.name !== spec.name));
-    for (const r of host.routes) {
-      const dst = parseSubnet(r.dst);
-      if (dst && dst.prefix > 0 && (r.oif === undefined || r.oif !== own)) used.push(dst);
-    }
-    for (const a of host.addresses) {
-      const x = parseIfAddress(`${a.address}/${a.prefix}`);
-      if (x && a.index !== own) used.push(subnetOf(x));
-    }
+    const used: Subnet[] = [...subnetsOf(others.filter((o) => o.name !== spec.name)), ...hostSubnets(host, spec.bridge.name)];
     const key = allocationKey(spec);
     const { subnet, previous } = await this.allocator.allocate(key, this.pool, spec.auto.prefixLength, used);
     if (previous)

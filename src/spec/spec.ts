@@ -109,6 +109,11 @@ export interface AccessSpec {
   /** user names allowed to get taps; neither list: every local user */
   allowUsers?: string[];
   allowGroups?: string[];
+  /**
+   * a user network's: the uids its owner let in, resolved when they were listed (allowUsers are
+   * their names, for people); its owner and root always may, nobody else
+   */
+  allowUids?: number[];
 }
 
 export type Standby = 'none' | 'stub';
@@ -124,7 +129,7 @@ export interface LifecycleSpec {
   autostart: boolean;
 }
 
-/** Who a network belongs to: the admin's definitions, or (later) a user's own network. */
+/** Who a network belongs to: the admin's definitions, or a user's own network (src/usernet/). */
 export type Owner = { kind: 'admin' } | { kind: 'user'; uid: number; user: string };
 
 export interface NetworkSpec {

@@ -59,6 +59,8 @@ export interface RunGuestOptions {
   ns?: Netns;
   /** Run QEMU as this user (setpriv, with the user's primary group and supplementary groups). */
   user?: string;
+  /** Run QEMU as this uid and gid with these supplementary groups (setpriv): for a user only vnetd's NSS knows. */
+  ids?: { uid: number; gid: number; groups?: number[] };
   /** QEMU network arguments, e.g. ['-netdev', 'bridge,id=n0,br=br0,helper=/p', '-device', 'virtio-net-pci,netdev=n0']. */
   netdev: string[];
   /** SIGKILL QEMU after this long; the result then has timedOut: true. */
@@ -142,6 +144,9 @@ async function commandLine(opts: RunGuestOptions, image: GuestImage): Promise<st
   if (opts.user !== undefined) {
     const gid = await primaryGroup(opts.user);
     cmd = ['setpriv', `--reuid=${opts.user}`, `--regid=${gid}`, '--init-groups', ...cmd];
+  } else if (opts.ids !== undefined) {
+    const groups = opts.ids.groups?.length ? `--groups=${opts.ids.groups.join(',')}` : '--clear-groups';
+    cmd = ['setpriv', `--reuid=${opts.ids.uid}`, `--regid=${opts.ids.gid}`, groups, ...cmd];
   }
   if (opts.binds && opts.binds.length > 0) {
     const script = 'set -e; while [ "$1" != -- ]; do mount --bind "$1" "$2"; shift 2; done; shift; exec "$@"';

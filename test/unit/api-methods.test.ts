@@ -17,6 +17,10 @@ describe('parameters', () => {
     ['addPortForward', { name: 'web', proto: 'tcp', hostPort: 80, guest: '10.0.0.5', guestPort: 65536 }, /parameter `guestPort` must be a port 1..65535/],
     ['addPortForward', { name: 'web', proto: 'tcp', hostPort: 80 }, /parameter `guest` must be a string, got nothing/],
     ['removePortForward', { name: 'web', proto: 'udp', hostPort: 1.5 }, /parameter `hostPort` must be a port 1..65535/],
+    ['create', { name: 'x', allowUsers: 'bob' }, /parameter `allowUsers` must be an array of at most 32 user names, got a string/],
+    ['create', { name: 'x', allowUsers: Array.from({ length: 33 }, () => 'bob') }, /parameter `allowUsers` must be an array of at most 32 user names/],
+    ['create', { name: 'x', dhcp: 'yes' }, /parameter `dhcp` must be true or false/],
+    ['delete', { name: 3 }, /parameter `name` must be a string, got number/],
   ])('%s %j: EINVAL naming the parameter', (m, raw, message) => {
     let err: unknown;
     try {
@@ -46,7 +50,7 @@ describe('D-Bus', () => {
   it('each Manager method is a binding of a method of the table', () => {
     for (const b of BINDINGS) expect(Object.hasOwn(METHODS, b.method), b.name).toBe(true);
     expect(BINDINGS.map((b) => b.name)).toEqual([
-      'ListNetworks', 'GetNetworkByName', 'Up', 'Down', 'Reload', 'GetLeases', 'GetLeasesPage', 'Status', 'AddPortForward', 'RemovePortForward', 'ListPortForwards',
+      'ListNetworks', 'GetNetworkByName', 'Up', 'Down', 'Reload', 'GetLeases', 'GetLeasesPage', 'Status', 'AddPortForward', 'RemovePortForward', 'ListPortForwards', 'CreateNetwork', 'DeleteNetwork',
     ]);
   });
 

@@ -68,6 +68,23 @@ describe('options and names, per command', () => {
   });
 });
 
+describe('user networks', () => {
+  it('create passes what was given, allow-users split at commas; delete and list --mine', async () => {
+    const made = { ...status, name: 'alice:lab', bridge: 'vn-0123456789a', owner: { uid: process.getuid!(), user: 'alice', allowUsers: ['bob'] } };
+    const f = fake((m) => (m === 'list' ? [status, made, { ...made, name: 'bob:x', owner: { uid: process.getuid!() + 1, user: 'bob', allowUsers: [] } }] : m === 'delete' ? { deleted: 'lab' } : made));
+    expect(await main(['create', 'lab', '--subnet', 'auto', '--forward', 'isolated', '--dhcp', '--ipv6', 'auto', '--allow-users', 'bob, carol,'], f.ctx)).toBe(0);
+    expect(f.calls).toEqual([['create', { name: 'lab', subnet: 'auto', forward: 'isolated', dhcp: true, ipv6: 'auto', allowUsers: ['bob', 'carol'] }]]);
+    expect(f.out[0]).toBe('alice:lab: created (bridge vn-0123456789a, 10.20.0.1/24, nat); comes up when a VM asks for a tap on vn-0123456789a');
+    expect(await main(['create', 'lab2'], f.ctx)).toBe(0);
+    expect(f.calls.at(-1)).toEqual(['create', { name: 'lab2' }]);
+    expect(await main(['delete', 'lab', '--force'], f.ctx)).toBe(0);
+    expect(f.calls.at(-1)).toEqual(['delete', { name: 'lab', force: true }]);
+    expect(await main(['list', '--mine', '--json'], f.ctx)).toBe(0);
+    expect((JSON.parse(f.out.at(-1)!) as Array<{ name: string }>).map((n) => n.name)).toEqual(['alice:lab']);
+    expect(await main(['create', 'lab', '--force'], f.ctx)).toBe(2);
+  });
+});
+
 describe('exit codes', () => {
   it.each([
     ['EPERM', 3],
