@@ -286,10 +286,14 @@ describe('import', () => {
     await wan.run('ip', ['addr', 'add', '2001:db8:100::1/64', 'dev', 'wan0', 'nodad']);
     await ns.run('ip', ['addr', 'add', '2001:db8:100::2/64', 'dev', 'up0', 'nodad']);
     await ns.run('ip', ['-6', 'route', 'add', 'default', 'via', '2001:db8:100::1']);
-    const echo = execa('ip', ['netns', 'exec', wan.name, process.execPath, '-e', "require('net').createServer(s => s.end(s.remoteAddress)).listen(8080, '::', () => console.log('ready'))"], { reject: false, stdin: 'ignore', buffer: false });
+    const echo = execa('ip', ['netns', 'exec', wan.name, process.execPath, '-e', "require('net').createServer(s => s.end(s.remoteAddress)).listen(8086, '::', () => console.log('ready'))"], { reject: false, stdin: 'ignore', buffer: false });
     trackPid(echo.pid);
     try {
-      await new Promise<void>((resolve) => echo.stdout?.once('data', () => resolve()));
+      // 8086: the IPv4 echo server of the routed and natx checks holds 8080 on the wan
+      await new Promise<void>((resolve, reject) => {
+        echo.stdout?.once('data', () => resolve());
+        void echo.then(() => reject(new Error('the IPv6 echo server in the wan exited')));
+      });
       // guest2's eth0 moves to virbr6; udhcpc's script flushed every address of it, the
       // link-local one too: down and up gives it one again (after DAD)
       await ns.run('ip', ['link', 'set', 'lvport2', 'master', 'virbr6']);
@@ -303,7 +307,7 @@ describe('import', () => {
       expect(addr).toMatch(/^fd42:6:6::1[0-9a-f]{2}$/);
       await guest2.run('ip', ['-6', 'addr', 'add', `${addr}/64`, 'dev', 'eth0', 'nodad']);
       await waitFor('the default route from virbr6\'s router advertisement', async () => (await guest2.run('ip', ['-6', 'route', 'show', 'default'])).includes('proto ra'), 20_000);
-      const seen = await guest2.tryRun(process.execPath, ['-e', "const s = require('net').connect({ host: '2001:db8:100::1', port: 8080 }); let d = ''; s.on('data', c => d += c); s.on('end', () => console.log(d)); s.on('error', e => { console.error(e.message); process.exit(1); }); setTimeout(() => process.exit(1), 3000).unref();"]);
+      const seen = await guest2.tryRun(process.execPath, ['-e', "const s = require('net').connect({ host: '2001:db8:100::1', port: 8086 }); let d = ''; s.on('data', c => d += c); s.on('end', () => console.log(d)); s.on('error', e => { console.error(e.message); process.exit(1); }); setTimeout(() => process.exit(1), 3000).unref();"]);
       expect(seen.stdout.trim(), seen.stderr).toBe('2001:db8:100::2');
     } finally {
       echo.kill('SIGKILL');
