@@ -42,7 +42,9 @@ import { systemClock, type Clock } from '../sys/clock.js';
 import { Mutex, type Lock } from '../sys/mutex.js';
 import { ProcSysctl } from '../sys/sysctl.js';
 import { TapCloser } from './tap-closer.js';
+import { TapSync } from './tap-sync.js';
 import { handOut, type TapDeps } from './taps.js';
+import { findNetwork } from './lookup.js';
 import { PortForwardStore } from '../runtime/port-forward-store.js';
 import { portHolders } from '../sys/listeners.js';
 import { PortForwards } from './port-forwards.js';
@@ -95,8 +97,7 @@ export class Daemon implements VnetService {
   private watcher?: LinkWatcher;
   /** routes and addresses that overlap an up network's subnet after it came up */
   private conflicts?: ConflictWatch;
-  private dropCheck?: NodeJS.Timeout;
-  private seenDrops = 0;
+  private readonly tapSync: TapSync;
   private closed = false;
   private unwatchHostFirewalls?: () => void;
   /** forwards added at run time ($VNET_STATE_DIR), merged into every definition handed out */
@@ -135,6 +136,7 @@ export class Daemon implements VnetService {
     this.servers = new DnsmasqServers({ log: opts.log, ...(opts.dnsmasq ? { binary: opts.dnsmasq } : {}) });
     this.stateFile = new StateFile(path.join(opts.paths.runtimeDir, 'state.json'));
     this.leaseWatch = new LeaseWatch(opts.log, this.leaseCache);
+    this.tapSync = new TapSync({ taps: this.taps, mutex: this.mutex, log: opts.log, listLinks: () => this.rtnl.listLinks(), drops: () => this.watcher?.drops() ?? 0 });
     this.acl = new BridgeAclSync(new BridgeConf(opts.paths.qemuConfDir), opts.log);
     this.guard = new RulesetGuard({
       log: opts.log,
@@ -205,7 +207,7 @@ export class Daemon implements VnetService {
       deletionsOnly: true,
       onError: (err) => {
         this.log.warn({ err }, 'link events: receive error; re-listing links');
-        this.resyncTaps();
+        this.tapSync.resync();
       },
     });
     const loaded = this.definitions.load();
@@ -237,7 +239,7 @@ export class Daemon implements VnetService {
         .run((lock) => this.reconciler.converge(lock, this.runtime.targets(), { names: this.runtime.healthy(), sweep: true }, 'best-effort'))
         .catch((err) => this.log.error({ err, firewall: name }, 'could not let the networks through again'));
     });
-    if (this.taps.size) this.watchDrops();
+    if (this.taps.size) this.tapSync.watch();
     await this.acl.sync(networks.values());
   }
 
@@ -294,7 +296,7 @@ export class Daemon implements VnetService {
     await this.mutex.run(() => this.servers.stopAll());
     this.watcher?.close();
     this.conflicts?.close();
-    clearInterval(this.dropCheck);
+    this.tapSync.close();
     this.guard.close();
     this.unwatchHostFirewalls?.();
     this.resolved?.close();
@@ -342,7 +344,7 @@ export class Daemon implements VnetService {
     const down = () =>
       this.mutex.run(async (lock) => {
         if (!this.runtime.get(spec.name)) return;
-        await this.pruneTaps();
+        await this.tapSync.prune();
         const taps = this.taps.onNetwork(spec.name);
         if (taps.length > 0 && !opts.force) throw new VnetError('EBUSY', `network "${spec.name}" has ${taps.length} tap(s) in use; stop the VMs first or use --force`);
         this.taps.detach(spec.name);
@@ -368,7 +370,7 @@ export class Daemon implements VnetService {
       .run(async (lock) => {
         // looked up under the lock: idle-down or an on-demand up may have replaced the record meanwhile
         if (!this.runtime.get(name)) return;
-        await this.pruneTaps();
+        await this.tapSync.prune();
         const taps = this.taps.onNetwork(name);
         if (taps.length > 0 && !opts.force) {
           const list = taps.map((t) => `${t.name} (uid ${t.uid}, pid ${t.pid})`).join(', ');
@@ -439,14 +441,14 @@ export class Daemon implements VnetService {
       qemuConfDir: this.paths.qemuConfDir,
       identity: this.identity,
       syncAcl: (specs) => void this.acl.sync(specs),
-      pruneTaps: () => this.pruneTaps(),
+      pruneTaps: () => this.tapSync.prune(),
       discardTap: (fd, uid) => this.tapCloser.close(fd, uid),
       linkKind: async (name) => {
         const l = await this.rtnl.getLinkByName(name);
         return l ? (l.kind ?? '') : undefined;
       },
       handedOut: () => {
-        this.watchDrops();
+        this.tapSync.watch();
         void this.persist().catch((err) => this.log.error({ err }, 'could not save state'));
       },
     };
@@ -481,25 +483,14 @@ export class Daemon implements VnetService {
     this.events.emit('event', e);
   }
 
-  /**
-   * A network as `caller` names it (src/usernet/resolve.ts: an admin network's name or bridge, the
-   * caller's own network, OWNER:NAME, a user network's bridge). Its running copy when it runs
-   * (requests use that until a reload), else its definition. A user network the caller may not
-   * see is answered exactly as one that does not exist. No caller: the admin's networks alone.
-   */
+  /** A network as `caller` names it (lookup.ts); no caller: the admin's networks alone. */
   private definition(name: string, caller?: PeerCred): NetworkSpec {
-    const uid = caller?.uid ?? NOBODY;
-    const { networks, errors } = this.definitions.load();
-    const specs = new Map(networks);
-    for (const r of this.runtime.all()) specs.set(r.spec.name, r.spec);
-    const found = resolveName(name, uid, specs);
-    if (found) return found;
-    // a definition that does not load: named by its file, or (a user network's) as its owner says it
-    const own = this.users.specs().find((s) => visibleTo(s, uid) && (s.name === name || (s.owner.kind === 'user' && s.owner.uid === uid && shortName(s) === name)));
-    const err = own ? errors.get(own.name) : isQualified(name) ? undefined : errors.get(name);
-    if (err) throw new VnetError('EINVAL', err.message, { cause: err });
-    const known = [...networks.values()].filter((s) => visibleTo(s, uid)).map((s) => `${s.name} (${s.bridge.name})`).join(', ') || 'none';
-    throw new VnetError('ENOENT', `no network or bridge named "${name}" (defined: ${known}; definitions live in ${this.paths.networksDir})`);
+    return findNetwork(name, caller?.uid ?? NOBODY, {
+      loaded: this.definitions.load(),
+      running: this.runtime.all().map((r) => r.spec),
+      userSpecs: this.users.specs(),
+      networksDir: this.paths.networksDir,
+    });
   }
 
   private async requireAdmin(caller: PeerCred, what: string): Promise<void> {
@@ -547,38 +538,6 @@ export class Daemon implements VnetService {
       const foreignTaps = this.taps.all().filter((t) => !t.network);
       return { journal: this.reconciler.journalNow(), networks, foreignTaps, autostarted: this.runtime?.autostartedNames() ?? [] };
     });
-  }
-
-  /**
-   * The kernel drops link events when they come faster than they are read; a lost RTM_DELLINK
-   * would leave a ghost tap. While taps exist (never on an idle machine), re-list links whenever
-   * the socket's drop counter moved.
-   */
-  private watchDrops(): void {
-    if (this.dropCheck || this.closed) return;
-    this.dropCheck = setInterval(() => {
-      if (this.taps.size === 0) {
-        clearInterval(this.dropCheck);
-        this.dropCheck = undefined;
-        return;
-      }
-      const drops = this.watcher?.drops() ?? 0;
-      if (drops === this.seenDrops) return;
-      this.seenDrops = drops;
-      this.log.warn({ drops }, 'link events were lost: re-listing links');
-      this.resyncTaps();
-    }, 3000);
-    this.dropCheck.unref();
-  }
-
-  private resyncTaps(): void {
-    if (this.closed) return;
-    void this.mutex.run(() => this.pruneTaps()).catch((err) => this.log.error({ err }, 'tap resync failed'));
-  }
-
-  /** Forget taps the kernel no longer has (a lost event). */
-  private async pruneTaps(): Promise<void> {
-    this.taps.prune(await this.rtnl.listLinks());
   }
 
   private onLinkGone(name: string, index: number): void {
