@@ -2,7 +2,7 @@
  * The bench's output: a markdown table of every figure against its peer and target, the JSON of
  * everything, and the charts, under bench/results/ (RESULTS-STAMP.{md,json} and the latest charts).
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { barChart, lineChart, writeChart } from './svg.mjs';
 import { ROOT } from './vnet.mjs';
@@ -120,6 +120,22 @@ function movedRows(fig) {
   return out;
 }
 
+/**
+ * The README shows the latest table and charts: the text between its two markers is replaced
+ * (a README without them is left as it is).
+ */
+export function readmeSection(md) {
+  const file = path.join(ROOT, 'README.md');
+  const [start, end] = ['<!-- bench:latest -->', '<!-- /bench:latest -->'];
+  const text = readFileSync(file, 'utf8');
+  const a = text.indexOf(start);
+  const b = text.indexOf(end);
+  if (a < 0 || b < a) return;
+  const charts = ['cold', 'networks', 'taps'].filter((c) => existsSync(path.join(RESULTS, `${c}.png`))).map((c) => `![${c}](bench/results/${c}.png)`);
+  const body = `${start}\n${md.replace(/^### /, '#### ')}\n${charts.join('\n')}\n${end}`;
+  writeFileSync(file, text.slice(0, a) + body + text.slice(b + end.length));
+}
+
 export async function writeResults(fig) {
   mkdirSync(RESULTS, { recursive: true });
   const stamp = fig.machine.date.replace(/[:]/g, '').replace(' ', 'T');
@@ -127,6 +143,7 @@ export async function writeResults(fig) {
   writeFileSync(path.join(RESULTS, `${stamp}.json`), JSON.stringify({ bench: 'vnet', ...fig }, null, 1) + '\n');
   writeFileSync(path.join(RESULTS, `${stamp}.md`), md);
   writeFileSync(path.join(RESULTS, 'latest.md'), md);
+  readmeSection(md);
   const L = fig.libvirt ?? {};
   const series = (label, ms) => ({ label, points: (ms ?? []).map((v, i) => [i + 1, v]) });
   const nets = Object.entries(fig.networks ?? {}).at(-1);
