@@ -109,7 +109,7 @@ function movedRows(fig) {
   const s = (x) => `min ${x.min_ms} / p50 ${x.p50_ms} / p90 ${x.p90_ms} / max ${x.max_ms} ms`;
   const out = [];
   const r = fig.restart_loop;
-  if (r) out.push([`${r.n} vnetd restarts with \`default\` up (SIGTERM and SIGKILL in turn), signal → answering`, `${s(r.restart)}; then ${r.rules} rules, ${r.dnsmasq} dnsmasq, bridges ${r.bridges.join(' ')}: ${r.consistent ? 'consistent' : '**NOT consistent**'}`]);
+  if (r) out.push([`${r.n} vnetd restarts with \`default\` up (SIGTERM and SIGKILL in turn), signal → answering`, `${s(r.restart)}; then ${r.rules} rules (${r.rules_after_clean_up ?? 'no count'} after a clean up), ${r.dnsmasq} dnsmasq, bridges ${r.bridges.join(' ')}: ${r.consistent ? 'consistent' : '**NOT consistent**'}`]);
   const h = fig.handoff_fd_loop;
   if (h) out.push([`${h.n} hand-offs back to back (fd leak check)`, `${h.ok} ok, ${h.failed} failed in ${h.seconds} s (p50 ${h.p50_ms} ms); vnetd fds ${h.vnetd_fds_before} → ${h.vnetd_fds_after}, taps left ${h.taps_left}`]);
   const l = fig.load_handoffs;
