@@ -73,9 +73,12 @@ node_modules/.stamp: package.json package-lock.json
 	$(NPM) ci --ignore-scripts --no-audit --no-fund
 	@touch $@
 
-dist/.stamp: node_modules/.stamp tsconfig.json $(TS_SRC)
+# tsc's dist/, then each program bundled into one CommonJS file (tools/bundle.mjs says why),
+# dist/bundle/vnet.cjs and vnetd.cjs, which bin/vnet and bin/vnetd load.
+dist/.stamp: node_modules/.stamp tsconfig.json $(TS_SRC) tools/bundle.mjs
 	rm -rf dist
 	npx tsc -p tsconfig.json
+	node tools/bundle.mjs
 	@touch $@
 
 # Static: QEMU execs it once per NIC, and a static binary skips the dynamic loader (~0.3 ms).
@@ -169,6 +172,7 @@ install: build
 	  $(STAGE)$(FIREWALLDDIR)/zones $(STAGE)$(FIREWALLDDIR)/policies $(STAGE)$(APPARMORDIR)/local
 	umask 022 && cp -r dist $(STAGE)$(LIBDIR)/dist && find $(STAGE)$(LIBDIR)/dist \( -name '*.map' -o -name .stamp \) -delete
 	install -m 0755 bin/vnet bin/vnetd $(STAGE)$(LIBDIR)/bin/
+	install -m 0644 bin/package.json $(STAGE)$(LIBDIR)/bin/
 	install -m 0644 package.json package-lock.json $(STAGE)$(LIBDIR)/
 	cd $(STAGE)$(LIBDIR) && umask 022 && $(NPM) ci --omit=dev --ignore-scripts --prefer-offline --no-audit --no-fund
 	ln -s $(LIBDIR)/bin/vnet $(STAGE)$(BINDIR)/vnet

@@ -8,6 +8,7 @@ import { run } from './proc.mjs';
 const W = 760;
 const H = 420;
 const M = { l: 70, r: 20, t: 40, b: 60 };
+const LEGEND = 240;
 const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#17becf', '#7f7f7f'];
 const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
 
@@ -56,10 +57,12 @@ export function lineChart({ title, xLabel, yLabel, series }) {
 
 /** Stacked bars: bars [{label, parts: [{label, value}]}]; part labels share colours across bars. */
 export function barChart({ title, yLabel, bars }) {
-  const ya = axis(Math.max(...bars.map((b) => b.parts.reduce((a, p) => a + p.value, 0))));
+  // headroom above the tallest bar for its total
+  const ya = axis(1.08 * Math.max(...bars.map((b) => b.parts.reduce((a, p) => a + p.value, 0))));
   const { out, y } = frame(title, '', yLabel, 1, 0, ya.top, ya.step);
   const names = [...new Set(bars.flatMap((b) => b.parts.map((p) => p.label)))];
-  const slot = (W - M.l - M.r) / bars.length;
+  // the legend keeps the right-hand LEGEND pixels to itself, clear of the bars
+  const slot = (W - M.l - M.r - LEGEND) / bars.length;
   bars.forEach((b, i) => {
     const x0 = M.l + slot * i + slot * 0.25;
     let base = 0;
@@ -72,7 +75,7 @@ export function barChart({ title, yLabel, bars }) {
     out.push(`<text x="${x0 + slot * 0.25}" y="${H - M.b + 16}" text-anchor="middle">${esc(b.label)}</text>`);
   });
   names.forEach((n, i) => {
-    out.push(`<rect x="${W - M.r - 230}" y="${M.t + 8 + i * 18}" width="12" height="12" fill="${COLORS[i % COLORS.length]}"/><text x="${W - M.r - 212}" y="${M.t + 18 + i * 18}">${esc(n)}</text>`);
+    out.push(`<rect x="${W - M.r - LEGEND + 10}" y="${M.t + 8 + i * 18}" width="12" height="12" fill="${COLORS[i % COLORS.length]}"/><text x="${W - M.r - LEGEND + 28}" y="${M.t + 18 + i * 18}">${esc(n)}</text>`);
   });
   out.push('</svg>');
   return out.join('\n');

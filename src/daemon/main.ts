@@ -84,6 +84,9 @@ async function main(): Promise<void> {
     await dbusApi?.close().catch((err) => log.warn({ err }, 'D-Bus API did not close cleanly'));
     await closing;
     await daemon.close();
+    // also the one read of instanceLock: a bundler drops a variable nobody reads, and the
+    // handle it held would then be closed by the garbage collector, and the lock with it
+    await instanceLock?.release();
     process.exit(0);
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));

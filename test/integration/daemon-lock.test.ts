@@ -6,11 +6,11 @@
  * so a new vnetd starts after that.
  */
 import { execa } from 'execa';
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call } from '../../src/api/client.js';
-import { cleanupAll, createNetns, trackPid, untrackPid, type Netns } from '../support/netns.js';
+import { cleanupAll, createNetns, tempDir, trackPid, untrackPid, waitFor, type Netns } from '../support/netns.js';
 import { VNETD, Vnetd, vnetEnv, type VnetEnv } from '../support/vnetd.js';
 
 const NET = 'bridge = "vnlck0"\naddress = "10.63.0.1/24"\ndhcp-range = ["10.63.0.10", "10.63.0.99"]\non-demand = false\n';
@@ -103,6 +103,23 @@ describe('one vnetd per runtime folder', () => {
     expect(r.exitCode).toBe(1);
     expect(String(r.stderr)).toContain(`vnetd: another vnetd (pid ${first.pid}) already runs on ${env.VNET_RUNTIME_DIR}`);
     expect(await call(first.socket, 'ping', {})).toBeDefined();
+  });
+
+  it('the lock outlives a full garbage collection of its holder', async () => {
+    // Node closes a file handle that nothing refers to when it collects it, and the lock goes
+    // with the file. A heap snapshot (SIGUSR2 here, written in a temp folder) collects
+    // everything first; the one reference to the lock's handle must survive bin/vnetd's bundle.
+    await first.stop();
+    const dir = tempDir('vnet-lock-gc-');
+    first = await new Vnetd(ns, { ...env, NODE_OPTIONS: '--heapsnapshot-signal=SIGUSR2' } as typeof env, ['sh', '-c', 'cd "$0" && exec "$@"', dir]).start();
+    process.kill(first.pid!, 'SIGUSR2');
+    await waitFor('the heap snapshot', () => readdirSync(dir).some((f) => f.endsWith('.heapsnapshot')));
+    // written on vnetd's one thread: once it answers again, the collection is behind it
+    expect(await call(first.socket, 'ping', {}, 30_000)).toBeDefined();
+    const r = await second();
+    expect(r.exitCode, r.stderr).toBe(1);
+    expect(r.stderr).toContain(`another vnetd (pid ${first.pid})`);
+    expect(first.log).not.toContain('on garbage collection');
   });
 
   it('after SIGKILL of the first (its dnsmasq left running), a new one starts and takes over', async () => {
