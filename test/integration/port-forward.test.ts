@@ -8,11 +8,11 @@
  * Guest a runs a TCP server answering "PEERADDR PEERPORT" and a UDP sink; the wan, the host itself
  * and guest b (hairpin) reach them through the host's address 198.51.100.2.
  */
-import { execa } from 'execa';
 import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanupAll, createNetns, hostAndWan, trackPid, untrackPid, veth, waitFor, type Netns } from '../support/netns.js';
+import { echoPeer, peerSeen, sendUdp, udpSink } from '../support/traffic.js';
 import { Vnetd, vnetEnv, type VnetEnv } from '../support/vnetd.js';
 
 const HOST = '198.51.100.2';
@@ -27,7 +27,6 @@ let gb: Netns;
 let env: VnetEnv;
 let vnetd: Vnetd;
 let received: () => string[];
-const servers: Array<ReturnType<typeof execa>> = [];
 
 /** A guest on `bridge` with a fixed address and the bridge as its gateway. */
 async function guest(bridge: string, port: string, ip: string): Promise<Netns> {
@@ -37,52 +36,6 @@ async function guest(bridge: string, port: string, ip: string): Promise<Netns> {
   await g.run('ip', ['addr', 'add', `${ip}/24`, 'dev', 'eth0']);
   await g.run('ip', ['route', 'add', 'default', 'via', '10.50.0.1']);
   return g;
-}
-
-function spawnIn(ns: Netns, script: string): ReturnType<typeof execa> {
-  const p = execa('ip', ['netns', 'exec', ns.name, process.execPath, '-e', script], { reject: false, buffer: false });
-  trackPid(p.pid);
-  servers.push(p);
-  return p;
-}
-
-/** A TCP server in `ns` on port `port` answering every connection with "PEERADDR PEERPORT". */
-async function echoPeer(ns: Netns, port: number): Promise<void> {
-  const p = spawnIn(ns, `require('net').createServer(s => s.end(s.remoteAddress + ' ' + s.remotePort)).listen(${port}, '0.0.0.0', () => console.log('ready'))`);
-  await new Promise<void>((resolve, reject) => {
-    p.stdout?.once('data', () => resolve());
-    p.once('exit', () => reject(new Error(`echo server in ${ns.name} exited`)));
-  });
-}
-
-/** A UDP server in `ns` on `port`; returns what it received so far, one "PEERADDR MESSAGE" a datagram. */
-async function udpSink(ns: Netns, port: number): Promise<() => string[]> {
-  const p = spawnIn(ns, `const s = require('dgram').createSocket('udp4');
-     s.on('message', (m, r) => console.log(r.address + ' ' + m));
-     s.bind(${port}, '0.0.0.0', () => console.log('ready'));`);
-  let out = '';
-  await new Promise<void>((resolve, reject) => {
-    p.stdout?.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.startsWith('ready\n')) resolve();
-    });
-    p.once('exit', () => reject(new Error(`udp sink in ${ns.name} exited`)));
-  });
-  return () => out.split('\n').slice(1).filter(Boolean);
-}
-
-async function sendUdp(from: Netns, addr: string, port: number, message: string): Promise<void> {
-  await from.tryRun(process.execPath, ['-e', `const s = require('dgram').createSocket('udp4'); s.send('${message}', ${port}, '${addr}', () => s.close());`]);
-}
-
-/** Connect from `from` to addr:port; what the server saw ("ADDR PORT"), or undefined when no connection was made. */
-async function peerSeen(from: Netns, addr: string, port: number): Promise<string | undefined> {
-  const r = await from.tryRun(process.execPath, ['-e',
-    `const s = require('net').connect({ host: '${addr}', port: ${port} });
-     let d = ''; s.on('data', c => d += c); s.on('end', () => console.log(d));
-     s.on('error', e => { console.error(e.message); process.exit(1); });
-     setTimeout(() => { console.error('timeout'); process.exit(1); }, 3000).unref();`]);
-  return r.exitCode === 0 ? r.stdout.trim() : undefined;
 }
 
 /** Send datagrams until the sink saw one from `peer` carrying `tag` (UDP may be lost; the test bound is waitFor's). */
@@ -118,15 +71,11 @@ beforeAll(async () => {
   expect(up.exitCode, up.stderr).toBe(0);
   ga = await guest('vnfw0', 'fwa', A);
   gb = await guest('vnfw0', 'fwb', B);
-  await echoPeer(ga, 80);
-  received = await udpSink(ga, 5353);
+  await echoPeer(ga, '0.0.0.0', 80);
+  received = await udpSink(ga, '0.0.0.0', 5353);
 });
 
 afterAll(async () => {
-  for (const s of servers) {
-    s.kill('SIGKILL');
-    untrackPid(s.pid);
-  }
   await vnetd?.stop();
   await cleanupAll();
 });
@@ -173,7 +122,7 @@ describe('vnet forward', () => {
   });
 
   it('only connections to the host\'s own addresses are forwarded: a guest reaching port 8080 elsewhere gets there', async () => {
-    await echoPeer(wan, 8080);
+    await echoPeer(wan, '0.0.0.0', 8080);
     // the wan's server answers, seeing the host's masquerade address (guest a would have seen a 10.50.0.x)
     expect((await peerSeen(gb, WAN, 8080))?.split(' ')[0]).toBe(HOST);
   });
@@ -184,7 +133,7 @@ describe('vnet forward', () => {
     expect(twice.stderr).toContain('tcp host port 8080 is taken: network "web" forwards it (tcp 8080 → 10.50.0.10:80, added with `vnet forward add`)');
     const fromFile = await cli(['forward', 'add', 'web', 'tcp', '8022', A]);
     expect(fromFile.stderr).toContain('network "web" forwards it (tcp 8022 → 10.50.0.10:80, in ');
-    await echoPeer(host, 9090);
+    await echoPeer(host, '0.0.0.0', 9090);
     const held = await cli(['forward', 'add', 'web', 'tcp', '9090', A]);
     expect(held.exitCode).not.toBe(0);
     expect(held.stderr).toContain('tcp host port 9090 is taken: a local listener holds it (0.0.0.0:9090, uid 0)');
