@@ -107,6 +107,21 @@ export function overlaps(a: Subnet, b: Subnet): boolean {
   return ipaddr.parse(a.network).match(ipaddr.parse(b.network), p);
 }
 
+/** A subnet with its address parsed once: for comparing one against many (overlaps() parses on every call). */
+export interface ParsedSubnet extends Subnet {
+  addr: Addr;
+}
+
+export function parsedSubnet(s: Subnet): ParsedSubnet {
+  return { ...s, addr: ipaddr.parse(s.network) };
+}
+
+/** overlaps() of two parsed subnets. */
+export function overlapsParsed(a: ParsedSubnet, b: ParsedSubnet): boolean {
+  if (a.family !== b.family) return false;
+  return (a.addr as ipaddr.IPv4).match(b.addr as ipaddr.IPv4, Math.min(a.prefix, b.prefix));
+}
+
 /** The directed broadcast of an IPv4 subnet ("192.168.122.255"); undefined for /31, /32 and IPv6. */
 export function broadcastOf(s: Subnet): string | undefined {
   if (s.family !== 4 || s.prefix >= 31) return undefined;
