@@ -4,15 +4,14 @@
  * ones being torn down. A client that does hold its taps is still stopped by it.
  * (`make bench` runs the long loop: 1,000 hand-offs through the helper with the default quota.)
  */
-import { execa } from 'execa';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanupAll, hostAndWan, trackPid, untrackPid, waitFor, type Netns } from '../support/netns.js';
+import { driverAsNobody, NOBODY } from '../support/driver.js';
+import { cleanupAll, hostAndWan, waitFor, type Netns } from '../support/netns.js';
 import { ROOT, Vnetd, vnetEnv } from '../support/vnetd.js';
 
 const LOOP = path.join(ROOT, 'test/support/drivers/tap-loop.py');
 const QUOTA = 16;
-const NOBODY = 65534;
 
 let host: Netns;
 let vnetd: Vnetd;
@@ -27,30 +26,12 @@ interface Done {
 
 /** tap-loop.py as nobody: n tap requests one after the other; with hold, the taps stay open until release(). */
 function loop(n: number, hold = false) {
-  const spec = { socket: vnetd.socket, bridge: 'virbr0', n, hold };
-  const proc = execa('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', '/usr/bin/python3', LOOP, JSON.stringify(spec)], {
-    stdin: 'pipe',
-    buffer: false,
-    reject: false,
-  });
-  const pid = proc.pid;
-  trackPid(pid);
-  void proc.then(() => untrackPid(pid));
-  let out = '';
-  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const done = new Promise<Done>((resolve, reject) => {
-    proc.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /^\{"done": (.*)\}$/m.exec(out);
-      if (m) resolve(JSON.parse(m[1]!) as Done);
-    });
-    proc.on('close', () => reject(new Error(`tap-loop.py exited without a result: ${out}`)));
-  });
+  const d = driverAsNobody(LOOP, { socket: vnetd.socket, bridge: 'virbr0', n, hold });
   const release = async () => {
-    proc.stdin!.end();
-    await proc;
+    d.proc.stdin!.end();
+    await d.proc;
   };
-  return { done, release, kill: () => proc.kill('SIGKILL') };
+  return { done: d.line<Done>('done'), release, kill: () => d.proc.kill('SIGKILL') };
 }
 
 async function nobodyTaps(): Promise<number> {

@@ -6,15 +6,15 @@
  * another user's hand-off through the real helper are each served within 2 s (a generous
  * correctness bound), vnetd drops the clients that do not read, and nothing is left behind.
  */
-import { execa, type ResultPromise } from 'execa';
+import type { ResultPromise } from 'execa';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { handoff } from '../support/handoff.js';
-import { cleanupAll, hostAndWan, trackPid, untrackPid, waitFor, type Netns } from '../support/netns.js';
+import { driverAsNobody, NOBODY } from '../support/driver.js';
+import { cleanupAll, hostAndWan, waitFor, type Netns } from '../support/netns.js';
 import { ROOT, Vnetd, vnetEnv } from '../support/vnetd.js';
 
 const DRIVER = path.join(ROOT, 'test/support/drivers/hostile-clients.py');
-const NOBODY = 65534;
 const OTHER_UID = 23456;
 /** the correctness bound: served, not stuck behind the hostile clients */
 const BOUND_MS = 2000;
@@ -42,30 +42,8 @@ afterAll(async () => {
 
 /** The hostile driver as nobody; resolves its "ready" line. */
 function startHostile(): { proc: ResultPromise; ready: Promise<{ pings: number; connections: number }>; output: () => string } {
-  const spec = { socket: vnetd.socket, bridge: 'virbr0', connections: 6 };
-  const proc = execa('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', '/usr/bin/python3', DRIVER, JSON.stringify(spec)], {
-    stdin: 'pipe',
-    buffer: false,
-    reject: false,
-  });
-  const pid = proc.pid;
-  trackPid(pid);
-  void proc.then(() => untrackPid(pid));
-  let out = '';
-  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const ready = new Promise<{ pings: number; connections: number }>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the hostile driver was not ready within 30 s: ${out}`)), 30_000);
-    proc.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /^\{"ready": (.*)\}$/m.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(JSON.parse(m[1]!));
-      }
-    });
-    proc.on('close', () => reject(new Error(`the hostile driver exited: ${out}`)));
-  });
-  return { proc, ready, output: () => out };
+  const d = driverAsNobody(DRIVER, { socket: vnetd.socket, bridge: 'virbr0', connections: 6 });
+  return { proc: d.proc, ready: d.line('ready', 30_000), output: d.output };
 }
 
 describe('clients that do not read their replies', () => {
