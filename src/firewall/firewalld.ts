@@ -13,8 +13,8 @@
  * that is installed but not running. A firewalld that answers slowly (it answers only once it
  * has loaded its configuration) gets `timeoutMs`.
  */
-import { existsSync } from 'node:fs';
 import type { Message, MessageBus } from 'dbus-next';
+import { busMayExist, loadDbus, loadedDbus } from '../dbus/load.js';
 import type { Logger } from 'pino';
 import type { HostFirewall } from '../reconcile/backends.js';
 import type { ForwardMode } from '../spec/spec.js';
@@ -26,25 +26,6 @@ const NO_AUTO_START = 2;
 const DEFAULT_SYSTEM_BUS = 'unix:path=/var/run/dbus/system_bus_socket';
 /** the bus daemon's answer to a call for a name nobody owns (with NO_AUTO_START) */
 const ABSENT = new Set(['org.freedesktop.DBus.Error.ServiceUnknown', 'org.freedesktop.DBus.Error.NameHasNoOwner']);
-
-type DbusNext = typeof import('dbus-next');
-let dbusNext: DbusNext | undefined;
-
-/**
- * dbus-next (with its XML parsers: ~70 files, tens of ms and MBs of heap at vnetd's start) is
- * loaded only once there is a bus to connect to; on a host without one it is never loaded.
- */
-async function loadDbus(): Promise<DbusNext> {
-  // a CommonJS module: its exports are the default export of the import
-  dbusNext ??= ((await import('dbus-next')) as unknown as { default: DbusNext }).default;
-  return dbusNext;
-}
-
-/** False only for a `unix:path=` address whose socket does not exist: no bus to try. */
-function busMayExist(address: string): boolean {
-  const m = /^unix:path=([^,;]+)$/.exec(address);
-  return !m || existsSync(m[1]!);
-}
 
 export interface FirewalldOptions {
   log: Logger;
@@ -279,7 +260,7 @@ export class Firewalld implements HostFirewall {
   }
 
   private async call(bus: MessageBus, iface: string, member: string, signature: string, body: unknown[]): Promise<unknown[]> {
-    const msg = new dbusNext!.Message({ destination: FIREWALLD.name, path: FIREWALLD.path, interface: iface, member, signature, body, flags: NO_AUTO_START });
+    const msg = new (loadedDbus().Message)({ destination: FIREWALLD.name, path: FIREWALLD.path, interface: iface, member, signature, body, flags: NO_AUTO_START });
     const reply = await this.bounded(bus.call(msg));
     return (reply?.body ?? []) as unknown[];
   }
@@ -299,5 +280,5 @@ export class Firewalld implements HostFirewall {
 }
 
 function busCall(member: string, signature: string, body: unknown[]): Message {
-  return new dbusNext!.Message({ destination: 'org.freedesktop.DBus', path: '/org/freedesktop/DBus', interface: 'org.freedesktop.DBus', member, signature, body });
+  return new (loadedDbus().Message)({ destination: 'org.freedesktop.DBus', path: '/org/freedesktop/DBus', interface: 'org.freedesktop.DBus', member, signature, body });
 }

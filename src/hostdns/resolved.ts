@@ -9,8 +9,8 @@
  * undefined and the diff plans no step. Every call carries NO_AUTO_START, so vnet never starts a
  * resolved that is installed but not running, and every call is bounded by `timeoutMs`.
  */
-import dbus from 'dbus-next';
 import type { Message, MessageBus } from 'dbus-next';
+import { busMayExist, loadDbus, loadedDbus } from '../dbus/load.js';
 import type { Logger } from 'pino';
 import type { HostDns } from '../reconcile/backends.js';
 import { domainsBody, parseDomains, parseServers, RESOLVED, serversBody, type LinkDns } from './resolved-api.js';
@@ -62,7 +62,7 @@ export class Resolved implements HostDns {
     const bus = await this.connection();
     if (!bus) return false;
     try {
-      const msg = new dbus.Message({ destination: 'org.freedesktop.DBus', path: '/org/freedesktop/DBus', interface: 'org.freedesktop.DBus', member: 'NameHasOwner', signature: 's', body: [RESOLVED.name] });
+      const msg = new (loadedDbus().Message)({ destination: 'org.freedesktop.DBus', path: '/org/freedesktop/DBus', interface: 'org.freedesktop.DBus', member: 'NameHasOwner', signature: 's', body: [RESOLVED.name] });
       const reply = await this.bounded(bus.call(msg));
       return reply?.body[0] === true;
     } catch (err) {
@@ -77,7 +77,7 @@ export class Resolved implements HostDns {
     try {
       const [path] = await this.call(bus, RESOLVED.path, RESOLVED.manager, 'GetLink', 'i', [index]);
       const get = async (prop: string) => (await this.call(bus, String(path), 'org.freedesktop.DBus.Properties', 'Get', 'ss', [RESOLVED.link, prop]))[0];
-      const value = (v: unknown) => (v instanceof dbus.Variant ? v.value : v);
+      const value = (v: unknown) => (v instanceof loadedDbus().Variant ? v.value : v);
       return { servers: parseServers(value(await get('DNS'))), domains: parseDomains(value(await get('Domains'))) };
     } catch (err) {
       if (ABSENT.has(errorType(err))) return undefined;
@@ -159,6 +159,9 @@ export class Resolved implements HostDns {
   }
 
   private async connect(): Promise<MessageBus | undefined> {
+    // no bus socket: no bus, and dbus-next is not even loaded (tried again at the next change)
+    if (!busMayExist(this.address)) return undefined;
+    const dbus = await loadDbus();
     const bus = dbus.sessionBus({ busAddress: this.address });
     let connecting: ((err: unknown) => void) | undefined;
     bus.on('error', (err: unknown) => (connecting ? connecting(err) : this.opts.log.debug({ err: errorText(err) }, 'systemd-resolved: bus error')));
@@ -186,7 +189,7 @@ export class Resolved implements HostDns {
       if (msg.type !== SIGNAL || msg.sender !== 'org.freedesktop.DBus' || msg.member !== 'NameOwnerChanged' || body[0] !== RESOLVED.name || !body[2]) return;
       this.notify();
     });
-    await this.bounded(bus.call(new dbus.Message({ destination: 'org.freedesktop.DBus', path: '/org/freedesktop/DBus', interface: 'org.freedesktop.DBus', member: 'AddMatch', signature: 's', body: [OWNER_MATCH] }))).catch(
+    await this.bounded(bus.call(new (loadedDbus().Message)({ destination: 'org.freedesktop.DBus', path: '/org/freedesktop/DBus', interface: 'org.freedesktop.DBus', member: 'AddMatch', signature: 's', body: [OWNER_MATCH] }))).catch(
       (err: unknown) => this.opts.log.warn({ err: errorText(err) }, 'systemd-resolved: could not watch for its restarts'),
     );
     return bus;
@@ -203,7 +206,7 @@ export class Resolved implements HostDns {
   }
 
   private async call(bus: MessageBus, path: string, iface: string, member: string, signature: string, body: unknown[]): Promise<unknown[]> {
-    const msg = new dbus.Message({ destination: RESOLVED.name, path, interface: iface, member, signature, body, flags: NO_AUTO_START });
+    const msg = new (loadedDbus().Message)({ destination: RESOLVED.name, path, interface: iface, member, signature, body, flags: NO_AUTO_START });
     const reply = await this.bounded(bus.call(msg as Message));
     return (reply?.body ?? []) as unknown[];
   }
