@@ -7,7 +7,7 @@
 import { execa, type ResultPromise } from 'execa';
 import { chmodSync } from 'node:fs';
 import path from 'node:path';
-import { tempDir, trackPid, untrackPid } from './netns.js';
+import { tempDir, stopChild, trackPid } from './netns.js';
 import { ROOT } from './vnetd.js';
 
 export const DBUS_CONFIG = path.join(ROOT, 'test/fixtures/dbus-system-test.conf');
@@ -54,14 +54,6 @@ export class DbusDaemon {
   }
 
   async stop(): Promise<void> {
-    const pid = this.proc.pid;
-    if (!pid) return;
-    try {
-      process.kill(pid, 'SIGTERM');
-    } catch {
-      /* gone */
-    }
-    await this.proc;
-    untrackPid(pid);
+    await stopChild(this.proc);
   }
 }

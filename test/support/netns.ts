@@ -72,6 +72,19 @@ export function untrackPid(pid: number | undefined): void {
   if (pid) pids.delete(pid);
 }
 
+/** SIGTERM a child this test started (by its pid), wait for it to end, and stop tracking it. */
+export async function stopChild(proc: Promise<unknown> & { pid?: number | undefined }): Promise<void> {
+  const pid = proc.pid;
+  if (!pid) return;
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    /* gone */
+  }
+  await proc;
+  untrackPid(pid);
+}
+
 export function tempDir(prefix = 'vnet-test-'): string {
   const d = mkdtempSync(path.join(os.tmpdir(), prefix));
   dirs.add(d);

@@ -10,7 +10,7 @@
 import { execa, type ResultPromise } from 'execa';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { tempDir, trackPid, untrackPid, type Netns } from './netns.js';
+import { tempDir, stopChild, trackPid, type Netns } from './netns.js';
 import { ROOT } from './vnetd.js';
 
 export const RESOLVED_ROOT = path.join(ROOT, 'build/systemd-resolved');
@@ -66,14 +66,6 @@ export class TestResolved {
   }
 
   async stop(): Promise<void> {
-    const pid = this.proc.pid;
-    if (!pid) return;
-    try {
-      process.kill(pid, 'SIGTERM');
-    } catch {
-      /* gone */
-    }
-    await this.proc;
-    untrackPid(pid);
+    await stopChild(this.proc);
   }
 }
